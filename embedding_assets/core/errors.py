@@ -1,0 +1,9 @@
+"""Errors the project raises on purpose, each with one clear message for the user."""
+
+
+class ConfigError(ValueError):
+    """The configuration cannot work (unknown model, missing key, bad shard count...)."""
+
+
+class EmbeddingError(RuntimeError):
+    """The embedding provider failed for good (retries exhausted, or a response that cannot be right)."""

@@ -1,0 +1,27 @@
+"""Text normalisation and the content hashes that decide what is stale."""
+
+import hashlib
+import re
+import unicodedata
+
+_TRAILING_SPACE = re.compile(r"[ \t]+\n")
+_MANY_BLANK_LINES = re.compile(r"\n{3,}")
+
+
+def normalize_text(text: str) -> str:
+    """Canonical form of a document's text, so cosmetic edits (CRLF, NFC, trailing blanks) hash the same."""
+    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
+    text = text.replace("\x00", "")
+    text = _TRAILING_SPACE.sub("\n", text + "\n")
+    return _MANY_BLANK_LINES.sub("\n\n", text).strip()
+
+
+def content_hash(text: str) -> str:
+    """Hex digest (128 bits) identifying a text's exact content."""
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+
+
+def stable_bucket(key: str, buckets: int) -> int:
+    """A bucket in ``range(buckets)`` for ``key`` that never changes across processes or machines."""
+    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % buckets

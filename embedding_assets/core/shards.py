@@ -1,0 +1,21 @@
+"""Shards: the fixed, stable partitioning of the document-id space that every asset shares."""
+
+from functools import cache
+
+from embedding_assets.core.hashing import stable_bucket
+
+MAX_SHARDS = 65_536
+
+
+@cache
+def shard_keys(shard_count: int) -> tuple[str, ...]:
+    """All shard keys in order: ``s000``, ``s001``, ... (zero-padded so they sort and range correctly)."""
+    if not 1 <= shard_count <= MAX_SHARDS:
+        raise ValueError(f"shard count must be between 1 and {MAX_SHARDS}, got {shard_count}")
+    width = max(3, len(str(shard_count - 1)))
+    return tuple(f"s{i:0{width}d}" for i in range(shard_count))
+
+
+def shard_of(doc_id: str, shard_count: int) -> str:
+    """The shard key that owns ``doc_id``."""
+    return shard_keys(shard_count)[stable_bucket(doc_id, shard_count)]

@@ -1,0 +1,167 @@
+"""A folder of source documents, read one shard at a time.
+
+Document ids are stable: the path relative to the folder for text files (``guide/intro.md``), the
+record's own id for ``.json``/``.jsonl`` records. Anything that cannot be read becomes a ``Skip``
+with a reason, reported by exactly one shard, so nothing is dropped silently.
+"""
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from embedding_assets.core.hashing import content_hash, normalize_text
+from embedding_assets.core.html_text import html_to_text
+from embedding_assets.core.shards import shard_of
+
+TEXT_SUFFIXES = frozenset({".md", ".markdown", ".txt", ".rst", ".html", ".htm"})
+RECORD_SUFFIXES = frozenset({".json", ".jsonl"})
+DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Document:
+    doc_id: str
+    text: str
+    doc_hash: str
+    source_path: str
+
+
+@dataclass(frozen=True)
+class Skip:
+    """Something in the source folder that was not ingested, and why."""
+
+    doc_id: str
+    reason: str
+
+
+class SourceError(Exception):
+    """The source folder itself is unusable (missing, not a directory)."""
+
+
+class SourceFolder:
+    """Documents under ``root``; ``read_shard`` yields only those whose id belongs to the shard."""
+
+    def __init__(self, root: str | Path, *, id_field: str = "id", text_field: str = "text",
+                 max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> None:
+        self.root = Path(root)
+        self.id_field = id_field
+        self.text_field = text_field
+        self.max_file_bytes = max_file_bytes
+
+    def check(self) -> None:
+        if not self.root.is_dir():
+            raise SourceError(f"source folder {str(self.root)!r} does not exist or is not a directory "
+                              "(set EMBEDDING_ASSETS_SOURCE_DIR)")
+
+    def files(self) -> Iterator[str]:
+        """Relative posix paths of supported files, in a stable order; symlinks are never followed."""
+        self.check()
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames.sort()
+            for name in sorted(filenames):
+                if Path(name).suffix.lower() in TEXT_SUFFIXES | RECORD_SUFFIXES:
+                    yield Path(dirpath, name).relative_to(self.root).as_posix()
+
+    def read_shard(self, shard: str, shard_count: int) -> Iterator[Document | Skip]:
+        seen_ids: dict[str, str] = {}
+        for rel in self.files():
+            if Path(rel).suffix.lower() in RECORD_SUFFIXES:
+                items = self._read_records(rel, shard, shard_count)
+            elif shard_of(rel, shard_count) == shard:
+                items = self._read_text_file(rel)
+            else:
+                continue
+            for item in items:
+                if isinstance(item, Document) and item.doc_id in seen_ids:
+                    yield Skip(item.doc_id, f"duplicate document id, first read from {seen_ids[item.doc_id]}")
+                    continue
+                if isinstance(item, Document):
+                    seen_ids[item.doc_id] = rel
+                yield item
+
+    def _read_bytes(self, rel: str) -> bytes:
+        path = self.root / rel
+        if path.is_symlink():
+            target = path.resolve()
+            if not target.is_relative_to(self.root.resolve()):
+                raise OSError("symlink points outside the source folder")
+        size = path.stat().st_size
+        if size > self.max_file_bytes:
+            raise OSError(f"file is {size} bytes, over the {self.max_file_bytes}-byte limit")
+        return path.read_bytes()
+
+    def _read_text(self, rel: str) -> str:
+        data = self._read_bytes(rel)
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            raise OSError(f"not valid UTF-8 (byte {err.start})") from None
+        if "\x00" in text[:8192]:
+            raise OSError("binary content (NUL bytes)")
+        return text
+
+    def _read_text_file(self, rel: str) -> Iterator[Document | Skip]:
+        try:
+            raw = self._read_text(rel)
+        except OSError as err:
+            yield Skip(rel, _reason(err))
+            return
+        text = normalize_text(html_to_text(raw) if Path(rel).suffix.lower() in {".html", ".htm"} else raw)
+        yield _document(rel, text, rel)
+
+    def _read_records(self, rel: str, shard: str, shard_count: int) -> Iterator[Document | Skip]:
+        """Records of a .json/.jsonl file that belong to ``shard``; file-level failures go to the file's shard."""
+        try:
+            records = list(self._parse_records(rel))
+        except (OSError, ValueError) as err:
+            if shard_of(rel, shard_count) == shard:
+                yield Skip(rel, _reason(err))
+            return
+        for location, record in records:
+            if isinstance(record, str):  # a line that failed to parse
+                if shard_of(location, shard_count) == shard:
+                    yield Skip(location, record)
+                continue
+            doc_id, text = record.get(self.id_field), record.get(self.text_field)
+            if not isinstance(doc_id, str | int) or isinstance(doc_id, bool) or not str(doc_id):
+                if shard_of(location, shard_count) == shard:
+                    yield Skip(location, f"record has no usable {self.id_field!r} field")
+                continue
+            if shard_of(str(doc_id), shard_count) != shard:
+                continue
+            if not isinstance(text, str):
+                yield Skip(str(doc_id), f"record has no string {self.text_field!r} field ({location})")
+                continue
+            yield _document(str(doc_id), normalize_text(text), rel)
+
+    def _parse_records(self, rel: str) -> Iterator[tuple[str, dict | str]]:
+        """(location, record) pairs; a record that fails to parse is given as its error message."""
+        text = self._read_text(rel)
+        if rel.lower().endswith(".jsonl"):
+            for lineno, line in enumerate(text.splitlines(), start=1):
+                if line.strip():
+                    yield f"{rel}:{lineno}", _parse_object(line)
+            return
+        data = json.loads(text)
+        for index, record in enumerate(data if isinstance(data, list) else [data]):
+            yield f"{rel}:{index}", record if isinstance(record, dict) else "record is not a JSON object"
+
+
+def _parse_object(line: str) -> dict | str:
+    try:
+        value = json.loads(line)
+    except ValueError as err:
+        return f"malformed JSON: {err}"
+    return value if isinstance(value, dict) else "record is not a JSON object"
+
+
+def _document(doc_id: str, text: str, source_path: str) -> Document | Skip:
+    if not text:
+        return Skip(doc_id, "empty after normalisation")
+    return Document(doc_id, text, content_hash(text), source_path)
+
+
+def _reason(err: Exception) -> str:
+    return err.strerror if isinstance(err, OSError) and err.strerror else str(err)

@@ -1,0 +1,59 @@
+"""Intermediate asset data on disk: one Parquet file per asset and shard, written atomically.
+
+Parquet rather than pickles, so a person can open any stage with pyarrow, DuckDB or pandas.
+"""
+
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+BATCH_ROWS = 1024
+
+
+class Staging:
+    """``<root>/<asset>/<shard>.parquet``; ``variant`` separates data that depends on a model or config."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def path(self, asset: str, shard: str, variant: str = "") -> Path:
+        return self.root / asset / variant / f"{shard}.parquet" if variant else self.root / asset / f"{shard}.parquet"
+
+    def read_batches(self, path: Path, batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: materialize the upstream asset for this shard first")
+        yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows)
+
+    def read(self, path: Path) -> pa.Table:
+        return pa.Table.from_batches(list(self.read_batches(path)), schema=pq.read_schema(path))
+
+    @contextmanager
+    def writer(self, path: Path, schema: pa.Schema) -> Iterator[pq.ParquetWriter]:
+        """A Parquet writer whose file appears only if the block completes (write, then rename)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        try:
+            with pq.ParquetWriter(partial, schema) as out:
+                yield out
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
+
+    def write_rows(self, path: Path, schema: pa.Schema, rows: Iterable[dict]) -> int:
+        """Stream ``rows`` to ``path`` in bounded batches; returns the row count."""
+        count = 0
+        with self.writer(path, schema) as out:
+            batch: list[dict] = []
+            for row in rows:
+                batch.append(row)
+                if len(batch) >= BATCH_ROWS:
+                    out.write_batch(pa.RecordBatch.from_pylist(batch, schema=schema))
+                    count, batch = count + len(batch), []
+            if batch:
+                out.write_batch(pa.RecordBatch.from_pylist(batch, schema=schema))
+                count += len(batch)
+        return count

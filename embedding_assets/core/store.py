@@ -1,0 +1,180 @@
+"""The LanceDB vector table: one table per model version, written one shard at a time.
+
+A shard is replaced in a single ``merge_insert`` commit keyed on ``chunk_id``: changed chunks are
+updated, new ones inserted, and the shard's chunks that are no longer produced are deleted, so a
+reader sees the old shard or the new one, never a mix. A write with nothing to change commits
+nothing, so re-running a partition leaves even the table version untouched.
+"""
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from embedding_assets.core.errors import ConfigError
+
+TABLE_PREFIX = "chunks"
+# A stored row is rewritten only when one of these differs from what the pipeline produced.
+CHANGE_COLUMNS = ("chunk_hash", "doc_hash", "embedded_at")
+
+
+def table_name(model_version: str) -> str:
+    """A LanceDB-safe table name per model version: ``chunks__local_all_minilm_l6_v2_...``."""
+    return f"{TABLE_PREFIX}__" + re.sub(r"[^a-z0-9]+", "_", model_version.lower()).strip("_")
+
+
+def row_schema(dimensions: int, *, model_version: str, shard_count: int) -> pa.Schema:
+    """The table's columns; the model identity and shard count travel in its schema metadata."""
+    return pa.schema(
+        [
+            pa.field("chunk_id", pa.string(), nullable=False),
+            pa.field("doc_id", pa.string(), nullable=False),
+            pa.field("shard", pa.string(), nullable=False),
+            pa.field("position", pa.int32(), nullable=False),
+            pa.field("text", pa.string(), nullable=False),
+            pa.field("vector", pa.list_(pa.float32(), dimensions)),
+            pa.field("chunk_hash", pa.string(), nullable=False),
+            pa.field("doc_hash", pa.string(), nullable=False),
+            pa.field("token_count", pa.int32(), nullable=False),
+            pa.field("model_version", pa.string(), nullable=False),
+            pa.field("embedded_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        ],
+        metadata={"model_version": model_version, "dimensions": str(dimensions),
+                  "shard_count": str(shard_count)},
+    )
+
+
+def sql_string(value: str) -> str:
+    """A SQL string literal for LanceDB filters; quotes in ids can never end the literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class ShardWrite:
+    inserted: int
+    updated: int
+    deleted: int
+    unchanged: int
+    table_version: int
+
+    @property
+    def committed(self) -> bool:
+        return bool(self.inserted or self.updated or self.deleted)
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    name: str
+    model_version: str
+    dimensions: int
+    shard_count: int
+    version: int
+    rows: int
+
+
+class VectorStore:
+    """The LanceDB database at ``uri`` (a local folder, or an object-store URI)."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self._db: Any = None
+
+    @property
+    def db(self) -> Any:
+        if self._db is None:
+            import lancedb
+
+            self._db = lancedb.connect(self.uri)
+        return self._db
+
+    def table(self, model_version: str) -> Any | None:
+        name = table_name(model_version)
+        return self.db.open_table(name) if name in self.db.list_tables().tables else None
+
+    def info(self, model_version: str) -> TableInfo | None:
+        table = self.table(model_version)
+        if table is None:
+            return None
+        meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+        return TableInfo(table.name, meta.get("model_version", "?"), int(meta.get("dimensions", 0)),
+                         int(meta.get("shard_count", 0)), table.version, table.count_rows())
+
+    def open_for_write(self, model_version: str, dimensions: int, shard_count: int) -> Any:
+        """The model's table, created on first use; refuses a table built for another layout."""
+        schema = row_schema(dimensions, model_version=model_version, shard_count=shard_count)
+        table = self.db.create_table(table_name(model_version), schema=schema, exist_ok=True)
+        info = self.info(model_version)
+        assert info is not None
+        if (info.model_version, info.dimensions, info.shard_count) != (model_version, dimensions, shard_count):
+            raise ConfigError(
+                f"table {info.name} holds {info.model_version} ({info.dimensions}d, {info.shard_count} shards) "
+                f"but the pipeline is configured for {model_version} ({dimensions}d, {shard_count} shards); "
+                "a different shard count needs a new LanceDB location (EMBEDDING_ASSETS_LANCEDB_URI)")
+        return table
+
+    def shard_rows(self, model_version: str, shard: str, columns: Sequence[str] | None = None) -> pa.Table | None:
+        """The rows stored for ``shard``, or None when the model has no table yet."""
+        table = self.table(model_version)
+        if table is None:
+            return None
+        query = table.search().where(f"shard = {sql_string(shard)}")
+        return (query.select(list(columns)) if columns else query).to_arrow()
+
+    def replace_shard(self, model_version: str, shard: str, rows: pa.Table, *, shard_count: int) -> ShardWrite:
+        """Make the table's rows for ``shard`` exactly ``rows``, in one commit (or none if equal)."""
+        dimensions = rows.schema.field("vector").type.list_size
+        table = self.open_for_write(model_version, dimensions, shard_count)
+        rows = rows.select(table.schema.names).cast(table.schema)
+        if set(rows.column("shard").unique().to_pylist()) - {shard}:
+            raise ValueError(f"rows for shard {shard} contain rows of other shards")
+        stored = self.shard_rows(model_version, shard, ["chunk_id", *CHANGE_COLUMNS])
+        new, changed, deleted = _diff(stored, rows)
+        if not (new or changed or deleted):
+            return ShardWrite(0, 0, 0, rows.num_rows, table.version)
+        result = (
+            table.merge_insert("chunk_id")
+            .when_matched_update_all(where=" OR ".join(f"target.{c} != source.{c}" for c in CHANGE_COLUMNS))
+            .when_not_matched_insert_all()
+            .when_not_matched_by_source_delete(f"shard = {sql_string(shard)}")
+            .execute(rows)
+        )
+        return ShardWrite(result.num_inserted_rows, result.num_updated_rows, result.num_deleted_rows,
+                          rows.num_rows - result.num_inserted_rows - result.num_updated_rows, result.version)
+
+    def search(self, model_version: str, vector: np.ndarray, k: int = 10) -> pa.Table:
+        """Top-``k`` chunks by cosine similarity, with a ``score`` column (1 = identical direction)."""
+        table = self.table(model_version)
+        if table is None:
+            raise LookupError(f"no table for {model_version} in {self.uri}; materialize the pipeline first")
+        hits = (table.search(vector.astype(np.float32)).distance_type("cosine").limit(k)
+                .select(["chunk_id", "doc_id", "shard", "text"]).to_arrow())
+        scores = pc.subtract(1.0, hits.column("_distance"))
+        return hits.drop_columns(["_distance"]).append_column("score", scores)
+
+    def shard_counts(self, model_version: str) -> dict[str, int]:
+        table = self.table(model_version)
+        if table is None:
+            return {}
+        shards = table.search().select(["shard"]).to_arrow().column("shard")
+        counts = pc.value_counts(shards).to_pylist()
+        return {c["values"]: c["counts"] for c in sorted(counts, key=lambda c: c["values"])}
+
+
+def _diff(stored: pa.Table | None, rows: pa.Table) -> tuple[set[str], set[str], set[str]]:
+    """(new, changed, deleted) chunk ids between the stored shard and the rows to write."""
+    def keyed(table: pa.Table) -> dict[str, tuple]:
+        columns = [table.column(c).to_pylist() for c in ("chunk_id", *CHANGE_COLUMNS)]
+        return {values[0]: values[1:] for values in zip(*columns, strict=True)}
+
+    before = keyed(stored) if stored is not None else {}
+    after = keyed(rows)
+    if len(after) != rows.num_rows:
+        raise ValueError("rows to write contain duplicate chunk ids")
+    new = after.keys() - before.keys()
+    deleted = before.keys() - after.keys()
+    changed = {k for k in after.keys() & before.keys() if after[k] != before[k]}
+    return new, changed, deleted

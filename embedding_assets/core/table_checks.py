@@ -1,0 +1,84 @@
+"""Integrity checks of one shard of the vector table, as plain data the Dagster checks report."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from embedding_assets.core.shards import shard_of
+from embedding_assets.core.store import TableInfo
+
+CHECK_NAMES = ("vector_dimension_matches_model", "vectors_are_valid", "chunk_ids_unique",
+               "single_model_version", "row_count_matches_chunks")
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    name: str
+    passed: bool
+    description: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def check_shard(shard: str, rows: pa.Table, info: TableInfo, *, model_version: str, dimensions: int,
+                expected_chunk_ids: list[str]) -> list[CheckOutcome]:
+    """Every check of ``CHECK_NAMES`` for the rows stored for ``shard``."""
+    return [
+        _dimension(info, dimensions),
+        _valid_vectors(rows, dimensions),
+        _unique_ids(shard, rows, info.shard_count),
+        _single_model(rows, info, model_version),
+        _row_count(rows, expected_chunk_ids),
+    ]
+
+
+def _dimension(info: TableInfo, dimensions: int) -> CheckOutcome:
+    passed = info.dimensions == dimensions
+    return CheckOutcome("vector_dimension_matches_model", passed,
+                        f"table vectors have {info.dimensions} dimensions, the model {dimensions}",
+                        {"table_dimensions": info.dimensions, "model_dimensions": dimensions})
+
+
+def _valid_vectors(rows: pa.Table, dimensions: int) -> CheckOutcome:
+    vectors = rows.column("vector")
+    nulls = vectors.null_count
+    valid = vectors.drop_null()
+    matrix = (np.asarray(pc.list_flatten(valid).to_numpy(zero_copy_only=False), dtype=np.float32)
+              .reshape(len(valid), dimensions)) if len(valid) else np.zeros((0, dimensions), dtype=np.float32)
+    nan_rows = int(np.isnan(matrix).any(axis=1).sum())
+    zero_rows = int((np.abs(matrix).sum(axis=1) == 0).sum())
+    bad = nulls + nan_rows + zero_rows
+    return CheckOutcome("vectors_are_valid", bad == 0,
+                        f"{nulls} null, {nan_rows} NaN and {zero_rows} all-zero vectors in {rows.num_rows} rows",
+                        {"null_vectors": nulls, "nan_vectors": nan_rows, "zero_vectors": zero_rows})
+
+
+def _unique_ids(shard: str, rows: pa.Table, shard_count: int) -> CheckOutcome:
+    ids = rows.column("chunk_id")
+    duplicates = rows.num_rows - len(pc.unique(ids))
+    misplaced = sum(1 for d in rows.column("doc_id").to_pylist() if shard_of(d, shard_count) != shard)
+    return CheckOutcome("chunk_ids_unique", duplicates == 0 and misplaced == 0,
+                        f"{duplicates} duplicate chunk ids; {misplaced} rows whose document belongs to another shard",
+                        {"duplicate_chunk_ids": duplicates, "rows_in_wrong_shard": misplaced})
+
+
+def _single_model(rows: pa.Table, info: TableInfo, model_version: str) -> CheckOutcome:
+    found = sorted(set(rows.column("model_version").to_pylist()) | {info.model_version})
+    passed = found == [model_version]
+    return CheckOutcome("single_model_version", passed,
+                        f"model versions found: {', '.join(found)}; expected {model_version}",
+                        {"model_versions": ", ".join(found)})
+
+
+def _row_count(rows: pa.Table, expected_chunk_ids: list[str]) -> CheckOutcome:
+    stored = set(rows.column("chunk_id").to_pylist())
+    expected = set(expected_chunk_ids)
+    missing, extra = sorted(expected - stored), sorted(stored - expected)
+    passed = not missing and not extra and rows.num_rows == len(expected_chunk_ids)
+    return CheckOutcome("row_count_matches_chunks", passed,
+                        f"{rows.num_rows} rows stored for {len(expected_chunk_ids)} chunks"
+                        + (f"; missing {missing[:5]}" if missing else "") + (f"; extra {extra[:5]}" if extra else ""),
+                        {"rows": rows.num_rows, "chunks": len(expected_chunk_ids),
+                         "missing_rows": len(missing), "extra_rows": len(extra)})

@@ -1,0 +1,76 @@
+"""Dagster resources: thin, typed configuration over the plain classes in ``core``."""
+
+import dagster as dg
+from pydantic import Field, PrivateAttr
+
+from embedding_assets.core.chunking import ChunkingConfig
+from embedding_assets.core.embedders import Embedder, make_embedder
+from embedding_assets.core.sources import SourceFolder
+from embedding_assets.core.staging import Staging
+from embedding_assets.core.store import VectorStore
+
+
+class SourceFolderResource(dg.ConfigurableResource):
+    """The folder of source documents (.md, .txt, .rst, .html, .json, .jsonl)."""
+
+    path: str = Field(description="Folder to read documents from (EMBEDDING_ASSETS_SOURCE_DIR).")
+    id_field: str = Field(default="id", description="Id field of .json/.jsonl records.")
+    text_field: str = Field(default="text", description="Text field of .json/.jsonl records.")
+
+    def folder(self) -> SourceFolder:
+        folder = SourceFolder(self.path, id_field=self.id_field, text_field=self.text_field)
+        folder.check()
+        return folder
+
+
+class StagingResource(dg.ConfigurableResource):
+    """Where intermediate assets live, as one Parquet file per asset and shard."""
+
+    path: str = Field(description="Folder for raw_documents, chunks and embeddings (EMBEDDING_ASSETS_STAGING_DIR).")
+
+    def staging(self) -> Staging:
+        return Staging(self.path)
+
+
+class ChunkingResource(dg.ConfigurableResource):
+    """Chunk size and overlap, in tokens of the embedding model's tokenizer."""
+
+    max_tokens: int = Field(default=200, description="Target chunk size (EMBEDDING_ASSETS_CHUNK_TOKENS).")
+    overlap_tokens: int = Field(default=32,
+                                description="Sentence overlap between chunks (EMBEDDING_ASSETS_CHUNK_OVERLAP).")
+
+    def config(self) -> ChunkingConfig:
+        return ChunkingConfig(self.max_tokens, self.overlap_tokens)
+
+
+class EmbedderResource(dg.ConfigurableResource):
+    """The embedding model. Secrets arrive only through ``dg.EnvVar`` and never reach metadata."""
+
+    model: str = Field(description="Model spec: local:all-MiniLM-L6-v2 or openai:<model> (EMBEDDING_ASSETS_MODEL).")
+    dimensions: int | None = Field(default=None, description="Shorter vectors for text-embedding-3-* models.")
+    api_key: str | None = Field(default=None, description="OpenAI API key; set from the OPENAI_API_KEY variable.")
+    base_url: str | None = Field(default=None, description="OpenAI-compatible endpoint (OPENAI_BASE_URL).")
+    batch_size: int = Field(default=16, description="Texts per forward pass of the local model.")
+
+    _embedder: Embedder | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._embedder = self._build()
+
+    def get(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = self._build()
+        return self._embedder
+
+    def _build(self) -> Embedder:
+        return make_embedder(self.model, dimensions=self.dimensions, api_key=self.api_key,
+                             base_url=self.base_url, batch_size=self.batch_size)
+
+
+class LanceDBResource(dg.ConfigurableResource):
+    """The LanceDB database holding one vector table per model version."""
+
+    uri: str = Field(description="Local folder or object-store URI (EMBEDDING_ASSETS_LANCEDB_URI).")
+
+    def store(self) -> VectorStore:
+        return VectorStore(self.uri)
