@@ -105,16 +105,16 @@ class VectorStore:
 
     def open_for_write(self, model_version: str, dimensions: int, shard_count: int) -> Any:
         """The model's table, created on first use; refuses a table built for another layout."""
-        schema = row_schema(dimensions, model_version=model_version, shard_count=shard_count)
-        table = self.db.create_table(table_name(model_version), schema=schema, exist_ok=True)
         info = self.info(model_version)
-        assert info is not None
+        if info is None:
+            schema = row_schema(dimensions, model_version=model_version, shard_count=shard_count)
+            return self.db.create_table(table_name(model_version), schema=schema, exist_ok=True)
         if (info.model_version, info.dimensions, info.shard_count) != (model_version, dimensions, shard_count):
             raise ConfigError(
                 f"table {info.name} holds {info.model_version} ({info.dimensions}d, {info.shard_count} shards) "
                 f"but the pipeline is configured for {model_version} ({dimensions}d, {shard_count} shards); "
                 "a different shard count needs a new LanceDB location (EMBEDDING_ASSETS_LANCEDB_URI)")
-        return table
+        return self.table(model_version)
 
     def shard_rows(self, model_version: str, shard: str, columns: Sequence[str] | None = None) -> pa.Table | None:
         """The rows stored for ``shard``, or None when the model has no table yet."""

@@ -1,0 +1,47 @@
+"""Shared fixtures: a small real corpus, settings in temporary folders, the real local model."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from embedding_assets.core.embedders import Embedder, make_embedder
+from embedding_assets.core.settings import Settings
+from embedding_assets_tests.openai_server import start_server, stop_server
+
+# A dozen real documents from Python's reference documentation (pydoc_data ships with CPython).
+TEST_TOPICS = ("assert", "break", "continue", "del", "exceptions", "global", "if", "import",
+               "pass", "raise", "return", "while")
+
+
+def write_topics(folder: Path, names: tuple[str, ...] = TEST_TOPICS) -> Path:
+    from pydoc_data.topics import topics
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (folder / f"{name}.txt").write_text(topics[name], encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    return write_topics(tmp_path / "source")
+
+
+@pytest.fixture
+def settings(tmp_path: Path, corpus: Path) -> Settings:
+    return Settings(source_dir=str(corpus), lancedb_uri=str(tmp_path / "lancedb"),
+                    staging_dir=str(tmp_path / "staging"), shards=4)
+
+
+@pytest.fixture(scope="session")
+def minilm() -> Embedder:
+    return make_embedder("local:all-MiniLM-L6-v2")
+
+
+@pytest.fixture(scope="module")
+def server_url() -> Iterator[str]:
+    """Base URL (``.../v1``) of the local OpenAI-compatible server, started for this test module."""
+    proc, url = start_server()
+    yield url
+    stop_server(proc)

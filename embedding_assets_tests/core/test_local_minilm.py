@@ -1,0 +1,32 @@
+"""The embedded default model: real all-MiniLM-L6-v2 int8 ONNX, offline."""
+
+import numpy as np
+
+from embedding_assets.core.embedders import Embedder
+
+
+def test_vectors_are_unit_length_and_384_wide(minilm: Embedder) -> None:
+    vectors = minilm.embed(["The cat sat on the mat.", "Stock markets fell sharply today."])
+    assert vectors.shape == (2, 384) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_similar_meanings_are_closer_than_unrelated_ones(minilm: Embedder) -> None:
+    a, b, c = minilm.embed(["How do I raise an exception in Python?",
+                            "Throwing an error in a Python program",
+                            "Recipe for a chocolate cake"])
+    assert a @ b > 0.5 > a @ c + 0.3
+
+
+def test_batching_and_order_do_not_change_vectors(minilm: Embedder) -> None:
+    texts = [f"Sentence number {i} about {'loops' if i % 2 else 'functions'}." + " pad" * (i * 7)
+             for i in range(20)]
+    together = minilm.embed(texts)
+    alone = np.vstack([minilm.embed([t]) for t in reversed(texts)])[::-1]
+    assert np.min(np.sum(together * alone, axis=1)) > 0.995  # int8 activations scale per batch
+
+
+def test_tokens_are_counted_without_special_tokens(minilm: Embedder) -> None:
+    assert minilm.count_tokens(["hello world", ""]) == [2, 0]
+    assert minilm.model_version == "local:all-MiniLM-L6-v2-onnx-int8@1.0.0/384d"
+    assert minilm.max_input_tokens == 254

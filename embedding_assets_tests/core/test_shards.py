@@ -1,0 +1,26 @@
+from collections import Counter
+
+import pytest
+
+from embedding_assets.core.shards import shard_keys, shard_of
+
+
+def test_keys_are_zero_padded_and_sorted() -> None:
+    assert shard_keys(8) == ("s000", "s001", "s002", "s003", "s004", "s005", "s006", "s007")
+    keys = shard_keys(4096)
+    assert keys[0] == "s0000" and keys[-1] == "s4095"
+    assert list(keys) == sorted(keys)
+
+
+@pytest.mark.parametrize("count", [0, -1, 65_537])
+def test_invalid_shard_counts_are_refused(count: int) -> None:
+    with pytest.raises(ValueError, match="shard count"):
+        shard_keys(count)
+
+
+def test_documents_spread_evenly_and_stay_put() -> None:
+    ids = [f"docs/page-{i}.md" for i in range(20_000)]
+    counts = Counter(shard_of(i, 8) for i in ids)
+    assert set(counts) == set(shard_keys(8))
+    assert max(counts.values()) < 1.1 * min(counts.values())
+    assert [shard_of(i, 8) for i in ids[:100]] == [shard_of(i, 8) for i in ids[:100]]

@@ -1,0 +1,50 @@
+"""Running the pipeline in tests the way Dagster runs it, and reading back what it recorded."""
+
+from typing import Any
+
+import dagster as dg
+
+from embedding_assets.core.chunking import chunk_document
+from embedding_assets.core.embedders import Embedder
+from embedding_assets.core.settings import Settings
+from embedding_assets.core.shards import shard_keys, shard_of
+from embedding_assets.core.sources import Document, SourceFolder
+from embedding_assets.definitions import build_definitions
+
+
+def materialize(settings: Settings, instance: dg.DagsterInstance, *, partition: str | None = None,
+                ) -> dg.ExecuteInProcessResult:
+    """One run of every asset and check: all shards as a single ranged run, or one shard."""
+    job = build_definitions(settings).resolve_implicit_global_asset_job_def()
+    if partition is not None:
+        return job.execute_in_process(instance=instance, partition_key=partition)
+    keys = shard_keys(settings.shards)
+    return job.execute_in_process(instance=instance, tags={"dagster/asset_partition_range_start": keys[0],
+                                                           "dagster/asset_partition_range_end": keys[-1]})
+
+
+def metadata(instance: dg.DagsterInstance, asset: str, shard: str) -> dict[str, Any]:
+    """The latest materialization metadata of one partition, as plain values."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[shard]), limit=1).records
+    assert records, f"{asset}[{shard}] was never materialized"
+    return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
+
+
+def check_evaluations(result: dg.ExecuteInProcessResult) -> list[tuple[str, str, bool]]:
+    """(check name, partition, passed) for every check evaluated in the run."""
+    return sorted((e.event_specific_data.check_name, e.event_specific_data.partition, e.event_specific_data.passed)
+                  for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION")
+
+
+def expected_index(settings: Settings, embedder: Embedder) -> dict[str, tuple[str, str]]:
+    """The oracle: chunk_id → (doc_id, chunk_hash) computed straight from the source folder."""
+    folder = SourceFolder(settings.source_dir)
+    expected = {}
+    for shard in shard_keys(settings.shards):
+        for doc in folder.read_shard(shard, settings.shards):
+            if isinstance(doc, Document):
+                assert shard_of(doc.doc_id, settings.shards) == shard
+                for chunk in chunk_document(doc.doc_id, doc.text, settings.chunking, embedder.count_tokens):
+                    expected[chunk.chunk_id] = (chunk.doc_id, chunk.chunk_hash)
+    return expected

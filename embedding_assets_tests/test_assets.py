@@ -1,0 +1,106 @@
+"""The whole pipeline on a real Dagster instance, real LanceDB and the real local model."""
+
+import dataclasses
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from embedding_assets import cli
+from embedding_assets.core.embedders import Embedder
+from embedding_assets.core.settings import Settings
+from embedding_assets.core.shards import shard_keys, shard_of
+from embedding_assets.core.store import VectorStore
+from embedding_assets.core.table_checks import CHECK_NAMES
+from embedding_assets_tests.pipeline_helpers import check_evaluations, expected_index, materialize, metadata
+
+pytestmark = pytest.mark.slow
+
+
+def indexed(settings: Settings, model_version: str) -> dict[str, tuple[str, str]]:
+    table = VectorStore(settings.lancedb_uri).table(model_version)
+    rows = table.search().select(["chunk_id", "doc_id", "chunk_hash"]).to_arrow().to_pylist()
+    assert len(rows) == len({r["chunk_id"] for r in rows}), "duplicate chunk ids in the table"
+    return {r["chunk_id"]: (r["doc_id"], r["chunk_hash"]) for r in rows}
+
+
+def snapshot(settings: Settings, model_version: str) -> list[dict]:
+    table = VectorStore(settings.lancedb_uri).table(model_version)
+    return sorted(table.to_arrow().to_pylist(), key=lambda r: r["chunk_id"])
+
+
+def test_every_shard_is_indexed_checked_and_described(settings: Settings, minilm: Embedder) -> None:
+    with dg.instance_for_test() as instance:
+        result = materialize(settings, instance)
+        assert result.success
+        assert indexed(settings, minilm.model_version) == expected_index(settings, minilm)
+        shards = shard_keys(settings.shards)
+        assert check_evaluations(result) == sorted((c, s, True) for c in CHECK_NAMES for s in shards)
+        counts = VectorStore(settings.lancedb_uri).shard_counts(minilm.model_version)
+        assert len(set(counts.values())) > 1, "corpus too uniform to tell per-shard metadata apart"
+        for shard in shards:
+            table_meta = metadata(instance, "vector_table", shard)
+            assert table_meta["rows"] == table_meta["chunks_inserted"] == counts[shard]
+            assert table_meta["model_version"] == minilm.model_version
+            embed_meta = metadata(instance, "embeddings", shard)
+            assert embed_meta["chunks_embedded"] == counts[shard] and embed_meta["dimensions"] == 384
+            assert metadata(instance, "chunks", shard)["chunks"] == counts[shard]
+
+
+def test_rerunning_changes_nothing(settings: Settings, minilm: Embedder) -> None:
+    with dg.instance_for_test() as instance:
+        materialize(settings, instance)
+        before = snapshot(settings, minilm.model_version)
+        version = VectorStore(settings.lancedb_uri).table(minilm.model_version).version
+        assert materialize(settings, instance).success
+        assert snapshot(settings, minilm.model_version) == before
+        assert VectorStore(settings.lancedb_uri).table(minilm.model_version).version == version
+        for shard in shard_keys(settings.shards):
+            assert metadata(instance, "embeddings", shard)["chunks_embedded"] == 0
+            assert metadata(instance, "vector_table", shard)["committed"] is False
+
+
+def test_edits_shrinks_deletes_and_additions_reach_the_index(settings: Settings, minilm: Embedder) -> None:
+    source = Path(settings.source_dir)
+    with dg.instance_for_test() as instance:
+        materialize(settings, instance)
+        (source / "exceptions.txt").write_text("Exceptions\n**********\n\nNow a single short paragraph.")
+        (source / "pass.txt").unlink()
+        (source / "new.md").write_text("# New page\n\nA document added after the first run.")
+        before = indexed(settings, minilm.model_version)
+        assert materialize(settings, instance).success
+        after = indexed(settings, minilm.model_version)
+        assert after == expected_index(settings, minilm)
+        assert not any(doc == "pass.txt" for doc, _ in after.values())
+        assert [k for k, (doc, _) in after.items() if doc == "exceptions.txt"] == ["exceptions.txt#0"]
+        changed = {k for k, v in after.items() if before.get(k) != v}
+        embedded = sum(metadata(instance, "embeddings", s)["chunks_embedded"] for s in shard_keys(settings.shards))
+        assert embedded == len({after[k][1] for k in changed}) == 2
+
+
+def test_unreadable_documents_are_reported_and_the_shard_proceeds(settings: Settings, minilm: Embedder) -> None:
+    source = Path(settings.source_dir)
+    (source / "broken.txt").write_bytes(b"\xff\xfe not utf-8 \xff")
+    shard = shard_of("broken.txt", settings.shards)
+    with dg.instance_for_test() as instance:
+        assert materialize(settings, instance, partition=shard).success
+        raw = metadata(instance, "raw_documents", shard)
+        assert raw["skipped"] == 1
+        assert raw["skipped_documents"] == [{"doc_id": "broken.txt", "reason": "not valid UTF-8 (byte 0)"}]
+        assert raw["documents"] == metadata(instance, "chunks", shard)["documents"] > 0
+
+
+def test_search_and_status_commands(settings: Settings, minilm: Embedder, monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    with dg.instance_for_test() as instance:
+        materialize(settings, instance)
+    for field in dataclasses.fields(Settings):
+        monkeypatch.setenv(f"EMBEDDING_ASSETS_{field.name.upper()}", str(getattr(settings, field.name) or ""))
+    assert cli.main(["search", "loop until a condition becomes false", "-k", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("top 3 for 'loop until a condition becomes false'")
+    assert "while.txt" in lines[1] and float(lines[1].split()[1]) > 0.3
+    assert cli.main(["status"]) == 0
+    status = capsys.readouterr().out
+    rows = sum(VectorStore(settings.lancedb_uri).shard_counts(minilm.model_version).values())
+    assert f"{rows} rows" in status and minilm.model_version in status
