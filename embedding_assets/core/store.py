@@ -151,7 +151,7 @@ class VectorStore:
         if table is None:
             raise LookupError(f"no table for {model_version} in {self.uri}; materialize the pipeline first")
         hits = (table.search(vector.astype(np.float32)).distance_type("cosine").limit(k)
-                .select(["chunk_id", "doc_id", "shard", "text"]).to_arrow())
+                .select(["chunk_id", "doc_id", "shard", "text", "_distance"]).to_arrow())
         scores = pc.subtract(1.0, hits.column("_distance"))
         return hits.drop_columns(["_distance"]).append_column("score", scores)
 
