@@ -83,11 +83,11 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         wait_for(lambda: graphql(base, "{ assetNodes { id } }")["assetNodes"], "assetNodes", proc, log)
         yield base
     finally:
-        os.killpg(pgid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=30)
-        with contextlib.suppress(ProcessLookupError):  # the group is gone unless something hung
-            os.killpg(pgid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # it may have exited already
+            os.killpg(pgid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=30)
+            os.killpg(pgid, signal.SIGKILL)  # the group is gone by now unless something hung
         proc.wait()
 
 
