@@ -8,7 +8,7 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 MODULE := embedding_assets.definitions
 DEMO_QUERY ?= how do I catch an exception and clean up afterwards
 
-.PHONY: install demo materialize search test lint ui screenshot clean
+.PHONY: install demo materialize refresh verify search test lint ui screenshot clean
 
 install: $(STAMP)
 
@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml
 
 $(DAGSTER_HOME):
 	mkdir -p $(DAGSTER_HOME)
+	touch $(DAGSTER_HOME)/dagster.yaml
 
 demo: install $(DAGSTER_HOME)
 	$(BIN)/embedding-assets export-demo-corpus
@@ -29,6 +30,12 @@ demo: install $(DAGSTER_HOME)
 materialize: install $(DAGSTER_HOME)
 	$(BIN)/dagster asset materialize -m $(MODULE) --select '*' \
 		--partition-range "$$($(BIN)/embedding-assets shards --range)"
+
+refresh: install $(DAGSTER_HOME)
+	$(BIN)/embedding-assets refresh
+
+verify: install
+	$(BIN)/embedding-assets verify
 
 search: install
 	$(BIN)/embedding-assets search "$(DEMO_QUERY)" -k 5

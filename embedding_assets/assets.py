@@ -11,6 +11,7 @@ from typing import Any
 
 import dagster as dg
 
+from embedding_assets.automation import follow_upstream, index_freshness
 from embedding_assets.core import stages
 from embedding_assets.core.store import table_name
 from embedding_assets.resources import (
@@ -22,19 +23,28 @@ from embedding_assets.resources import (
 )
 
 GROUP = "embedding_pipeline"
+SOURCE_DOCUMENTS = "source_documents"
 SOURCE_READER_VERSION = "1"
 MAX_SKIPS_IN_METADATA = 100
 
 
-def build_pipeline_assets(partitions: dg.PartitionsDefinition, *, model_version: str,
-                          chunking_version: str) -> list[dg.AssetsDefinition]:
+def source_documents_spec(partitions: dg.PartitionsDefinition) -> dg.AssetSpec:
+    """The source folder itself, observed by the change sensor: one data version per shard."""
+    return dg.AssetSpec(SOURCE_DOCUMENTS, partitions_def=partitions, group_name=GROUP, kinds={"folder"},
+                        description="Documents in the source folder. The change sensor records one observation "
+                                    "per changed shard; its data version is the shard's fingerprint.")
+
+
+def build_pipeline_assets(partitions: dg.PartitionsDefinition, *, model_version: str, chunking_version: str,
+                          freshness_hours: float) -> list[dg.AssetsDefinition]:
     """The four assets; code versions carry the chunker and model identity, so changing either
     marks every partition stale."""
     shard_count = len(partitions.get_partition_keys())
     common: dict[str, Any] = {"partitions_def": partitions, "group_name": GROUP,
                               "backfill_policy": dg.BackfillPolicy.single_run()}
+    downstream: dict[str, Any] = {**common, "automation_condition": follow_upstream()}
 
-    @dg.asset(code_version=SOURCE_READER_VERSION, kinds={"parquet"}, **common)
+    @dg.asset(deps=[SOURCE_DOCUMENTS], code_version=SOURCE_READER_VERSION, kinds={"parquet"}, **common)
     def raw_documents(context: dg.AssetExecutionContext, source: SourceFolderResource,
                       staging: StagingResource) -> dg.MaterializeResult:
         """The shard's documents, read from the source folder into Parquet. Unreadable documents are
@@ -54,7 +64,7 @@ def build_pipeline_assets(partitions: dg.PartitionsDefinition, *, model_version:
 
         return _for_each_shard(context, one)
 
-    @dg.asset(deps=[raw_documents], code_version=chunking_version, kinds={"parquet"}, **common)
+    @dg.asset(deps=[raw_documents], code_version=chunking_version, kinds={"parquet"}, **downstream)
     def chunks(context: dg.AssetExecutionContext, staging: StagingResource, chunking: ChunkingResource,
                embedder: EmbedderResource) -> dg.MaterializeResult:
         """The shard's documents cut into chunks sized in the embedding model's tokens, each with a
@@ -69,7 +79,7 @@ def build_pipeline_assets(partitions: dg.PartitionsDefinition, *, model_version:
 
         return _for_each_shard(context, one)
 
-    @dg.asset(deps=[chunks], code_version=model_version, kinds={"parquet"}, **common)
+    @dg.asset(deps=[chunks], code_version=model_version, kinds={"parquet"}, **downstream)
     def embeddings(context: dg.AssetExecutionContext, staging: StagingResource, embedder: EmbedderResource,
                    vector_store: LanceDBResource) -> dg.MaterializeResult:
         """A vector for every chunk of the shard. Chunks this model already embedded (same chunk_hash)
@@ -80,7 +90,8 @@ def build_pipeline_assets(partitions: dg.PartitionsDefinition, *, model_version:
         def one(shard: str) -> dict[str, Any]:
             out = stage.path("embeddings", shard, variant)
             before = dict(model.retry_stats.__dict__)
-            stats = stages.embed_chunks(stage.path("chunks", shard), out, model, store, shard, shard_count, stage)
+            stats = stages.embed_chunks(stage.path("chunks", shard), out, model, store, shard, shard_count, stage,
+                                        expire_before=vector_store.expire_before())
             calls = {k: v - before[k] for k, v in model.retry_stats.__dict__.items()}
             return {"model_version": model.model_version, "dimensions": stats.dimensions,
                     "chunks": stats.chunks, "chunks_embedded": stats.embedded, "chunks_reused": stats.reused,
@@ -90,7 +101,8 @@ def build_pipeline_assets(partitions: dg.PartitionsDefinition, *, model_version:
 
         return _for_each_shard(context, one)
 
-    @dg.asset(deps=[embeddings], code_version=model_version, kinds={"lancedb"}, **common)
+    @dg.asset(deps=[embeddings], code_version=model_version, kinds={"lancedb"},
+              freshness_policy=index_freshness(freshness_hours), **downstream)
     def vector_table(context: dg.AssetExecutionContext, staging: StagingResource, embedder: EmbedderResource,
                      vector_store: LanceDBResource) -> dg.MaterializeResult:
         """The shard's rows in the model's LanceDB table, replaced in one merge_insert commit keyed on

@@ -1,23 +1,43 @@
-"""Integrity checks of the vector table, one result per shard.
+"""Asset checks of the vector table, one result per shard.
 
-One multi-asset check evaluates all five checks for every shard of the run and reports each shard
-on its own partition, which also works for ranged (single-run) backfills.
+Each multi-asset check reports every shard of its run on that shard's own partition (through
+``AssetCheckEvaluation`` events), which also works for ranged single-run backfills, where a
+returned ``AssetCheckResult`` would carry no partition.
 """
+
+from collections.abc import Iterator
 
 import dagster as dg
 
-from embedding_assets.core.table_checks import CHECK_NAMES, check_shard
-from embedding_assets.resources import EmbedderResource, LanceDBResource, StagingResource
+from embedding_assets.core.reconcile import diff_shard, expected_chunks
+from embedding_assets.core.table_checks import CHECK_NAMES, CheckOutcome, check_shard
+from embedding_assets.resources import (
+    ChunkingResource,
+    EmbedderResource,
+    LanceDBResource,
+    SourceFolderResource,
+    StagingResource,
+)
+
+INDEX_MATCHES_SOURCE = "index_matches_source"
 
 
 def build_table_checks(vector_table: dg.AssetsDefinition,
-                       partitions: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:
-    specs = [dg.AssetCheckSpec(name, asset=vector_table.key, partitions_def=partitions) for name in CHECK_NAMES]
+                       partitions: dg.PartitionsDefinition) -> list[dg.AssetChecksDefinition]:
+    shard_count = len(partitions.get_partition_keys())
 
-    @dg.multi_asset_check(specs=specs, can_subset=True, name="vector_table_integrity")
+    def specs(*names: str) -> list[dg.AssetCheckSpec]:
+        return [dg.AssetCheckSpec(n, asset=vector_table.key, partitions_def=partitions) for n in names]
+
+    def report(context: dg.AssetCheckExecutionContext, shard: str, outcome: CheckOutcome) -> None:
+        context.op_execution_context.log_event(dg.AssetCheckEvaluation(
+            asset_key=vector_table.key, check_name=outcome.name, passed=outcome.passed,
+            description=outcome.description, metadata=outcome.metadata, partition=shard))
+
+    @dg.multi_asset_check(specs=specs(*CHECK_NAMES), can_subset=True)
     def vector_table_integrity(context: dg.AssetCheckExecutionContext, staging: StagingResource,
-                               embedder: EmbedderResource, vector_store: LanceDBResource):
-        """Dimensions, valid vectors, unique chunk ids, one model version, and one row per chunk."""
+                               embedder: EmbedderResource, vector_store: LanceDBResource) -> Iterator:
+        """Dimensions, valid vectors, unique chunk ids, one model version, and one row per staged chunk."""
         model, store, stage = embedder.get(), vector_store.store(), staging.staging()
         info = store.info(model.model_version)
         for shard in context.partition_keys:
@@ -27,9 +47,22 @@ def build_table_checks(vector_table: dg.AssetsDefinition,
             expected = stage.read(stage.path("chunks", shard)).column("chunk_id").to_pylist()
             for outcome in check_shard(shard, rows, info, model_version=model.model_version,
                                        dimensions=model.dimensions, expected_chunk_ids=expected):
-                context.op_execution_context.log_event(dg.AssetCheckEvaluation(
-                    asset_key=vector_table.key, check_name=outcome.name, passed=outcome.passed,
-                    description=outcome.description, metadata=outcome.metadata, partition=shard))
+                report(context, shard, outcome)
         yield from ()
 
-    return vector_table_integrity
+    @dg.multi_asset_check(specs=specs(INDEX_MATCHES_SOURCE), can_subset=True)
+    def index_matches_source(context: dg.AssetCheckExecutionContext, source: SourceFolderResource,
+                             chunking: ChunkingResource, embedder: EmbedderResource,
+                             vector_store: LanceDBResource) -> Iterator:
+        """Reconciliation: the shard's rows are exactly the chunks its source documents produce now
+        (ids, text hashes, document hashes, model version), listing every difference."""
+        model, store, folder = embedder.get(), vector_store.store(), source.folder()
+        for shard in context.partition_keys:
+            expected = expected_chunks(folder, shard, shard_count, chunking.config(), model)
+            diff = diff_shard(shard, expected, store.shard_rows(model.model_version, shard), model.model_version)
+            report(context, shard, CheckOutcome(INDEX_MATCHES_SOURCE, diff.matches, diff.describe(), {
+                "expected_rows": diff.expected, "stored_rows": diff.stored, "missing": len(diff.missing),
+                "extra": len(diff.extra), "changed": len(diff.changed), "wrong_model": len(diff.wrong_model)}))
+        yield from ()
+
+    return [vector_table_integrity, index_matches_source]

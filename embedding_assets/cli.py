@@ -8,10 +8,11 @@ import os
 import sys
 import textwrap
 
-from embedding_assets.core.embedders import Embedder, make_embedder
 from embedding_assets.core.errors import ConfigError
+from embedding_assets.core.reconcile import diff_shard, expected_chunks
 from embedding_assets.core.settings import Settings
 from embedding_assets.core.shards import shard_keys
+from embedding_assets.core.sources import SourceFolder
 from embedding_assets.core.staging import Staging
 from embedding_assets.core.store import VectorStore
 
@@ -23,6 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     search.add_argument("query")
     search.add_argument("-k", type=int, default=5, help="number of hits (default 5)")
     commands.add_parser("status", help="rows per shard and the model version of the table")
+    commands.add_parser("refresh", help="scan the source and materialize only the stale shards, now")
+    verify = commands.add_parser("verify", help="compare each shard's rows with the source; exit 1 if any differs")
+    verify.add_argument("-v", "--verbose", action="store_true", help="also list the shards that match")
+    verify.add_argument("--repair", action="store_true", help="then re-materialize the shards that differ")
     shards = commands.add_parser("shards", help="list the shard (partition) keys")
     shards.add_argument("--range", action="store_true", help="print first...last, for --partition-range")
     export = commands.add_parser("export-demo-corpus", help="write pydoc_data topics as .txt files")
@@ -30,20 +35,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
-        return {"search": _search, "status": _status, "shards": _shards,
+        return {"search": _search, "status": _status, "shards": _shards, "refresh": _refresh, "verify": _verify,
                 "export-demo-corpus": _export}[args.command](settings, args)
     except (ConfigError, LookupError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
 
-def _embedder(settings: Settings) -> Embedder:
-    return make_embedder(settings.model, dimensions=settings.dimensions, batch_size=settings.batch_size,
-                         api_key=os.environ.get("OPENAI_API_KEY"), base_url=os.environ.get("OPENAI_BASE_URL"))
-
-
 def _search(settings: Settings, args: argparse.Namespace) -> int:
-    embedder = _embedder(settings)
+    embedder = settings.embedder()
     hits = VectorStore(settings.lancedb_uri).search(embedder.model_version, embedder.embed([args.query])[0], args.k)
     print(f"top {hits.num_rows} for {args.query!r} ({embedder.model_version}):")
     for rank, hit in enumerate(hits.to_pylist(), start=1):
@@ -53,7 +53,7 @@ def _search(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _status(settings: Settings, args: argparse.Namespace) -> int:
-    embedder = _embedder(settings)
+    embedder = settings.embedder()
     store = VectorStore(settings.lancedb_uri)
     info = store.info(embedder.model_version)
     if info is None:
@@ -69,6 +69,42 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
         staged = str(staging.read(path).num_rows) if path.exists() else "-"
         print(f"{shard:<8}{counts.get(shard, 0):>8}{staged:>15}")
     return 0
+
+
+def _refresh(settings: Settings, args: argparse.Namespace, shards: list[str] | None = None) -> int:
+    import dagster as dg
+
+    from embedding_assets.refresh import refresh
+
+    if not os.environ.get("DAGSTER_HOME"):
+        raise ConfigError("set DAGSTER_HOME so refresh runs land in the instance the UI reads (the Makefile sets it)")
+    with dg.DagsterInstance.get() as instance:
+        report = refresh(settings, instance, shards=shards, progress=print)
+    for shard, figures in sorted(report.per_shard.items()):
+        print(f"  {shard}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
+    print(f"refreshed {len(report.stale)} shard(s) in {len(report.runs)} run(s): "
+          f"{report.total('chunks_embedded')} chunks embedded, {report.total('chunks_reused')} reused, "
+          f"{report.total('chunks_deleted')} deleted, {report.total('tokens_embedded')} tokens")
+    return 0
+
+
+def _verify(settings: Settings, args: argparse.Namespace) -> int:
+    embedder, store = settings.embedder(), VectorStore(settings.lancedb_uri)
+    folder = SourceFolder(settings.source_dir, id_field=settings.id_field, text_field=settings.text_field)
+    mismatched = []
+    for shard in shard_keys(settings.shards):
+        expected = expected_chunks(folder, shard, settings.shards, settings.chunking, embedder)
+        diff = diff_shard(shard, expected, store.shard_rows(embedder.model_version, shard), embedder.model_version)
+        if not diff.matches:
+            mismatched.append(shard)
+        if args.verbose or not diff.matches:
+            print(diff.describe())
+    matching = settings.shards - len(mismatched)
+    print(f"{matching} of {settings.shards} shards match the source ({embedder.model_version})")
+    if mismatched and args.repair:
+        _refresh(settings, args, shards=mismatched)
+        return _verify(settings, argparse.Namespace(verbose=False, repair=False))
+    return 1 if mismatched else 0
 
 
 def _shards(settings: Settings, args: argparse.Namespace) -> int:

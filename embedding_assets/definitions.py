@@ -4,9 +4,8 @@ import os
 
 import dagster as dg
 
-from embedding_assets.assets import build_pipeline_assets
+from embedding_assets.assets import build_pipeline_assets, source_documents_spec
 from embedding_assets.checks import build_table_checks
-from embedding_assets.core.embedders import make_embedder
 from embedding_assets.core.errors import ConfigError
 from embedding_assets.core.settings import Settings
 from embedding_assets.partitions import shard_partitions
@@ -17,6 +16,9 @@ from embedding_assets.resources import (
     SourceFolderResource,
     StagingResource,
 )
+from embedding_assets.sensors import build_triggers
+
+REFRESH_JOB = "refresh_job"
 
 
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
@@ -31,25 +33,35 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             model=settings.model, dimensions=settings.dimensions, batch_size=settings.batch_size,
             api_key=dg.EnvVar("OPENAI_API_KEY") if uses_openai else None,
             base_url=dg.EnvVar("OPENAI_BASE_URL") if uses_openai and os.environ.get("OPENAI_BASE_URL") else None),
-        "vector_store": LanceDBResource(uri=settings.lancedb_uri),
+        "vector_store": LanceDBResource(uri=settings.lancedb_uri, ttl_days=settings.ttl_days),
     }
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     """The pipeline's assets, checks and resources for ``settings``; fails fast on misconfiguration."""
-    embedder = make_embedder(settings.model, dimensions=settings.dimensions,
-                             api_key=os.environ.get("OPENAI_API_KEY"))
+    embedder = settings.embedder()
     embedder.check_credentials()
     if settings.chunk_tokens > embedder.max_input_tokens:
         raise ConfigError(f"EMBEDDING_ASSETS_CHUNK_TOKENS={settings.chunk_tokens} is over what "
                           f"{settings.model} reads ({embedder.max_input_tokens} tokens)")
     partitions = shard_partitions(settings.shards)
-    assets = build_pipeline_assets(
+    raw_documents, chunks, embeddings, vector_table = assets = build_pipeline_assets(
         partitions, model_version=embedder.model_version,
-        chunking_version=f"{settings.chunking.identity}/{embedder.tokenizer_id}")
+        chunking_version=f"{settings.chunking.identity}/{embedder.tokenizer_id}",
+        freshness_hours=settings.freshness_hours)
+    sensors, schedules = build_triggers(settings, raw_documents, embeddings, vector_table)
+    automation = dg.AutomationConditionSensorDefinition(
+        "pipeline_automation_sensor", target=dg.AssetSelection.assets(chunks, embeddings, vector_table),
+        default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=settings.automation_interval_seconds,
+        description="Carries refreshed shards from raw_documents down to vector_table, and refreshes every "
+                    "shard after a model or chunker change.")
     return dg.Definitions(
-        assets=assets,
-        asset_checks=[build_table_checks(assets[-1], partitions)],
+        assets=[source_documents_spec(partitions), *assets],
+        asset_checks=build_table_checks(vector_table, partitions),
+        jobs=[dg.define_asset_job(REFRESH_JOB, selection=dg.AssetSelection.assets(*assets),
+                                  description="The whole chain for the selected shards (for dagster job backfill).")],
+        sensors=[*sensors, automation],
+        schedules=schedules,
         resources=build_resources(settings),
     )
 

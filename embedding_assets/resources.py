@@ -1,5 +1,7 @@
 """Dagster resources: thin, typed configuration over the plain classes in ``core``."""
 
+from datetime import datetime
+
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
@@ -7,7 +9,7 @@ from embedding_assets.core.chunking import ChunkingConfig
 from embedding_assets.core.embedders import Embedder, make_embedder
 from embedding_assets.core.sources import SourceFolder
 from embedding_assets.core.staging import Staging
-from embedding_assets.core.store import VectorStore
+from embedding_assets.core.store import VectorStore, expire_before
 
 
 class SourceFolderResource(dg.ConfigurableResource):
@@ -71,6 +73,12 @@ class LanceDBResource(dg.ConfigurableResource):
     """The LanceDB database holding one vector table per model version."""
 
     uri: str = Field(description="Local folder or object-store URI (EMBEDDING_ASSETS_LANCEDB_URI).")
+    ttl_days: float | None = Field(default=None,
+                                   description="Re-embed vectors older than this (EMBEDDING_ASSETS_TTL_DAYS).")
 
     def store(self) -> VectorStore:
         return VectorStore(self.uri)
+
+    def expire_before(self) -> datetime | None:
+        """Vectors embedded before this moment have expired (None: vectors never expire)."""
+        return expire_before(self.ttl_days)

@@ -48,3 +48,13 @@ def expected_index(settings: Settings, embedder: Embedder) -> dict[str, tuple[st
                 for chunk in chunk_document(doc.doc_id, doc.text, settings.chunking, embedder.count_tokens):
                     expected[chunk.chunk_id] = (chunk.doc_id, chunk.chunk_hash)
     return expected
+
+
+def run_checks(settings: Settings, instance: dg.DagsterInstance, partition: str,
+               names: list[str]) -> dg.ExecuteInProcessResult:
+    """Only the named checks of vector_table, for one shard."""
+    keys = [dg.AssetCheckKey(dg.AssetKey("vector_table"), name) for name in names]
+    checks_job = dg.define_asset_job("checks_only", selection=dg.AssetSelection.checks(*keys))
+    defs = dg.Definitions.merge(build_definitions(settings), dg.Definitions(jobs=[checks_job]))
+    job = defs.resolve_job_def("checks_only")
+    return job.execute_in_process(instance=instance, tags={"dagster/partition": partition}, raise_on_error=False)

@@ -7,6 +7,7 @@ import dagster as dg
 import pytest
 
 from embedding_assets import cli
+from embedding_assets.checks import INDEX_MATCHES_SOURCE
 from embedding_assets.core.embedders import Embedder
 from embedding_assets.core.settings import Settings
 from embedding_assets.core.shards import shard_keys, shard_of
@@ -35,7 +36,8 @@ def test_every_shard_is_indexed_checked_and_described(settings: Settings, minilm
         assert result.success
         assert indexed(settings, minilm.model_version) == expected_index(settings, minilm)
         shards = shard_keys(settings.shards)
-        assert check_evaluations(result) == sorted((c, s, True) for c in CHECK_NAMES for s in shards)
+        checks = (*CHECK_NAMES, INDEX_MATCHES_SOURCE)
+        assert check_evaluations(result) == sorted((c, s, True) for c in checks for s in shards)
         counts = VectorStore(settings.lancedb_uri).shard_counts(minilm.model_version)
         assert len(set(counts.values())) > 1, "corpus too uniform to tell per-shard metadata apart"
         for shard in shards:

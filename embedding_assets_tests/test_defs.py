@@ -8,13 +8,14 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from embedding_assets.checks import INDEX_MATCHES_SOURCE
 from embedding_assets.core.chunking import CHUNKER_VERSION
 from embedding_assets.core.errors import ConfigError
 from embedding_assets.core.settings import Settings
 from embedding_assets.core.table_checks import CHECK_NAMES
 from embedding_assets.definitions import build_definitions, build_resources
 
-CHAIN = ["raw_documents", "chunks", "embeddings", "vector_table"]
+CHAIN = ["source_documents", "raw_documents", "chunks", "embeddings", "vector_table"]
 
 
 def test_asset_graph_is_the_partitioned_chain(settings: Settings) -> None:
@@ -27,12 +28,12 @@ def test_asset_graph_is_the_partitioned_chain(settings: Settings) -> None:
     for name in CHAIN:
         node = graph.get(dg.AssetKey(name))
         assert node.partitions_def.get_partition_keys() == ["s000", "s001", "s002", "s003"]
-        assert node.backfill_policy == dg.BackfillPolicy.single_run()
+        assert node.backfill_policy == (dg.BackfillPolicy.single_run() if node.is_materializable else None)
     assert graph.get(dg.AssetKey("embeddings")).code_version == "local:all-MiniLM-L6-v2-onnx-int8@1.0.0/384d"
     assert graph.get(dg.AssetKey("chunks")).code_version == (
         f"chunker-v{CHUNKER_VERSION}/max200/overlap32/wordpiece:all-MiniLM-L6-v2-onnx-int8")
     checks = {k.name for k in graph.asset_check_keys if k.asset_key == dg.AssetKey("vector_table")}
-    assert checks == set(CHECK_NAMES)
+    assert checks == {*CHECK_NAMES, INDEX_MATCHES_SOURCE}
 
 
 def test_the_openai_key_reaches_the_resource_only_as_an_env_var(settings: Settings,

@@ -4,8 +4,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import get_args
 
 from embedding_assets.core.chunking import ChunkingConfig
+from embedding_assets.core.embedders import Embedder, make_embedder
 from embedding_assets.core.errors import ConfigError
 from embedding_assets.core.shards import MAX_SHARDS
 
@@ -27,18 +29,31 @@ class Settings:
     batch_size: int = 16
     id_field: str = "id"
     text_field: str = "text"
+    scan_interval_seconds: int = 30
+    automation_interval_seconds: int = 30
+    refresh_cron: str = "0 * * * *"
+    ttl_days: float | None = None
+    freshness_hours: float = 24.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.shards <= MAX_SHARDS:
             raise ConfigError(f"{PREFIX}SHARDS must be between 1 and {MAX_SHARDS}, got {self.shards}")
         if self.batch_size < 1:
             raise ConfigError(f"{PREFIX}BATCH_SIZE must be at least 1, got {self.batch_size}")
-        if self.dimensions is not None and self.dimensions < 1:
-            raise ConfigError(f"{PREFIX}DIMENSIONS must be positive, got {self.dimensions}")
+        for name in ("dimensions", "ttl_days", "freshness_hours", "scan_interval_seconds",
+                     "automation_interval_seconds"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{PREFIX}{name.upper()} must be positive, got {value}")
         try:
             ChunkingConfig(self.chunk_tokens, self.chunk_overlap)
         except ValueError as err:
             raise ConfigError(f"{PREFIX}CHUNK_TOKENS/{PREFIX}CHUNK_OVERLAP: {err}") from None
+
+    def embedder(self) -> Embedder:
+        """The configured embedder; OpenAI credentials come from the environment, never from settings."""
+        return make_embedder(self.model, dimensions=self.dimensions, batch_size=self.batch_size,
+                             api_key=os.environ.get("OPENAI_API_KEY"), base_url=os.environ.get("OPENAI_BASE_URL"))
 
     @property
     def chunking(self) -> ChunkingConfig:
@@ -52,18 +67,21 @@ class Settings:
         for field in fields(cls):
             raw = environ.get(PREFIX + field.name.upper(), "").strip()
             if raw:
-                values[field.name] = _parse(field.name, raw, field.default)
+                values[field.name] = _parse(field.name, raw, field.type)
         settings = cls(**values)
         return cls(**{**settings.__dict__, "source_dir": _absolute(settings.source_dir),
                       "staging_dir": _absolute(settings.staging_dir), "lancedb_uri": _absolute(settings.lancedb_uri)})
 
 
-def _parse(name: str, raw: str, default: object) -> object:
-    if isinstance(default, int) or name == "dimensions":
-        try:
-            return int(raw)
-        except ValueError:
-            raise ConfigError(f"{PREFIX}{name.upper()} must be an integer, got {raw!r}") from None
+def _parse(name: str, raw: str, kind: object) -> object:
+    """``raw`` as the field's type (int or float, possibly optional), else as given."""
+    for number in (int, float):
+        if kind is number or number in get_args(kind):
+            try:
+                return number(raw)
+            except ValueError:
+                raise ConfigError(f"{PREFIX}{name.upper()} must be {'an integer' if number is int else 'a number'}, "
+                                  f"got {raw!r}") from None
     return raw
 
 

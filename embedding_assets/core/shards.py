@@ -19,3 +19,21 @@ def shard_keys(shard_count: int) -> tuple[str, ...]:
 def shard_of(doc_id: str, shard_count: int) -> str:
     """The shard key that owns ``doc_id``."""
     return shard_keys(shard_count)[stable_bucket(doc_id, shard_count)]
+
+
+def shard_ranges(shards: list[str], shard_count: int, max_per_range: int = 256) -> list[tuple[str, str]]:
+    """Cover ``shards`` with inclusive ranges of consecutive keys (one Dagster run each), none
+    longer than ``max_per_range``; shards not listed are never inside a range."""
+    keys = shard_keys(shard_count)
+    index = {key: i for i, key in enumerate(keys)}
+    ranges: list[tuple[str, str]] = []
+    start = previous = None
+    for i in sorted(index[s] for s in set(shards)):
+        if start is None or i != previous + 1 or i - start >= max_per_range:
+            if start is not None:
+                ranges.append((keys[start], keys[previous]))
+            start = i
+        previous = i
+    if start is not None:
+        ranges.append((keys[start], keys[previous]))
+    return ranges

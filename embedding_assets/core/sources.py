@@ -2,12 +2,13 @@
 
 Document ids are stable: the path relative to the folder for text files (``guide/intro.md``), the
 record's own id for ``.json``/``.jsonl`` records. Anything that cannot be read becomes a ``Skip``
-with a reason, reported by exactly one shard, so nothing is dropped silently.
+with a reason, reported by exactly one shard (the shard of its id, path or ``path:line``), so
+nothing is dropped silently.
 """
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,31 +56,36 @@ class SourceFolder:
             raise SourceError(f"source folder {str(self.root)!r} does not exist or is not a directory "
                               "(set EMBEDDING_ASSETS_SOURCE_DIR)")
 
-    def files(self) -> Iterator[str]:
-        """Relative posix paths of supported files, in a stable order; symlinks are never followed."""
+    def files(self) -> list[str]:
+        """Relative posix paths of supported files, sorted; directory symlinks are never followed."""
         self.check()
-        for dirpath, dirnames, filenames in os.walk(self.root):
-            dirnames.sort()
-            for name in sorted(filenames):
+        found = []
+        for dirpath, _, filenames in os.walk(self.root):
+            for name in filenames:
                 if Path(name).suffix.lower() in TEXT_SUFFIXES | RECORD_SUFFIXES:
-                    yield Path(dirpath, name).relative_to(self.root).as_posix()
+                    found.append(Path(dirpath, name).relative_to(self.root).as_posix())
+        return sorted(found)
 
     def read_shard(self, shard: str, shard_count: int) -> Iterator[Document | Skip]:
-        seen_ids: dict[str, str] = {}
-        for rel in self.files():
-            if Path(rel).suffix.lower() in RECORD_SUFFIXES:
-                items = self._read_records(rel, shard, shard_count)
-            elif shard_of(rel, shard_count) == shard:
-                items = self._read_text_file(rel)
-            else:
-                continue
-            for item in items:
-                if isinstance(item, Document) and item.doc_id in seen_ids:
-                    yield Skip(item.doc_id, f"duplicate document id, first read from {seen_ids[item.doc_id]}")
-                    continue
-                if isinstance(item, Document):
-                    seen_ids[item.doc_id] = rel
-                yield item
+        """The shard's documents and skips. Text files of other shards are not even opened."""
+        def owned() -> Iterator[tuple[str, Document | Skip]]:
+            for rel in self.files():
+                if Path(rel).suffix.lower() in RECORD_SUFFIXES or shard_of(rel, shard_count) == shard:
+                    yield from ((rel, item) for item in self.read_file(rel)
+                                if shard_of(item.doc_id, shard_count) == shard)
+
+        yield from first_id_wins(owned())
+
+    def read_file(self, rel: str) -> list[Document | Skip]:
+        """Everything one file holds: its document, or its records (a skip for each that fails)."""
+        if Path(rel).suffix.lower() in RECORD_SUFFIXES:
+            return self._read_records(rel)
+        try:
+            raw = self._read_text(rel)
+        except OSError as err:
+            return [Skip(rel, _reason(err))]
+        text = normalize_text(html_to_text(raw) if Path(rel).suffix.lower() in {".html", ".htm"} else raw)
+        return [_document(rel, text, rel)]
 
     def _read_bytes(self, rel: str) -> bytes:
         path = self.root / rel
@@ -102,39 +108,25 @@ class SourceFolder:
             raise OSError("binary content (NUL bytes)")
         return text
 
-    def _read_text_file(self, rel: str) -> Iterator[Document | Skip]:
-        try:
-            raw = self._read_text(rel)
-        except OSError as err:
-            yield Skip(rel, _reason(err))
-            return
-        text = normalize_text(html_to_text(raw) if Path(rel).suffix.lower() in {".html", ".htm"} else raw)
-        yield _document(rel, text, rel)
-
-    def _read_records(self, rel: str, shard: str, shard_count: int) -> Iterator[Document | Skip]:
-        """Records of a .json/.jsonl file that belong to ``shard``; file-level failures go to the file's shard."""
+    def _read_records(self, rel: str) -> list[Document | Skip]:
+        """Records of a .json/.jsonl file; a file that cannot be parsed is one skip under its own path."""
         try:
             records = list(self._parse_records(rel))
         except (OSError, ValueError) as err:
-            if shard_of(rel, shard_count) == shard:
-                yield Skip(rel, _reason(err))
-            return
+            return [Skip(rel, _reason(err))]
+        items: list[Document | Skip] = []
         for location, record in records:
             if isinstance(record, str):  # a line that failed to parse
-                if shard_of(location, shard_count) == shard:
-                    yield Skip(location, record)
+                items.append(Skip(location, record))
                 continue
             doc_id, text = record.get(self.id_field), record.get(self.text_field)
             if not isinstance(doc_id, str | int) or isinstance(doc_id, bool) or not str(doc_id):
-                if shard_of(location, shard_count) == shard:
-                    yield Skip(location, f"record has no usable {self.id_field!r} field")
-                continue
-            if shard_of(str(doc_id), shard_count) != shard:
-                continue
-            if not isinstance(text, str):
-                yield Skip(str(doc_id), f"record has no string {self.text_field!r} field ({location})")
-                continue
-            yield _document(str(doc_id), normalize_text(text), rel)
+                items.append(Skip(location, f"record has no usable {self.id_field!r} field"))
+            elif not isinstance(text, str):
+                items.append(Skip(str(doc_id), f"record has no string {self.text_field!r} field ({location})"))
+            else:
+                items.append(_document(str(doc_id), normalize_text(text), rel))
+        return items
 
     def _parse_records(self, rel: str) -> Iterator[tuple[str, dict | str]]:
         """(location, record) pairs; a record that fails to parse is given as its error message."""
@@ -147,6 +139,21 @@ class SourceFolder:
         data = json.loads(text)
         for index, record in enumerate(data if isinstance(data, list) else [data]):
             yield f"{rel}:{index}", record if isinstance(record, dict) else "record is not a JSON object"
+
+
+def first_id_wins(items: Iterable[tuple[str, Document | Skip]]) -> Iterator[Document | Skip]:
+    """Items in file order, where a document whose id was already read becomes a skip.
+
+    Duplicates share their id, hence their shard, so deduplicating one shard at a time is complete.
+    """
+    seen: dict[str, str] = {}
+    for rel, item in items:
+        if isinstance(item, Document):
+            if item.doc_id in seen:
+                item = Skip(item.doc_id, f"duplicate document id, first read from {seen[item.doc_id]}")
+            else:
+                seen[item.doc_id] = rel
+        yield item
 
 
 def _parse_object(line: str) -> dict | str:

@@ -91,13 +91,15 @@ def chunk_raw_documents(raw: Path, out: Path, shard: str, config: ChunkingConfig
 
 
 def embed_chunks(chunks: Path, out: Path, embedder: Embedder, store: VectorStore, shard: str,
-                 shard_count: int, staging: Staging, now: datetime | None = None) -> EmbedStats:
+                 shard_count: int, staging: Staging, *, expire_before: datetime | None = None,
+                 now: datetime | None = None) -> EmbedStats:
     """Vectors for the shard's chunks: reused from the table when this model already embedded the
-    same ``chunk_hash`` (keeping its ``embedded_at``), computed otherwise. Rows get the table's schema."""
+    same ``chunk_hash`` (keeping its ``embedded_at``) after ``expire_before``, computed otherwise.
+    Rows get the table's exact schema."""
     model = embedder.model_version
     schema = row_schema(embedder.dimensions, model_version=model, shard_count=shard_count)
     stamp = now or datetime.now(UTC)
-    reusable = _stored_vectors(store, model, shard)
+    reusable = _stored_vectors(store, model, shard, expire_before)
     embedded = reused = tokens = 0
     with staging.writer(out, schema) as writer:
         for batch in staging.read_batches(chunks, EMBED_BATCH_ROWS):
@@ -120,13 +122,16 @@ def embed_chunks(chunks: Path, out: Path, embedder: Embedder, store: VectorStore
     return EmbedStats(embedded + reused, embedded, reused, tokens, embedder.dimensions)
 
 
-def _stored_vectors(store: VectorStore, model_version: str, shard: str) -> dict[str, tuple[list, datetime]]:
+def _stored_vectors(store: VectorStore, model_version: str, shard: str,
+                    expire_before: datetime | None) -> dict[str, tuple[list, datetime]]:
+    """chunk_hash → (vector, embedded_at) of the shard's stored rows that have not expired."""
     stored = store.shard_rows(model_version, shard, ["chunk_hash", "vector", "embedded_at"])
     if stored is None:
         return {}
     return {h: (v, t) for h, v, t in zip(stored.column("chunk_hash").to_pylist(),
                                          stored.column("vector").to_pylist(),
-                                         stored.column("embedded_at").to_pylist(), strict=True)}
+                                         stored.column("embedded_at").to_pylist(), strict=True)
+            if expire_before is None or t >= expire_before}
 
 
 def write_vector_table(embeddings: Path, store: VectorStore, model_version: str, shard: str,

@@ -23,6 +23,10 @@ class Staging:
     def path(self, asset: str, shard: str, variant: str = "") -> Path:
         return self.root / asset / variant / f"{shard}.parquet" if variant else self.root / asset / f"{shard}.parquet"
 
+    def scan_state(self) -> Path:
+        """The change scan's state table (file metadata and what each file held)."""
+        return self.root / "source_scan.sqlite"
+
     def read_batches(self, path: Path, batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
         if not path.exists():
             raise FileNotFoundError(f"{path} is missing: materialize the upstream asset for this shard first")

@@ -9,6 +9,7 @@ nothing, so re-running a partition leaves even the table version untouched.
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -46,6 +47,11 @@ def row_schema(dimensions: int, *, model_version: str, shard_count: int) -> pa.S
         metadata={"model_version": model_version, "dimensions": str(dimensions),
                   "shard_count": str(shard_count)},
     )
+
+
+def expire_before(ttl_days: float | None) -> datetime | None:
+    """Vectors embedded before this moment have outlived ``ttl_days`` (None: they never expire)."""
+    return None if ttl_days is None else datetime.now(UTC) - timedelta(days=ttl_days)
 
 
 def sql_string(value: str) -> str:
@@ -154,6 +160,27 @@ class VectorStore:
                 .select(["chunk_id", "doc_id", "shard", "text", "_distance"]).to_arrow())
         scores = pc.subtract(1.0, hits.column("_distance"))
         return hits.drop_columns(["_distance"]).append_column("score", scores)
+
+    def expired_shards(self, model_version: str, before: datetime) -> list[str]:
+        """Shards holding vectors embedded before ``before`` (a UTC moment)."""
+        table = self.table(model_version)
+        if table is None:
+            return []
+        moment = before.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        rows = table.search().where(f"embedded_at < TIMESTAMP '{moment}'").select(["shard"]).to_arrow()
+        return sorted(set(rows.column("shard").to_pylist()))
+
+    def documents_by_shard(self, model_version: str) -> dict[str, set[tuple[str, str]]]:
+        """shard → the (doc_id, doc_hash) pairs its rows came from; one read of three columns."""
+        table = self.table(model_version)
+        if table is None:
+            return {}
+        rows = table.search().select(["shard", "doc_id", "doc_hash"]).to_arrow()
+        documents: dict[str, set[tuple[str, str]]] = {}
+        for shard, doc_id, doc_hash in zip(*(rows.column(c).to_pylist() for c in ("shard", "doc_id", "doc_hash")),
+                                           strict=True):
+            documents.setdefault(shard, set()).add((doc_id, doc_hash))
+        return documents
 
     def shard_counts(self, model_version: str) -> dict[str, int]:
         table = self.table(model_version)

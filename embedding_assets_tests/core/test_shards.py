@@ -2,7 +2,7 @@ from collections import Counter
 
 import pytest
 
-from embedding_assets.core.shards import shard_keys, shard_of
+from embedding_assets.core.shards import shard_keys, shard_of, shard_ranges
 
 
 def test_keys_are_zero_padded_and_sorted() -> None:
@@ -24,3 +24,11 @@ def test_documents_spread_evenly_and_stay_put() -> None:
     assert set(counts) == set(shard_keys(8))
     assert max(counts.values()) < 1.1 * min(counts.values())
     assert [shard_of(i, 8) for i in ids[:100]] == [shard_of(i, 8) for i in ids[:100]]
+
+
+def test_shard_ranges_cover_exactly_the_listed_shards() -> None:
+    assert shard_ranges(["s001", "s002", "s003", "s005", "s007", "s000"], 8) == [
+        ("s000", "s003"), ("s005", "s005"), ("s007", "s007")]
+    assert shard_ranges([], 8) == []
+    assert shard_ranges(list(shard_keys(8)), 8, max_per_range=3) == [("s000", "s002"), ("s003", "s005"),
+                                                                       ("s006", "s007")]

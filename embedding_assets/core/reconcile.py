@@ -1,0 +1,92 @@
+"""Does the index equal its source? Exact differences per shard, and which shards need a refresh."""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from embedding_assets.core.chunking import ChunkingConfig, chunk_document
+from embedding_assets.core.embedders import Embedder
+from embedding_assets.core.scan import ScanResult, fingerprint
+from embedding_assets.core.sources import Document, SourceFolder
+from embedding_assets.core.store import VectorStore
+
+MAX_LISTED = 20
+
+
+@dataclass(frozen=True)
+class ExpectedChunk:
+    doc_id: str
+    chunk_hash: str
+    doc_hash: str
+
+
+@dataclass(frozen=True)
+class ShardDiff:
+    """How the table's rows for a shard differ from what the source says they must be."""
+
+    shard: str
+    expected: int
+    stored: int
+    missing: list[str] = field(default_factory=list)  # chunk ids the table lacks
+    extra: list[str] = field(default_factory=list)  # chunk ids the source no longer produces
+    changed: list[str] = field(default_factory=list)  # stored with another text or document hash
+    wrong_model: list[str] = field(default_factory=list)  # embedded by another model version
+
+    @property
+    def matches(self) -> bool:
+        return not (self.missing or self.extra or self.changed or self.wrong_model)
+
+    def describe(self) -> str:
+        if self.matches:
+            return f"{self.shard}: {self.stored} rows match the source"
+        parts = [f"{len(ids)} {name} {ids[:MAX_LISTED]}" for name, ids in
+                 (("missing", self.missing), ("extra", self.extra), ("changed", self.changed),
+                  ("wrong model", self.wrong_model)) if ids]
+        return f"{self.shard}: " + "; ".join(parts)
+
+
+def expected_chunks(folder: SourceFolder, shard: str, shard_count: int, config: ChunkingConfig,
+                    embedder: Embedder) -> dict[str, ExpectedChunk]:
+    """chunk_id → what the table must hold for it, computed from the source folder alone."""
+    expected = {}
+    for doc in folder.read_shard(shard, shard_count):
+        if isinstance(doc, Document):
+            for chunk in chunk_document(doc.doc_id, doc.text, config, embedder.count_tokens):
+                expected[chunk.chunk_id] = ExpectedChunk(doc.doc_id, chunk.chunk_hash, doc.doc_hash)
+    return expected
+
+
+def diff_shard(shard: str, expected: dict[str, ExpectedChunk], stored: pa.Table | None,
+               model_version: str) -> ShardDiff:
+    """Compare the stored rows of ``shard`` (None: no table yet) with the expected chunks."""
+    rows = {} if stored is None else {
+        r["chunk_id"]: r for r in stored.select(["chunk_id", "doc_id", "chunk_hash", "doc_hash", "model_version"])
+        .to_pylist()}
+    both = sorted(expected.keys() & rows.keys())
+    return ShardDiff(
+        shard, len(expected), 0 if stored is None else stored.num_rows,
+        missing=sorted(expected.keys() - rows.keys()),
+        extra=sorted(rows.keys() - expected.keys()) + _duplicates(stored),
+        changed=[k for k in both if (rows[k]["doc_id"], rows[k]["chunk_hash"], rows[k]["doc_hash"])
+                 != (expected[k].doc_id, expected[k].chunk_hash, expected[k].doc_hash)],
+        wrong_model=sorted(k for k, r in rows.items() if r["model_version"] != model_version),
+    )
+
+
+def _duplicates(stored: pa.Table | None) -> list[str]:
+    if stored is None:
+        return []
+    counts = pc.value_counts(stored.column("chunk_id")).to_pylist()
+    return sorted(c["values"] for c in counts if c["counts"] > 1)
+
+
+def stale_shards(scan: ScanResult, store: VectorStore, model_version: str,
+                 expire_before: datetime | None = None) -> list[str]:
+    """Shards whose table rows do not come from exactly the scanned documents, or hold vectors
+    embedded before ``expire_before``. Costs one read of three table columns, no chunking."""
+    indexed = store.documents_by_shard(model_version)
+    expired = set(store.expired_shards(model_version, expire_before)) if expire_before else set()
+    return [shard for shard, state in scan.shards.items()
+            if state.fingerprint != fingerprint(indexed.get(shard, ())) or shard in expired]

@@ -1,0 +1,86 @@
+"""Run the real ``dagster dev`` (webserver + daemon, loaded through workspace.yaml) for a test."""
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class DagsterDev:
+    base_url: str
+    proc: subprocess.Popen
+    log: Path
+
+    def graphql(self, query: str) -> dict[str, Any]:
+        req = urllib.request.Request(f"{self.base_url}/graphql", data=json.dumps({"query": query}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            body = json.load(resp)
+        assert "errors" not in body, body["errors"]
+        return body["data"]
+
+    def wait_for(self, predicate: Callable[[], Any], what: str, timeout: float = 90) -> None:
+        """Poll ``predicate`` until it is truthy; fail with the server's log if it exits or time runs out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"dagster dev exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            with contextlib.suppress(urllib.error.URLError, OSError):
+                if predicate():
+                    return
+            time.sleep(0.5)
+        raise TimeoutError(f"no {what} after {timeout} s:\n{self.log.read_text()[-3000:]}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def project_env(tmp: Path, **settings: str) -> dict[str, str]:
+    """The caller's environment with DAGSTER_HOME and every EMBEDDING_ASSETS_ setting under ``tmp``."""
+    for folder in ("source", "home"):
+        (tmp / folder).mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EMBEDDING_ASSETS_", "OPENAI_"))}
+    env |= {"DAGSTER_HOME": str(tmp / "home"), "EMBEDDING_ASSETS_SOURCE_DIR": str(tmp / "source"),
+            "EMBEDDING_ASSETS_LANCEDB_URI": str(tmp / "lancedb"), "EMBEDDING_ASSETS_STAGING_DIR": str(tmp / "staging")}
+    return env | {f"EMBEDDING_ASSETS_{k.upper()}": v for k, v in settings.items()}
+
+
+@contextlib.contextmanager
+def dagster_dev(env: dict[str, str], log: Path) -> Iterator[DagsterDev]:
+    """``dagster dev`` on a free loopback port, stopped by its process group afterwards."""
+    port = free_port()
+    with log.open("wb") as out:
+        # A new session (so the whole group can be signalled) with SIGINT restored: otherwise the
+        # inherited SIG_IGN makes `dagster dev` ignore SIGTERM and leave its children running.
+        proc = subprocess.Popen(
+            [str(PROJECT_ROOT / ".venv/bin/dagster"), "dev", "-h", "127.0.0.1", "-p", str(port)],
+            cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    dev = DagsterDev(f"http://127.0.0.1:{port}", proc, log)
+    try:
+        dev.wait_for(lambda: urllib.request.urlopen(f"{dev.base_url}/server_info", timeout=5).status == 200,
+                     "/server_info")
+        dev.wait_for(lambda: dev.graphql("{ assetNodes { id } }")["assetNodes"], "assetNodes")
+        yield dev
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # it may have exited already
+            os.killpg(proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=30)
+            os.killpg(proc.pid, signal.SIGKILL)  # the group is gone by now unless something hung
+        proc.wait()

@@ -1,0 +1,115 @@
+"""Proof that the index follows its source: randomized edits, refresh, and an exact oracle each step."""
+
+import dataclasses
+import json
+import random
+from pathlib import Path
+from pydoc_data.topics import topics
+
+import dagster as dg
+import pytest
+
+from embedding_assets import cli
+from embedding_assets.checks import INDEX_MATCHES_SOURCE
+from embedding_assets.core.embedders import Embedder
+from embedding_assets.core.settings import Settings
+from embedding_assets.core.shards import shard_of
+from embedding_assets.core.store import VectorStore, sql_string
+from embedding_assets.refresh import refresh
+from embedding_assets_tests.pipeline_helpers import check_evaluations, expected_index, materialize, run_checks
+
+pytestmark = pytest.mark.slow
+SPARE_TOPICS = ("for", "try", "with", "class", "function", "lambda")
+
+
+def table_rows(settings: Settings, model_version: str) -> dict[str, dict]:
+    """chunk_id → stored row (without the vector); fails on duplicate chunk ids."""
+    table = VectorStore(settings.lancedb_uri).table(model_version)
+    rows = table.search().select(["chunk_id", "doc_id", "shard", "chunk_hash", "model_version", "embedded_at"]) \
+        .to_arrow().to_pylist()
+    by_id = {r["chunk_id"]: r for r in rows}
+    assert len(by_id) == len(rows), "duplicate chunk ids in the table"
+    return by_id
+
+
+def edit(source: Path, rng: random.Random, spare: list[str]) -> set[str]:
+    """One random change to the source folder; returns the document ids it touched."""
+    files = sorted(p.name for p in source.glob("*.txt"))
+    kind = rng.choice(["edit", "shrink", "delete", "rename", "add", "record"])
+    name = rng.choice(files)
+    path = source / name
+    if kind == "edit":
+        lines = path.read_text().split("\n")
+        lines.insert(rng.randrange(len(lines)), "An inserted sentence about generators and iterators.")
+        path.write_text("\n".join(lines))
+    elif kind == "shrink":
+        path.write_text(path.read_text()[: max(40, len(path.read_text()) // 4)])
+    elif kind == "delete":
+        path.unlink()
+    elif kind == "rename":
+        path.rename(source / f"renamed-{name}")
+        return {name, f"renamed-{name}"}
+    elif kind == "add" and spare:
+        name = f"{spare.pop()}.txt"
+        (source / name).write_text(topics[name[:-4]])
+    else:
+        records = source / "records.jsonl"
+        lines = records.read_text().splitlines()
+        i = rng.randrange(len(lines))
+        record = json.loads(lines[i])
+        record["text"] += " Edited record."
+        lines[i] = json.dumps(record)
+        records.write_text("\n".join(lines))
+        return {record["id"]}
+    return {name}
+
+
+def test_randomized_changes_keep_the_table_equal_to_the_source(settings: Settings, minilm: Embedder) -> None:
+    source = Path(settings.source_dir)
+    (source / "records.jsonl").write_text("\n".join(
+        json.dumps({"id": f"rec-{i}", "text": f"Record {i} describes keyword number {i} of the language."})
+        for i in range(10)))
+    rng, spare = random.Random(20261125), list(SPARE_TOPICS)
+    model = minilm.model_version
+    with dg.instance_for_test() as instance:
+        first = refresh(settings, instance)
+        assert len(first.stale) == settings.shards and first.total("chunks_reused") == 0
+        for step in range(8):
+            before = table_rows(settings, model)
+            oracle_before = expected_index(settings, minilm)
+            touched = edit(source, rng, spare) | edit(source, rng, spare)
+            report = refresh(settings, instance)
+            after = table_rows(settings, model)
+            oracle = expected_index(settings, minilm)
+            assert {k: (r["doc_id"], r["chunk_hash"]) for k, r in after.items()} == oracle, f"step {step}"
+            assert {r["model_version"] for r in after.values()} == {model}
+            untouched = [k for k, r in after.items() if r["doc_id"] not in touched]
+            assert all(after[k] == before[k] for k in untouched), "untouched rows must keep embedded_at"
+            assert set(report.stale) == {shard_of(d, settings.shards) for d in touched
+                                         if any(v[0] == d for v in (*oracle.values(), *oracle_before.values()))}
+            # Only text this shard has never embedded reaches the model.
+            hashes_before = {(r["shard"], r["chunk_hash"]) for r in before.values()}
+            new_text = sum(1 for r in after.values() if (r["shard"], r["chunk_hash"]) not in hashes_before)
+            assert report.total("chunks_embedded") == new_text, f"step {step}"
+        assert refresh(settings, instance).runs == [], "a refresh with nothing changed runs nothing"
+
+
+def test_verify_finds_drift_the_check_reports_it_and_repair_fixes_it(
+        settings: Settings, minilm: Embedder, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    for field in dataclasses.fields(Settings):
+        if getattr(settings, field.name) is not None:
+            monkeypatch.setenv(f"EMBEDDING_ASSETS_{field.name.upper()}", str(getattr(settings, field.name)))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    with dg.instance_for_test() as instance:
+        materialize(settings, instance)
+        assert cli.main(["verify"]) == 0
+        table = VectorStore(settings.lancedb_uri).table(minilm.model_version)
+        table.delete(f"chunk_id = {sql_string('if.txt#0')}")  # the record drifts from the store
+        shard = shard_of("if.txt", settings.shards)
+        assert cli.main(["verify"]) == 1
+        assert f"{shard}: 1 missing ['if.txt#0']" in capsys.readouterr().out
+        result = run_checks(settings, instance, shard, [INDEX_MATCHES_SOURCE])
+        assert (INDEX_MATCHES_SOURCE, shard, False) in check_evaluations(result)
+        assert cli.main(["verify", "--repair"]) == 0
+        assert "refreshed 1 shard(s)" in capsys.readouterr().out
