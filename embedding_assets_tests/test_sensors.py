@@ -1,0 +1,93 @@
+"""The change sensor, the TTL sensor and the refresh schedule, ticked against a real instance."""
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from embedding_assets.core.embedders import Embedder
+from embedding_assets.core.settings import Settings
+from embedding_assets.core.shards import shard_keys, shard_of
+from embedding_assets.definitions import build_definitions, build_resources
+from embedding_assets_tests.pipeline_helpers import materialize, metadata
+
+RANGE = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
+
+
+def tick(settings: Settings, instance: dg.DagsterInstance, name: str, cursor: str | None = None):
+    defs = build_definitions(settings)
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs,
+                                      resources=build_resources(settings))
+    return defs.resolve_sensor_def(name)(context)
+
+
+def ranges(result: dg.SensorResult) -> list[tuple[str, str]]:
+    return [(r.tags[RANGE[0]], r.tags[RANGE[1]]) for r in result.run_requests]
+
+
+def test_change_sensor_requests_exactly_the_changed_shards(settings: Settings) -> None:
+    source = Path(settings.source_dir)
+    with dg.instance_for_test() as instance:
+        first = tick(settings, instance, "source_change_sensor")
+        assert ranges(first) == [("s000", "s003")]
+        assert first.run_requests[0].asset_selection == [dg.AssetKey("raw_documents")]
+        observed = {e.partition: e.tags["dagster/data_version"] for e in first.asset_events}
+        assert set(observed) == set(shard_keys(settings.shards))
+
+        unchanged = tick(settings, instance, "source_change_sensor", first.cursor)
+        assert isinstance(unchanged, dg.SkipReason) and "no change in 12 files" in unchanged.skip_message
+
+        (source / "while.txt").write_text("The while statement, rewritten.")
+        edited = tick(settings, instance, "source_change_sensor", first.cursor)
+        shard = shard_of("while.txt", settings.shards)
+        assert ranges(edited) == [(shard, shard)]
+        assert [e.partition for e in edited.asset_events] == [shard]
+        assert edited.asset_events[0].tags["dagster/data_version"] != observed[shard]
+
+        (source / "if.txt").unlink()
+        deleted = tick(settings, instance, "source_change_sensor", edited.cursor)
+        assert ranges(deleted) == [(shard_of("if.txt", settings.shards),) * 2]
+
+
+@pytest.mark.slow
+def test_ttl_sensor_and_ttl_refresh_re_embed_expired_vectors(settings: Settings, minilm: Embedder) -> None:
+    with dg.instance_for_test() as instance:
+        materialize(settings, instance)
+        off = tick(settings, instance, "ttl_expiry_sensor")
+        assert isinstance(off, dg.SkipReason) and "TTL_DAYS is not set" in off.skip_message
+        assert build_definitions(settings).resolve_sensor_def("ttl_expiry_sensor").default_status == (
+            dg.DefaultSensorStatus.STOPPED)
+
+        expiring = Settings(**{**settings.__dict__, "ttl_days": 1e-9})  # every stored vector has expired
+        expired = tick(expiring, instance, "ttl_expiry_sensor")
+        assert ranges(expired) == [("s000", "s003")]
+        assert expired.run_requests[0].asset_selection == [dg.AssetKey("embeddings"), dg.AssetKey("vector_table")]
+
+        job = build_definitions(expiring).resolve_implicit_global_asset_job_def()
+        job.execute_in_process(instance=instance, partition_key="s001",
+                               asset_selection=[dg.AssetKey("embeddings"), dg.AssetKey("vector_table")])
+        figures = metadata(instance, "embeddings", "s001")
+        assert figures["chunks_embedded"] == figures["chunks"] > 0 and figures["chunks_reused"] == 0
+        assert metadata(instance, "vector_table", "s001")["chunks_updated"] == figures["chunks"]
+
+
+@pytest.mark.slow
+def test_refresh_schedule_reconciles_with_the_table(settings: Settings, minilm: Embedder) -> None:
+    defs = build_definitions(settings)
+    schedule = defs.resolve_schedule_def("refresh_schedule")
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+
+    def run_schedule(instance: dg.DagsterInstance):
+        context = dg.build_schedule_context(instance=instance, resources=build_resources(settings),
+                                            scheduled_execution_time=datetime(2026, 11, 25, 13, tzinfo=UTC))
+        return schedule.evaluate_tick(context)
+
+    with dg.instance_for_test() as instance:
+        assert len(run_schedule(instance).run_requests) == 1  # nothing indexed: every shard, one range
+        materialize(settings, instance)
+        assert run_schedule(instance).skip_message == "the table matches the source"
+        (Path(settings.source_dir) / "new.md").write_text("# New\n\nA page the table has never seen.")
+        shard = shard_of("new.md", settings.shards)
+        requests = run_schedule(instance).run_requests
+        assert [(r.tags[RANGE[0]], r.tags[RANGE[1]]) for r in requests] == [(shard, shard)]
