@@ -113,7 +113,7 @@ def build_pipeline_assets(partitions: dg.PartitionsDefinition, *, model_version:
 
         def one(shard: str) -> dict[str, Any]:
             staged = stage.path("embeddings", shard, variant)
-            write = stages.write_vector_table(staged, store, model, shard, shard_count, stage)
+            write = stages.write_vector_table(staged, store, shard, stage)
             rows = write.inserted + write.updated + write.unchanged
             return {"model_version": model, "table": variant, "table_version": write.table_version,
                     "rows": rows, "chunks_inserted": write.inserted, "chunks_updated": write.updated,

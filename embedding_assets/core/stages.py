@@ -97,7 +97,8 @@ def embed_chunks(chunks: Path, out: Path, embedder: Embedder, store: VectorStore
     same ``chunk_hash`` (keeping its ``embedded_at``) after ``expire_before``, computed otherwise.
     Rows get the table's exact schema."""
     model = embedder.model_version
-    schema = row_schema(embedder.dimensions, model_version=model, shard_count=shard_count)
+    schema = row_schema(embedder.dimensions, model_version=model, shard_count=shard_count,
+                        model_spec=embedder.spec, requested_dimensions=embedder.requested_dimensions)
     stamp = now or datetime.now(UTC)
     reusable = _stored_vectors(store, model, shard, expire_before)
     embedded = reused = tokens = 0
@@ -134,7 +135,6 @@ def _stored_vectors(store: VectorStore, model_version: str, shard: str,
             if expire_before is None or t >= expire_before}
 
 
-def write_vector_table(embeddings: Path, store: VectorStore, model_version: str, shard: str,
-                       shard_count: int, staging: Staging) -> ShardWrite:
+def write_vector_table(embeddings: Path, store: VectorStore, shard: str, staging: Staging) -> ShardWrite:
     """Replace the shard's rows in the model's LanceDB table with the staged embeddings, atomically."""
-    return store.replace_shard(model_version, shard, staging.read(embeddings), shard_count=shard_count)
+    return store.replace_shard(shard, staging.read(embeddings))

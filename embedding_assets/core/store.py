@@ -28,8 +28,10 @@ def table_name(model_version: str) -> str:
     return f"{TABLE_PREFIX}__" + re.sub(r"[^a-z0-9]+", "_", model_version.lower()).strip("_")
 
 
-def row_schema(dimensions: int, *, model_version: str, shard_count: int) -> pa.Schema:
-    """The table's columns; the model identity and shard count travel in its schema metadata."""
+def row_schema(dimensions: int, *, model_version: str, shard_count: int, model_spec: str = "",
+               requested_dimensions: int | None = None) -> pa.Schema:
+    """The table's columns. The model identity (version, and the spec and dimensions that rebuild the
+    embedder for queries) and the shard count travel in its schema metadata."""
     return pa.schema(
         [
             pa.field("chunk_id", pa.string(), nullable=False),
@@ -44,8 +46,8 @@ def row_schema(dimensions: int, *, model_version: str, shard_count: int) -> pa.S
             pa.field("model_version", pa.string(), nullable=False),
             pa.field("embedded_at", pa.timestamp("us", tz="UTC"), nullable=False),
         ],
-        metadata={"model_version": model_version, "dimensions": str(dimensions),
-                  "shard_count": str(shard_count)},
+        metadata={"model_version": model_version, "dimensions": str(dimensions), "shard_count": str(shard_count),
+                  "model_spec": model_spec, "requested_dimensions": str(requested_dimensions or "")},
     )
 
 
@@ -80,6 +82,8 @@ class TableInfo:
     shard_count: int
     version: int
     rows: int
+    model_spec: str = ""
+    requested_dimensions: int | None = None
 
 
 class VectorStore:
@@ -105,15 +109,27 @@ class VectorStore:
         table = self.table(model_version)
         if table is None:
             return None
-        meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+        meta = _metadata(table.schema)
         return TableInfo(table.name, meta.get("model_version", "?"), int(meta.get("dimensions", 0)),
-                         int(meta.get("shard_count", 0)), table.version, table.count_rows())
+                         int(meta.get("shard_count", 0)), table.version, table.count_rows(),
+                         meta.get("model_spec", ""), int(meta["requested_dimensions"])
+                         if meta.get("requested_dimensions") else None)
 
-    def open_for_write(self, model_version: str, dimensions: int, shard_count: int) -> Any:
-        """The model's table, created on first use; refuses a table built for another layout."""
+    def model_versions(self) -> list[str]:
+        """The model versions that have a table here, in table-name order."""
+        names = [n for n in self.db.list_tables().tables if n.startswith(f"{TABLE_PREFIX}__")]
+        return [_metadata(self.db.open_table(n).schema).get("model_version", n) for n in sorted(names)]
+
+    def drop(self, model_version: str) -> None:
+        self.db.drop_table(table_name(model_version))
+
+    def open_for_write(self, schema: pa.Schema) -> Any:
+        """The table for ``schema``'s model (created on first use); refuses a table of another layout."""
+        meta = _metadata(schema)
+        model_version = meta["model_version"]
+        dimensions, shard_count = int(meta["dimensions"]), int(meta["shard_count"])
         info = self.info(model_version)
         if info is None:
-            schema = row_schema(dimensions, model_version=model_version, shard_count=shard_count)
             return self.db.create_table(table_name(model_version), schema=schema, exist_ok=True)
         if (info.model_version, info.dimensions, info.shard_count) != (model_version, dimensions, shard_count):
             raise ConfigError(
@@ -130,10 +146,11 @@ class VectorStore:
         query = table.search().where(f"shard = {sql_string(shard)}")
         return (query.select(list(columns)) if columns else query).to_arrow()
 
-    def replace_shard(self, model_version: str, shard: str, rows: pa.Table, *, shard_count: int) -> ShardWrite:
-        """Make the table's rows for ``shard`` exactly ``rows``, in one commit (or none if equal)."""
-        dimensions = rows.schema.field("vector").type.list_size
-        table = self.open_for_write(model_version, dimensions, shard_count)
+    def replace_shard(self, shard: str, rows: pa.Table) -> ShardWrite:
+        """Make the table's rows for ``shard`` exactly ``rows`` (whose schema metadata names the model),
+        in one commit, or none if they are equal."""
+        table = self.open_for_write(rows.schema)
+        model_version = _metadata(rows.schema)["model_version"]
         rows = rows.select(table.schema.names).cast(table.schema)
         if set(rows.column("shard").unique().to_pylist()) - {shard}:
             raise ValueError(f"rows for shard {shard} contain rows of other shards")
@@ -189,6 +206,10 @@ class VectorStore:
         shards = table.search().select(["shard"]).to_arrow().column("shard")
         counts = pc.value_counts(shards).to_pylist()
         return {c["values"]: c["counts"] for c in sorted(counts, key=lambda c: c["values"])}
+
+
+def _metadata(schema: pa.Schema) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
 
 
 def _diff(stored: pa.Table | None, rows: pa.Table) -> tuple[set[str], set[str], set[str]]:

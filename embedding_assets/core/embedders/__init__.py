@@ -11,6 +11,13 @@ __all__ = ["Embedder", "make_embedder", "model_version", "LOCAL_MODELS"]
 def make_embedder(spec: str, *, dimensions: int | None = None, api_key: str | None = None,
                   base_url: str | None = None, batch_size: int = 16) -> Embedder:
     """Build the embedder a model spec names; unknown specs fail with the list of valid ones."""
+    embedder = _build(spec, dimensions, api_key, base_url, batch_size)
+    embedder.spec, embedder.requested_dimensions = spec, dimensions
+    return embedder
+
+
+def _build(spec: str, dimensions: int | None, api_key: str | None, base_url: str | None,
+           batch_size: int) -> Embedder:
     provider, _, name = spec.partition(":")
     if provider == "local" and name in LOCAL_MODELS:
         if dimensions not in (None, 384):

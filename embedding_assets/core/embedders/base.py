@@ -23,6 +23,9 @@ class Embedder(ABC):
 
     #: Longest input, in tokens without special tokens, that the model reads in full.
     max_input_tokens: int
+    #: The spec and dimensions ``make_embedder`` was given, so a table's model can be rebuilt for queries.
+    spec: str = ""
+    requested_dimensions: int | None = None
 
     def __init__(self) -> None:
         self.retry_stats = RetryStats()
