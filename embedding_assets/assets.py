@@ -5,18 +5,25 @@ in one process with one model load. Each shard's figures are recorded on its own
 (``add_asset_metadata(partition_key=...)``), never copied across a range.
 """
 
+import dataclasses
 import time
 from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
 
-from embedding_assets.automation import follow_upstream, index_freshness
+from embedding_assets.automation import evaluate_after_refresh, follow_upstream, index_freshness
 from embedding_assets.core import stages
+from embedding_assets.core.cost import check_budget, cost_usd
+from embedding_assets.core.errors import ConfigError
+from embedding_assets.core.evaluation import comparison_table
+from embedding_assets.core.migration import evaluate_table, gate, live_model_version
+from embedding_assets.core.registry import Registry
 from embedding_assets.core.store import table_name
 from embedding_assets.resources import (
     ChunkingResource,
     EmbedderResource,
+    EvalResource,
     LanceDBResource,
     SourceFolderResource,
     StagingResource,
@@ -43,6 +50,8 @@ def build_pipeline_assets(partitions: dg.PartitionsDefinition, *, model_version:
     common: dict[str, Any] = {"partitions_def": partitions, "group_name": GROUP,
                               "backfill_policy": dg.BackfillPolicy.single_run()}
     downstream: dict[str, Any] = {**common, "automation_condition": follow_upstream()}
+    # Requests to one provider share a Dagster concurrency pool across runs (limit it in dagster.yaml).
+    embedding_pool = "embedding_api_" + model_version.split(":", 1)[0]
 
     @dg.asset(deps=[SOURCE_DOCUMENTS], code_version=SOURCE_READER_VERSION, kinds={"parquet"}, **common)
     def raw_documents(context: dg.AssetExecutionContext, source: SourceFolderResource,
@@ -79,24 +88,32 @@ def build_pipeline_assets(partitions: dg.PartitionsDefinition, *, model_version:
 
         return _for_each_shard(context, one)
 
-    @dg.asset(deps=[chunks], code_version=model_version, kinds={"parquet"}, **downstream)
+    @dg.asset(deps=[chunks], code_version=model_version, kinds={"parquet"}, pool=embedding_pool, **downstream)
     def embeddings(context: dg.AssetExecutionContext, staging: StagingResource, embedder: EmbedderResource,
                    vector_store: LanceDBResource) -> dg.MaterializeResult:
         """A vector for every chunk of the shard. Chunks this model already embedded (same chunk_hash)
-        reuse the stored vector; only new or changed text is sent to the model."""
+        reuse the stored vector; only new or changed text is sent to the model. A run whose new text
+        would cost more than the run budget fails before its first request."""
         stage, model, store = staging.staging(), embedder.get(), vector_store.store()
-        variant = table_name(model.model_version)
+        variant, expiry, price = table_name(model.model_version), vector_store.expire_before(), embedder.price()
+        planned = sum(stages.tokens_to_embed(stage.path("chunks", s), store, model.model_version, s, expiry, stage)
+                      for s in context.partition_keys)
+        try:
+            check_budget(planned, price, embedder.run_budget_usd, f"this run ({len(context.partition_keys)} shards)")
+        except ConfigError as err:
+            raise dg.Failure(str(err), metadata={"planned_tokens": planned}) from None
 
         def one(shard: str) -> dict[str, Any]:
             out = stage.path("embeddings", shard, variant)
-            before = dict(model.retry_stats.__dict__)
+            before = dataclasses.replace(model.retry_stats)
             stats = stages.embed_chunks(stage.path("chunks", shard), out, model, store, shard, shard_count, stage,
-                                        expire_before=vector_store.expire_before())
-            calls = {k: v - before[k] for k, v in model.retry_stats.__dict__.items()}
+                                        expire_before=expiry)
+            calls = model.retry_stats.since(before)
             return {"model_version": model.model_version, "dimensions": stats.dimensions,
                     "chunks": stats.chunks, "chunks_embedded": stats.embedded, "chunks_reused": stats.reused,
-                    "tokens_embedded": stats.tokens_embedded, "model_calls": calls["requests"],
-                    "retries": calls["retries"], "rate_limited": calls["rate_limited"],
+                    "tokens_embedded": stats.tokens_embedded, "cost_usd": cost_usd(stats.tokens_embedded, price),
+                    "model_calls": calls.requests, "retries": calls.retries, "rate_limited": calls.rate_limited,
+                    "paced_seconds": round(calls.paced_seconds, 3),
                     "dagster/row_count": stats.chunks, "path": dg.MetadataValue.path(str(out))}
 
         return _for_each_shard(context, one)
@@ -106,23 +123,50 @@ def build_pipeline_assets(partitions: dg.PartitionsDefinition, *, model_version:
     def vector_table(context: dg.AssetExecutionContext, staging: StagingResource, embedder: EmbedderResource,
                      vector_store: LanceDBResource) -> dg.MaterializeResult:
         """The shard's rows in the model's LanceDB table, replaced in one merge_insert commit keyed on
-        chunk_id: changed rows updated, new inserted, vanished deleted. Unchanged shards commit nothing."""
+        chunk_id: changed rows updated, new inserted, vanished deleted. Unchanged shards commit nothing.
+        The first table ever written becomes the live one; later models' tables wait for ``promote``."""
         stage, store = staging.staging(), vector_store.store()
         model = embedder.get().model_version
         variant = table_name(model)
+        registry = Registry(store.db)
+        live = registry.state().live
 
         def one(shard: str) -> dict[str, Any]:
             staged = stage.path("embeddings", shard, variant)
             write = stages.write_vector_table(staged, store, shard, stage)
             rows = write.inserted + write.updated + write.unchanged
-            return {"model_version": model, "table": variant, "table_version": write.table_version,
+            return {"model_version": model, "live_model_version": live or model, "is_live": live in (None, model),
+                    "table": variant, "table_version": write.table_version,
                     "rows": rows, "chunks_inserted": write.inserted, "chunks_updated": write.updated,
                     "chunks_deleted": write.deleted, "chunks_unchanged": write.unchanged,
                     "committed": write.committed, "dagster/row_count": rows}
 
-        return _for_each_shard(context, one)
+        result = _for_each_shard(context, one)
+        if live is None:
+            registry.promote(model, "the first table is live")
+            context.log.info(f"{model} is the first table and is now live")
+        return result
 
-    return [raw_documents, chunks, embeddings, vector_table]
+    @dg.asset(deps=[vector_table], group_name=GROUP, kinds={"lancedb"}, automation_condition=evaluate_after_refresh())
+    def retrieval_eval(context: dg.AssetExecutionContext, embedder: EmbedderResource,
+                       vector_store: LanceDBResource, evals: EvalResource) -> dg.MaterializeResult:
+        """Recall@k, MRR and nDCG@10 of the configured model's table on the golden set, beside the live
+        table's when that is another model: the evidence ``promote`` asks for, plotted over time."""
+        store, model = vector_store.store(), embedder.get().model_version
+        live = live_model_version(store, model)
+        reports = {v: evaluate_table(store, v, evals.golden(), embedder.query_embedder_for)
+                   for v in dict.fromkeys([live, model]) if store.info(v) is not None}
+        metadata: dict[str, Any] = {"model_version": model, "live_model_version": live,
+                                    "comparison": dg.MetadataValue.md(comparison_table(list(reports.values()), live))}
+        for name, value in reports.get(model, reports[live]).metrics.items():
+            metadata[name.replace("@", "_at_")] = round(value, 4)
+        if model != live and model in reports:
+            for name, value in reports[live].metrics.items():
+                metadata["live_" + name.replace("@", "_at_")] = round(value, 4)
+            metadata["gate_refusals"] = dg.MetadataValue.json(gate(reports[model], reports[live], evals.margin))
+        return dg.MaterializeResult(metadata=metadata)
+
+    return [raw_documents, chunks, embeddings, vector_table, retrieval_eval]
 
 
 def _for_each_shard(context: dg.AssetExecutionContext,

@@ -17,6 +17,12 @@ def follow_upstream() -> dg.AutomationCondition:
     )
 
 
+def evaluate_after_refresh() -> dg.AutomationCondition:
+    """For retrieval_eval: re-evaluate once the table changed and no shard is still being written."""
+    # eager() waits for upstream runs in progress and for missing shards, so one eval follows a backfill.
+    return dg.AutomationCondition.eager()
+
+
 def index_freshness(hours: float) -> dg.FreshnessPolicy:
     """Flags the table when no shard has been refreshed for ``hours`` (warns at half). It only
     reports: the sensors and automation above do the refreshing."""

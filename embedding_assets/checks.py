@@ -5,15 +5,19 @@ Each multi-asset check reports every shard of its run on that shard's own partit
 returned ``AssetCheckResult`` would carry no partition.
 """
 
+import random
 from collections.abc import Iterator
+from datetime import date
 
 import dagster as dg
+import numpy as np
 
 from embedding_assets.core.reconcile import diff_shard, expected_chunks
-from embedding_assets.core.table_checks import CHECK_NAMES, CheckOutcome, check_shard
+from embedding_assets.core.table_checks import CHECK_NAMES, EMBEDDING_DRIFT, CheckOutcome, check_shard, drift_outcome
 from embedding_assets.resources import (
     ChunkingResource,
     EmbedderResource,
+    EvalResource,
     LanceDBResource,
     SourceFolderResource,
     StagingResource,
@@ -29,9 +33,10 @@ def build_table_checks(vector_table: dg.AssetsDefinition,
     def specs(*names: str) -> list[dg.AssetCheckSpec]:
         return [dg.AssetCheckSpec(n, asset=vector_table.key, partitions_def=partitions) for n in names]
 
-    def report(context: dg.AssetCheckExecutionContext, shard: str, outcome: CheckOutcome) -> None:
+    def report(context: dg.AssetCheckExecutionContext, shard: str, outcome: CheckOutcome,
+               severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR) -> None:
         context.op_execution_context.log_event(dg.AssetCheckEvaluation(
-            asset_key=vector_table.key, check_name=outcome.name, passed=outcome.passed,
+            asset_key=vector_table.key, check_name=outcome.name, passed=outcome.passed, severity=severity,
             description=outcome.description, metadata=outcome.metadata, partition=shard))
 
     @dg.multi_asset_check(specs=specs(*CHECK_NAMES), can_subset=True)
@@ -65,4 +70,20 @@ def build_table_checks(vector_table: dg.AssetsDefinition,
                 "extra": len(diff.extra), "changed": len(diff.changed), "wrong_model": len(diff.wrong_model)}))
         yield from ()
 
-    return [vector_table_integrity, index_matches_source]
+    @dg.multi_asset_check(specs=specs(EMBEDDING_DRIFT), can_subset=True)
+    def embedding_drift(context: dg.AssetCheckExecutionContext, embedder: EmbedderResource,
+                        vector_store: LanceDBResource, evals: EvalResource) -> Iterator:
+        """Drift sentinel: re-embeds a few random stored chunks per shard with the table's own model and
+        warns when a stored vector no longer matches (a silent provider-side change, broken preprocessing)."""
+        model, store = embedder.get(), vector_store.store()
+        for shard in context.partition_keys:
+            rows = store.shard_rows(model.model_version, shard, ["text", "vector"])
+            count = 0 if rows is None else rows.num_rows
+            picked = random.Random(f"{shard}:{date.today()}").sample(range(count), min(evals.drift_sample, count))
+            sample = rows.take(picked) if rows is not None else None
+            stored = np.array(sample.column("vector").to_pylist(), dtype=np.float32) if picked else np.zeros((0, 1))
+            fresh = model.embed(sample.column("text").to_pylist()) if picked else stored
+            report(context, shard, drift_outcome(stored, fresh, evals.drift_threshold), dg.AssetCheckSeverity.WARN)
+        yield from ()
+
+    return [vector_table_integrity, index_matches_source, embedding_drift]

@@ -13,11 +13,8 @@ import dagster as dg
 
 from embedding_assets.assets import SOURCE_DOCUMENTS
 from embedding_assets.core.reconcile import stale_shards
-from embedding_assets.core.scan import SourceScanner
 from embedding_assets.core.settings import Settings
 from embedding_assets.core.shards import shard_ranges
-from embedding_assets.core.sources import SourceFolder
-from embedding_assets.core.staging import Staging
 from embedding_assets.core.store import VectorStore, expire_before
 from embedding_assets.definitions import REFRESH_JOB, build_definitions
 from embedding_assets.sensors import DATA_VERSION_TAG
@@ -41,8 +38,7 @@ class RefreshReport:
 def refresh(settings: Settings, instance: dg.DagsterInstance, *, shards: list[str] | None = None,
             progress: Callable[[str], None] = lambda _: None) -> RefreshReport:
     """Scan, then materialize the stale shards (or exactly ``shards``, to repair them); raises if a run fails."""
-    folder = SourceFolder(settings.source_dir, id_field=settings.id_field, text_field=settings.text_field)
-    scan = SourceScanner(folder, Staging(settings.staging_dir).scan_state(), settings.shards).scan()
+    scan = settings.scan()
     stale = shards if shards is not None else stale_shards(
         scan, VectorStore(settings.lancedb_uri), settings.embedder().model_version, expire_before(settings.ttl_days))
     report = RefreshReport(scan.files, scan.files_read, stale)

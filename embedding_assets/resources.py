@@ -6,10 +6,13 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from embedding_assets.core.chunking import ChunkingConfig
+from embedding_assets.core.cost import price_per_mtok
 from embedding_assets.core.embedders import Embedder, make_embedder
+from embedding_assets.core.evaluation import GoldenQuery, load_golden
+from embedding_assets.core.migration import table_embedder
 from embedding_assets.core.sources import SourceFolder
 from embedding_assets.core.staging import Staging
-from embedding_assets.core.store import VectorStore, expire_before
+from embedding_assets.core.store import TableInfo, VectorStore, expire_before
 
 
 class SourceFolderResource(dg.ConfigurableResource):
@@ -53,6 +56,9 @@ class EmbedderResource(dg.ConfigurableResource):
     api_key: str | None = Field(default=None, description="OpenAI API key; set from the OPENAI_API_KEY variable.")
     base_url: str | None = Field(default=None, description="OpenAI-compatible endpoint (OPENAI_BASE_URL).")
     batch_size: int = Field(default=16, description="Texts per forward pass of the local model.")
+    tokens_per_minute: int | None = Field(default=None, description="Pace requests to this many tokens a minute.")
+    price_per_mtok: float | None = Field(default=None, description="USD per 1M tokens, overriding the price table.")
+    run_budget_usd: float | None = Field(default=None, description="Refuse a run that would cost more than this.")
 
     _embedder: Embedder | None = PrivateAttr(default=None)
 
@@ -65,8 +71,28 @@ class EmbedderResource(dg.ConfigurableResource):
         return self._embedder
 
     def _build(self) -> Embedder:
-        return make_embedder(self.model, dimensions=self.dimensions, api_key=self.api_key,
-                             base_url=self.base_url, batch_size=self.batch_size)
+        return make_embedder(self.model, dimensions=self.dimensions, api_key=self.api_key, base_url=self.base_url,
+                             batch_size=self.batch_size, tokens_per_minute=self.tokens_per_minute)
+
+    def price(self) -> float:
+        """USD per 1M tokens for this model."""
+        return price_per_mtok(self.model, self.price_per_mtok)
+
+    def query_embedder_for(self, info: TableInfo) -> Embedder:
+        """The embedder that built ``info``'s table, with this resource's credentials."""
+        return table_embedder(info, api_key=self.api_key, base_url=self.base_url)
+
+
+class EvalResource(dg.ConfigurableResource):
+    """The golden set and the thresholds of the eval gate and the drift sentinel."""
+
+    golden_set: str = Field(description="Golden set JSONL (EMBEDDING_ASSETS_GOLDEN_SET; default: the demo's).")
+    margin: float = Field(default=0.02, description="Largest drop in recall@10 / nDCG@10 a promotion accepts.")
+    drift_sample: int = Field(default=4, description="Stored chunks per shard re-embedded by the drift check.")
+    drift_threshold: float = Field(default=0.98, description="Lowest acceptable cosine of stored vs fresh.")
+
+    def golden(self) -> list[GoldenQuery]:
+        return load_golden(self.golden_set)
 
 
 class LanceDBResource(dg.ConfigurableResource):

@@ -12,7 +12,7 @@ from embedding_assets.core.embedders import Embedder
 from embedding_assets.core.settings import Settings
 from embedding_assets.core.shards import shard_keys, shard_of
 from embedding_assets.core.store import VectorStore
-from embedding_assets.core.table_checks import CHECK_NAMES
+from embedding_assets.core.table_checks import CHECK_NAMES, EMBEDDING_DRIFT
 from embedding_assets_tests.pipeline_helpers import check_evaluations, expected_index, materialize, metadata
 
 pytestmark = pytest.mark.slow
@@ -36,7 +36,7 @@ def test_every_shard_is_indexed_checked_and_described(settings: Settings, minilm
         assert result.success
         assert indexed(settings, minilm.model_version) == expected_index(settings, minilm)
         shards = shard_keys(settings.shards)
-        checks = (*CHECK_NAMES, INDEX_MATCHES_SOURCE)
+        checks = (*CHECK_NAMES, INDEX_MATCHES_SOURCE, EMBEDDING_DRIFT)
         assert check_evaluations(result) == sorted((c, s, True) for c in checks for s in shards)
         counts = VectorStore(settings.lancedb_uri).shard_counts(minilm.model_version)
         assert len(set(counts.values())) > 1, "corpus too uniform to tell per-shard metadata apart"
@@ -100,9 +100,10 @@ def test_search_and_status_commands(settings: Settings, minilm: Embedder, monkey
         monkeypatch.setenv(f"EMBEDDING_ASSETS_{field.name.upper()}", str(getattr(settings, field.name) or ""))
     assert cli.main(["search", "loop until a condition becomes false", "-k", "3"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("top 3 for 'loop until a condition becomes false'")
+    assert lines[0] == (f"top 3 for 'loop until a condition becomes false', answered by the live table "
+                        f"({minilm.model_version}):")
     assert "while.txt" in lines[1] and float(lines[1].split()[1]) > 0.3
     assert cli.main(["status"]) == 0
     status = capsys.readouterr().out
     rows = sum(VectorStore(settings.lancedb_uri).shard_counts(minilm.model_version).values())
-    assert f"{rows} rows" in status and minilm.model_version in status
+    assert status.splitlines()[1].split()[:3] == [minilm.model_version, "live", str(rows)]

@@ -12,7 +12,7 @@ from embedding_assets.checks import INDEX_MATCHES_SOURCE
 from embedding_assets.core.chunking import CHUNKER_VERSION
 from embedding_assets.core.errors import ConfigError
 from embedding_assets.core.settings import Settings
-from embedding_assets.core.table_checks import CHECK_NAMES
+from embedding_assets.core.table_checks import CHECK_NAMES, EMBEDDING_DRIFT
 from embedding_assets.definitions import build_definitions, build_resources
 
 CHAIN = ["source_documents", "raw_documents", "chunks", "embeddings", "vector_table"]
@@ -22,7 +22,9 @@ def test_asset_graph_is_the_partitioned_chain(settings: Settings) -> None:
     defs = build_definitions(settings)
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == set(CHAIN)
+    assert keys == {*CHAIN, "retrieval_eval"}
+    evaluation = graph.get(dg.AssetKey("retrieval_eval"))
+    assert evaluation.parent_keys == {dg.AssetKey("vector_table")} and evaluation.partitions_def is None
     for upstream, downstream in zip(CHAIN, CHAIN[1:], strict=False):
         assert graph.get(dg.AssetKey(downstream)).parent_keys == {dg.AssetKey(upstream)}
     for name in CHAIN:
@@ -33,7 +35,7 @@ def test_asset_graph_is_the_partitioned_chain(settings: Settings) -> None:
     assert graph.get(dg.AssetKey("chunks")).code_version == (
         f"chunker-v{CHUNKER_VERSION}/max200/overlap32/wordpiece:all-MiniLM-L6-v2-onnx-int8")
     checks = {k.name for k in graph.asset_check_keys if k.asset_key == dg.AssetKey("vector_table")}
-    assert checks == {*CHECK_NAMES, INDEX_MATCHES_SOURCE}
+    assert checks == {*CHECK_NAMES, INDEX_MATCHES_SOURCE, EMBEDDING_DRIFT}
 
 
 def test_the_openai_key_reaches_the_resource_only_as_an_env_var(settings: Settings,

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from embedding_assets.checks import INDEX_MATCHES_SOURCE
-from embedding_assets.core.table_checks import CHECK_NAMES
+from embedding_assets.core.table_checks import CHECK_NAMES, EMBEDDING_DRIFT
 from embedding_assets_tests.dagster_dev import dagster_dev, project_env
 
 pytestmark = pytest.mark.slow
@@ -31,10 +31,11 @@ def keys(entries: list[dict[str, Any]]) -> list[str]:
 
 
 def test_assets_form_the_partitioned_chain(nodes: dict[str, dict[str, Any]]) -> None:
-    assert set(nodes) == set(CHAIN)
+    assert set(nodes) == {*CHAIN, "retrieval_eval"}
+    assert keys(nodes["retrieval_eval"]["dependencyKeys"]) == ["vector_table"]
     for i, name in enumerate(CHAIN):
         assert keys(nodes[name]["dependencyKeys"]) == CHAIN[max(i - 1, 0):i], name
-        assert keys(nodes[name]["dependedByKeys"]) == CHAIN[i + 1:i + 2], name
+        assert keys(nodes[name]["dependedByKeys"]) == (CHAIN[i + 1:i + 2] or ["retrieval_eval"]), name
         assert nodes[name]["partitionKeys"] == SHARDS, name
         assert nodes[name]["repository"]["location"]["name"] == "embedding_assets"
 
@@ -42,7 +43,7 @@ def test_assets_form_the_partitioned_chain(nodes: dict[str, dict[str, Any]]) -> 
 def test_vector_table_has_its_checks(nodes: dict[str, dict[str, Any]]) -> None:
     result = nodes["vector_table"]["assetChecksOrError"]
     assert result["__typename"] == "AssetChecks", result
-    assert {c["name"] for c in result["checks"]} == {*CHECK_NAMES, INDEX_MATCHES_SOURCE}
+    assert {c["name"] for c in result["checks"]} == {*CHECK_NAMES, INDEX_MATCHES_SOURCE, EMBEDDING_DRIFT}
 
 
 def test_embeddings_op_version_names_the_model(nodes: dict[str, dict[str, Any]]) -> None:

@@ -28,7 +28,12 @@ class RetryStats:
     requests: int = 0
     retries: int = 0
     rate_limited: int = 0
-    waited_seconds: float = 0.0
+    waited_seconds: float = 0.0  # backing off after errors
+    paced_seconds: float = 0.0  # holding back to stay under a tokens-per-minute limit
+
+    def since(self, earlier: "RetryStats") -> "RetryStats":
+        """What happened after ``earlier`` (a copy taken with ``dataclasses.replace``)."""
+        return RetryStats(*(getattr(self, f) - getattr(earlier, f) for f in self.__dataclass_fields__))
 
 
 class Retryable(Exception):

@@ -9,7 +9,10 @@ from typing import get_args
 from embedding_assets.core.chunking import ChunkingConfig
 from embedding_assets.core.embedders import Embedder, make_embedder
 from embedding_assets.core.errors import ConfigError
+from embedding_assets.core.scan import ScanResult, SourceScanner
 from embedding_assets.core.shards import MAX_SHARDS
+from embedding_assets.core.sources import SourceFolder
+from embedding_assets.core.staging import Staging
 
 PREFIX = "EMBEDDING_ASSETS_"
 
@@ -34,6 +37,13 @@ class Settings:
     refresh_cron: str = "0 * * * *"
     ttl_days: float | None = None
     freshness_hours: float = 24.0
+    tokens_per_minute: int | None = None
+    price_per_mtok: float | None = None
+    run_budget_usd: float | None = None
+    golden_set: str = ""
+    eval_margin: float = 0.02
+    drift_sample: int = 4
+    drift_threshold: float = 0.98
 
     def __post_init__(self) -> None:
         if not 1 <= self.shards <= MAX_SHARDS:
@@ -41,10 +51,14 @@ class Settings:
         if self.batch_size < 1:
             raise ConfigError(f"{PREFIX}BATCH_SIZE must be at least 1, got {self.batch_size}")
         for name in ("dimensions", "ttl_days", "freshness_hours", "scan_interval_seconds",
-                     "automation_interval_seconds"):
+                     "automation_interval_seconds", "tokens_per_minute"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be positive, got {value}")
+        for name in ("price_per_mtok", "run_budget_usd", "eval_margin", "drift_sample", "drift_threshold"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigError(f"{PREFIX}{name.upper()} must not be negative, got {value}")
         try:
             ChunkingConfig(self.chunk_tokens, self.chunk_overlap)
         except ValueError as err:
@@ -53,7 +67,20 @@ class Settings:
     def embedder(self) -> Embedder:
         """The configured embedder; OpenAI credentials come from the environment, never from settings."""
         return make_embedder(self.model, dimensions=self.dimensions, batch_size=self.batch_size,
+                             tokens_per_minute=self.tokens_per_minute,
                              api_key=os.environ.get("OPENAI_API_KEY"), base_url=os.environ.get("OPENAI_BASE_URL"))
+
+    def source_folder(self) -> SourceFolder:
+        return SourceFolder(self.source_dir, id_field=self.id_field, text_field=self.text_field)
+
+    def scan(self) -> ScanResult:
+        """A change scan of the source folder, sharing its state table with the sensor."""
+        return SourceScanner(self.source_folder(), Staging(self.staging_dir).scan_state(), self.shards).scan()
+
+    @property
+    def golden_path(self) -> Path:
+        """The golden set for evals: EMBEDDING_ASSETS_GOLDEN_SET, else the one shipped for the demo corpus."""
+        return Path(self.golden_set) if self.golden_set else Path(__file__).parents[1] / "demo" / "golden.jsonl"
 
     @property
     def chunking(self) -> ChunkingConfig:

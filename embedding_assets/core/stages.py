@@ -123,15 +123,24 @@ def embed_chunks(chunks: Path, out: Path, embedder: Embedder, store: VectorStore
     return EmbedStats(embedded + reused, embedded, reused, tokens, embedder.dimensions)
 
 
-def _stored_vectors(store: VectorStore, model_version: str, shard: str,
-                    expire_before: datetime | None) -> dict[str, tuple[list, datetime]]:
+def tokens_to_embed(chunks: Path, store: VectorStore, model_version: str, shard: str,
+                    expire_before: datetime | None, staging: Staging) -> int:
+    """Tokens ``embed_chunks`` would send to the model for this shard now (what the budget counts)."""
+    reusable = _stored_vectors(store, model_version, shard, expire_before, with_vectors=False)
+    return sum(n for batch in staging.read_batches(chunks)
+               for h, n in zip(batch.column("chunk_hash").to_pylist(), batch.column("token_count").to_pylist(),
+                               strict=True) if h not in reusable)
+
+
+def _stored_vectors(store: VectorStore, model_version: str, shard: str, expire_before: datetime | None,
+                    with_vectors: bool = True) -> dict[str, tuple[list | None, datetime]]:
     """chunk_hash → (vector, embedded_at) of the shard's stored rows that have not expired."""
-    stored = store.shard_rows(model_version, shard, ["chunk_hash", "vector", "embedded_at"])
+    stored = store.shard_rows(model_version, shard, ["chunk_hash", "embedded_at"] + ["vector"] * with_vectors)
     if stored is None:
         return {}
-    return {h: (v, t) for h, v, t in zip(stored.column("chunk_hash").to_pylist(),
-                                         stored.column("vector").to_pylist(),
-                                         stored.column("embedded_at").to_pylist(), strict=True)
+    hashes, stamps = stored.column("chunk_hash").to_pylist(), stored.column("embedded_at").to_pylist()
+    vectors = stored.column("vector").to_pylist() if with_vectors else [None] * len(hashes)
+    return {h: (v, t) for h, v, t in zip(hashes, vectors, stamps, strict=True)
             if expire_before is None or t >= expire_before}
 
 

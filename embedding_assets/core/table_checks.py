@@ -82,3 +82,21 @@ def _row_count(rows: pa.Table, expected_chunk_ids: list[str]) -> CheckOutcome:
                         + (f"; missing {missing[:5]}" if missing else "") + (f"; extra {extra[:5]}" if extra else ""),
                         {"rows": rows.num_rows, "chunks": len(expected_chunk_ids),
                          "missing_rows": len(missing), "extra_rows": len(extra)})
+
+
+EMBEDDING_DRIFT = "embedding_drift"
+
+
+def drift_outcome(stored: np.ndarray, fresh: np.ndarray, threshold: float) -> CheckOutcome:
+    """Cosine similarity of stored vectors with the same texts re-embedded now by the table's model.
+
+    A drop means the provider changed the model behind the same name, or preprocessing broke.
+    """
+    if len(stored) == 0:
+        return CheckOutcome(EMBEDDING_DRIFT, True, "no rows to sample", {"sampled": 0})
+    cosines = np.sum(stored * fresh, axis=1) / (np.linalg.norm(stored, axis=1) * np.linalg.norm(fresh, axis=1))
+    low = float(np.min(cosines))
+    return CheckOutcome(EMBEDDING_DRIFT, low >= threshold,
+                        f"re-embedded {len(stored)} stored chunks: cosine min {low:.4f}, mean "
+                        f"{float(np.mean(cosines)):.4f} (threshold {threshold})",
+                        {"sampled": len(stored), "min_cosine": low, "mean_cosine": float(np.mean(cosines))})

@@ -15,6 +15,7 @@ import numpy as np
 from embedding_assets.core.batching import length_sorted_batches
 from embedding_assets.core.embedders.base import Embedder, model_version, unit_rows
 from embedding_assets.core.errors import ConfigError, EmbeddingError
+from embedding_assets.core.pacing import TokenBucket
 from embedding_assets.core.retry import Retryable, RetryPolicy, call_with_retries
 
 MAX_INPUTS_PER_REQUEST = 2048
@@ -39,7 +40,7 @@ class OpenAIEmbedder(Embedder):
 
     def __init__(self, model: str, *, api_key: str | None, base_url: str | None = None,
                  dimensions: int | None = None, revision: str = "",
-                 retry_policy: RetryPolicy | None = None) -> None:
+                 retry_policy: RetryPolicy | None = None, tokens_per_minute: float | None = None) -> None:
         super().__init__()
         if dimensions is not None and model in NATIVE_DIMENSIONS and not model.startswith("text-embedding-3"):
             raise ConfigError(f"{model} does not accept a dimensions setting (only text-embedding-3-* do)")
@@ -48,6 +49,7 @@ class OpenAIEmbedder(Embedder):
         self._requested_dimensions = dimensions
         self._dimensions = dimensions or NATIVE_DIMENSIONS.get(model)
         self.retry_policy = retry_policy or RetryPolicy()
+        self.pacing = TokenBucket(tokens_per_minute) if tokens_per_minute else None
         self._api_key = api_key
         self._base_url = base_url
         self._client: Any = None
@@ -80,6 +82,8 @@ class OpenAIEmbedder(Embedder):
         rows: list[np.ndarray | None] = [None] * len(texts)
         for batch in length_sorted_batches(counts, max_items=MAX_INPUTS_PER_REQUEST,
                                            max_tokens=MAX_TOKENS_PER_REQUEST):
+            if self.pacing is not None:
+                self.retry_stats.paced_seconds += self.pacing.acquire(sum(counts[i] for i in batch))
             vectors = self._request([texts[i] for i in batch])
             for i, vector in zip(batch, vectors, strict=True):
                 rows[i] = vector

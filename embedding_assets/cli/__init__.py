@@ -1,0 +1,59 @@
+"""The ``embedding-assets`` command: search, inspect, refresh, verify and migrate the index.
+
+Materializing and backfilling use Dagster's own CLI (see the README); this covers what it lacks.
+"""
+
+import argparse
+import sys
+
+from embedding_assets.cli import index, models
+from embedding_assets.core.errors import ConfigError
+from embedding_assets.core.settings import Settings
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="embedding-assets", description=__doc__.splitlines()[0])
+    commands = root.add_subparsers(dest="command", required=True)
+
+    def command(name: str, run, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help)
+        sub.set_defaults(run=run)
+        return sub
+
+    search = command("search", index.search, "semantic search over the live table")
+    search.add_argument("query")
+    search.add_argument("-k", type=int, default=5, help="number of hits (default 5)")
+    command("status", index.status, "tables, the live model version, and rows per shard")
+    command("refresh", index.refresh, "scan the source and materialize only the stale shards, now")
+    verify = command("verify", index.verify, "compare each shard's rows with the source; exit 1 if any differs")
+    verify.add_argument("-v", "--verbose", action="store_true", help="also list the shards that match")
+    verify.add_argument("--repair", action="store_true", help="then re-materialize the shards that differ")
+    shards = command("shards", index.shards, "list the shard (partition) keys")
+    shards.add_argument("--range", action="store_true", help="print first...last, for --partition-range")
+    export = command("export-demo-corpus", index.export, "write pydoc_data topics as .txt files")
+    export.add_argument("folder", nargs="?", help="target folder (default: EMBEDDING_ASSETS_SOURCE_DIR)")
+
+    evaluate = command("eval", models.evaluate, "recall@k, MRR and nDCG@10 of the live table and each candidate")
+    evaluate.add_argument("--golden", help="golden set JSONL (default: EMBEDDING_ASSETS_GOLDEN_SET or the demo's)")
+    evaluate.add_argument("--model-version", action="append", help="evaluate only these (repeatable)")
+    promote = command("promote", models.promote, "make a fully materialized candidate the live table")
+    promote.add_argument("model_version")
+    promote.add_argument("--force", action="store_true", help="promote even if the eval gate refuses")
+    promote.add_argument("--golden", help="golden set for the gate")
+    command("rollback", models.rollback, "make the previous live table live again (no re-embedding)")
+    drop = command("drop", models.drop, "delete a table that is not live")
+    drop.add_argument("model_version")
+    estimate = command("estimate", models.estimate, "documents, chunks, tokens and cost of embedding, offline")
+    estimate.add_argument("--model", help="model spec (default: EMBEDDING_ASSETS_MODEL)")
+    estimate.add_argument("--dimensions", type=int, help="dimensions for text-embedding-3-* models")
+    estimate.add_argument("--stale-only", action="store_true", help="only what a refresh would embed now")
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.run(Settings.from_env(), args)
+    except (ConfigError, LookupError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

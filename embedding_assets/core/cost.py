@@ -1,0 +1,73 @@
+"""What embedding costs: prices per model, estimates before spending, and the per-run budget."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from embedding_assets.core.chunking import ChunkingConfig, chunk_document
+from embedding_assets.core.embedders import Embedder
+from embedding_assets.core.errors import ConfigError
+from embedding_assets.core.shards import shard_keys
+from embedding_assets.core.sources import Document, SourceFolder
+from embedding_assets.core.store import VectorStore
+
+# USD per 1M input tokens, OpenAI's published prices; local models cost nothing. Override with
+# EMBEDDING_ASSETS_PRICE_PER_MTOK for any model (an OpenAI-compatible server's, or a new price).
+PRICES_PER_MTOK = {
+    "openai:text-embedding-3-small": 0.02,
+    "openai:text-embedding-3-large": 0.13,
+    "openai:text-embedding-ada-002": 0.10,
+}
+
+
+def price_per_mtok(spec: str, override: float | None = None) -> float:
+    if override is not None:
+        return override
+    return PRICES_PER_MTOK.get(spec, 0.0)
+
+
+def cost_usd(tokens: int, price: float) -> float:
+    return round(tokens * price / 1_000_000, 6)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    model_version: str
+    shards: int
+    documents: int
+    chunks: int
+    tokens: int
+    price_per_mtok: float
+
+    @property
+    def cost_usd(self) -> float:
+        return cost_usd(self.tokens, self.price_per_mtok)
+
+
+def check_budget(tokens: int, price: float, budget_usd: float | None, what: str) -> None:
+    """Refuse, before any request, work that would cost more than ``budget_usd``."""
+    if budget_usd is not None and cost_usd(tokens, price) > budget_usd:
+        raise ConfigError(f"{what} would embed {tokens:,} tokens for ${cost_usd(tokens, price):.4f}, over the "
+                          f"run budget of ${budget_usd:.4f} (EMBEDDING_ASSETS_RUN_BUDGET_USD); run fewer shards "
+                          "or raise the budget")
+
+
+def estimate(folder: SourceFolder, shard_count: int, config: ChunkingConfig, embedder: Embedder,
+             store: VectorStore | None = None, shards: Sequence[str] | None = None,
+             price_override: float | None = None) -> Estimate:
+    """Documents, chunks and tokens the model would embed, counted with its own tokenizer, without
+    calling it. With ``store``, chunks whose text the model's table already holds for the shard are
+    left out (what a refresh would really send); ``shards`` limits the count to those shards."""
+    documents = chunks = tokens = 0
+    selected = list(shards) if shards is not None else list(shard_keys(shard_count))
+    for shard in selected:
+        stored = store.shard_rows(embedder.model_version, shard, ["chunk_hash"]) if store else None
+        known = set(stored.column("chunk_hash").to_pylist()) if stored is not None else set()
+        for doc in folder.read_shard(shard, shard_count):
+            if isinstance(doc, Document):
+                documents += 1
+                new = [c for c in chunk_document(doc.doc_id, doc.text, config, embedder.count_tokens)
+                       if c.chunk_hash not in known]
+                chunks += len(new)
+                tokens += sum(c.token_count for c in new)
+    return Estimate(embedder.model_version, len(selected), documents, chunks, tokens,
+                    price_per_mtok(embedder.spec, price_override))
