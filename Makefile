@@ -18,20 +18,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-$(DAGSTER_HOME):
+$(DAGSTER_HOME)/dagster.yaml: deploy/local/dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
-	touch $(DAGSTER_HOME)/dagster.yaml
+	cp deploy/local/dagster.yaml $@
 
-demo: install $(DAGSTER_HOME)
+demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/embedding-assets export-demo-corpus
 	$(MAKE) --no-print-directory materialize
 	$(BIN)/embedding-assets search "$(DEMO_QUERY)" -k 5
 
-materialize: install $(DAGSTER_HOME)
+materialize: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster asset materialize -m $(MODULE) --select '*' \
 		--partition-range "$$($(BIN)/embedding-assets shards --range)"
 
-refresh: install $(DAGSTER_HOME)
+refresh: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/embedding-assets refresh
 
 verify: install
@@ -47,10 +47,10 @@ test: install
 lint: install
 	$(BIN)/ruff check embedding_assets embedding_assets_tests
 
-ui: install $(DAGSTER_HOME)
+ui: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
 
-screenshot: install $(DAGSTER_HOME)
+screenshot: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python scripts/screenshot.py docs/asset-graph.png
 
 clean:

@@ -147,7 +147,9 @@ def build_pipeline_assets(partitions: dg.PartitionsDefinition, *, model_version:
             context.log.info(f"{model} is the first table and is now live")
         return result
 
-    @dg.asset(deps=[vector_table], group_name=GROUP, kinds={"lancedb"}, automation_condition=evaluate_after_refresh())
+    # Unpartitioned; the single-run policy only lets `--select '*' --partition-range` include it.
+    @dg.asset(deps=[vector_table], group_name=GROUP, kinds={"lancedb"}, automation_condition=evaluate_after_refresh(),
+              backfill_policy=dg.BackfillPolicy.single_run())
     def retrieval_eval(context: dg.AssetExecutionContext, embedder: EmbedderResource,
                        vector_store: LanceDBResource, evals: EvalResource) -> dg.MaterializeResult:
         """Recall@k, MRR and nDCG@10 of the configured model's table on the golden set, beside the live

@@ -11,6 +11,7 @@ from datetime import date
 
 import dagster as dg
 import numpy as np
+import pyarrow as pa
 
 from embedding_assets.core.reconcile import diff_shard, expected_chunks
 from embedding_assets.core.table_checks import CHECK_NAMES, EMBEDDING_DRIFT, CheckOutcome, check_shard, drift_outcome
@@ -80,9 +81,11 @@ def build_table_checks(vector_table: dg.AssetsDefinition,
             rows = store.shard_rows(model.model_version, shard, ["text", "vector"])
             count = 0 if rows is None else rows.num_rows
             picked = random.Random(f"{shard}:{date.today()}").sample(range(count), min(evals.drift_sample, count))
-            sample = rows.take(picked) if rows is not None else None
-            stored = np.array(sample.column("vector").to_pylist(), dtype=np.float32) if picked else np.zeros((0, 1))
-            fresh = model.embed(sample.column("text").to_pylist()) if picked else stored
+            stored = fresh = np.zeros((0, 1), dtype=np.float32)
+            if picked:
+                sample = rows.take(pa.array(picked, type=pa.int64()))
+                stored = np.array(sample.column("vector").to_pylist(), dtype=np.float32)
+                fresh = model.embed(sample.column("text").to_pylist())
             report(context, shard, drift_outcome(stored, fresh, evals.drift_threshold), dg.AssetCheckSeverity.WARN)
         yield from ()
 

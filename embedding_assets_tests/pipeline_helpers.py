@@ -9,24 +9,28 @@ from embedding_assets.core.embedders import Embedder
 from embedding_assets.core.settings import Settings
 from embedding_assets.core.shards import shard_keys, shard_of
 from embedding_assets.core.sources import Document, SourceFolder
-from embedding_assets.definitions import build_definitions
+from embedding_assets.definitions import REFRESH_JOB, build_definitions
 
 
 def materialize(settings: Settings, instance: dg.DagsterInstance, *, partition: str | None = None,
-                ) -> dg.ExecuteInProcessResult:
-    """One run of every asset and check: all shards as a single ranged run, or one shard."""
-    job = build_definitions(settings).resolve_implicit_global_asset_job_def()
+                raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+    """One run of every asset and check: all shards as a single ranged run (retrieval_eval included),
+    or the partitioned assets of one shard."""
+    defs = build_definitions(settings)
     if partition is not None:
-        return job.execute_in_process(instance=instance, partition_key=partition)
+        job = defs.resolve_job_def(REFRESH_JOB)
+        return job.execute_in_process(instance=instance, partition_key=partition, raise_on_error=raise_on_error)
     keys = shard_keys(settings.shards)
-    return job.execute_in_process(instance=instance, tags={"dagster/asset_partition_range_start": keys[0],
-                                                           "dagster/asset_partition_range_end": keys[-1]})
+    return defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance, raise_on_error=raise_on_error,
+        tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]})
 
 
-def metadata(instance: dg.DagsterInstance, asset: str, shard: str) -> dict[str, Any]:
-    """The latest materialization metadata of one partition, as plain values."""
+def metadata(instance: dg.DagsterInstance, asset: str, shard: str | None) -> dict[str, Any]:
+    """The latest materialization metadata of one partition (or of an unpartitioned asset), as plain values."""
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[shard]), limit=1).records
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[shard] if shard else None),
+        limit=1).records
     assert records, f"{asset}[{shard}] was never materialized"
     return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
 

@@ -107,3 +107,16 @@ def test_search_and_status_commands(settings: Settings, minilm: Embedder, monkey
     status = capsys.readouterr().out
     rows = sum(VectorStore(settings.lancedb_uri).shard_counts(minilm.model_version).values())
     assert status.splitlines()[1].split()[:3] == [minilm.model_version, "live", str(rows)]
+
+
+def test_empty_shards_are_materialized_and_checked(settings: Settings, minilm: Embedder) -> None:
+    for path in Path(settings.source_dir).iterdir():
+        if path.name != "if.txt":
+            path.unlink()
+    with dg.instance_for_test() as instance:
+        result = materialize(settings, instance)
+        assert result.success
+        evaluations = check_evaluations(result)
+        assert len(evaluations) == 7 * settings.shards and all(passed for _, _, passed in evaluations)
+        empty = [s for s in shard_keys(settings.shards) if s != shard_of("if.txt", settings.shards)]
+        assert all(metadata(instance, "vector_table", s)["rows"] == 0 for s in empty)

@@ -1,6 +1,7 @@
 """The definitions load, have the documented shape, and refuse misconfiguration with one clear message."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +35,7 @@ def test_asset_graph_is_the_partitioned_chain(settings: Settings) -> None:
     assert graph.get(dg.AssetKey("embeddings")).code_version == "local:all-MiniLM-L6-v2-onnx-int8@1.0.0/384d"
     assert graph.get(dg.AssetKey("chunks")).code_version == (
         f"chunker-v{CHUNKER_VERSION}/max200/overlap32/wordpiece:all-MiniLM-L6-v2-onnx-int8")
+    assert defs.resolve_assets_def(dg.AssetKey("embeddings")).op.pool == "embedding_api_local"
     checks = {k.name for k in graph.asset_check_keys if k.asset_key == dg.AssetKey("vector_table")}
     assert checks == {*CHECK_NAMES, INDEX_MATCHES_SOURCE, EMBEDDING_DRIFT}
 
@@ -68,3 +70,9 @@ def test_loading_the_module_fails_fast_with_one_clear_message(env: dict[str, str
                           env={**clean, **env}, capture_output=True, text=True)
     assert done.returncode != 0
     assert done.stderr.strip().splitlines()[-1].startswith(f"embedding_assets.core.errors.ConfigError: {message}")
+
+
+def test_the_local_instance_limits_the_embedding_pools(tmp_path: Path) -> None:
+    shutil.copy(Path(__file__).parents[1] / "deploy" / "local" / "dagster.yaml", tmp_path / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert instance.get_concurrency_config().pool_config.default_pool_limit == 1

