@@ -27,7 +27,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     uses_openai = settings.model.startswith("openai:")
     return {
         "source": SourceFolderResource(path=settings.source_dir, id_field=settings.id_field,
-                                       text_field=settings.text_field),
+                                       text_field=settings.text_field, max_file_bytes=settings.max_file_bytes),
         "staging": StagingResource(path=settings.staging_dir),
         "chunking": ChunkingResource(max_tokens=settings.chunk_tokens, overlap_tokens=settings.chunk_overlap),
         "embedder": EmbedderResource(

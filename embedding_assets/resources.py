@@ -10,7 +10,7 @@ from embedding_assets.core.cost import price_per_mtok
 from embedding_assets.core.embedders import Embedder, make_embedder
 from embedding_assets.core.evaluation import GoldenQuery, load_golden
 from embedding_assets.core.migration import table_embedder
-from embedding_assets.core.sources import SourceFolder
+from embedding_assets.core.sources import DEFAULT_MAX_FILE_BYTES, SourceFolder
 from embedding_assets.core.staging import Staging
 from embedding_assets.core.store import TableInfo, VectorStore, expire_before
 
@@ -21,9 +21,11 @@ class SourceFolderResource(dg.ConfigurableResource):
     path: str = Field(description="Folder to read documents from (EMBEDDING_ASSETS_SOURCE_DIR).")
     id_field: str = Field(default="id", description="Id field of .json/.jsonl records.")
     text_field: str = Field(default="text", description="Text field of .json/.jsonl records.")
+    max_file_bytes: int = Field(default=DEFAULT_MAX_FILE_BYTES, description="Larger files are skipped, with a reason.")
 
     def folder(self) -> SourceFolder:
-        folder = SourceFolder(self.path, id_field=self.id_field, text_field=self.text_field)
+        folder = SourceFolder(self.path, id_field=self.id_field, text_field=self.text_field,
+                              max_file_bytes=self.max_file_bytes)
         folder.check()
         return folder
 

@@ -14,6 +14,8 @@ from embedding_assets.core.shards import shard_keys
 from embedding_assets.core.staging import Staging
 from embedding_assets.core.store import TableInfo, VectorStore
 
+MAX_QUARANTINE_LISTED = 50
+
 
 def search(settings: Settings, args: argparse.Namespace) -> int:
     store = VectorStore(settings.lancedb_uri)
@@ -46,6 +48,10 @@ def status(settings: Settings, args: argparse.Namespace) -> int:
         print(f"{version:<52}{role:<11}{info.rows:>8}{info.version:>9}  {promoted:%Y-%m-%d %H:%M} UTC"
               if promoted else f"{version:<52}{role:<11}{info.rows:>8}{info.version:>9}  -")
     print(f"configured model: {configured}")
+    quarantined = [skip for state in settings.scan().shards.values() for skip in state.skipped]
+    print(f"quarantined: {len(quarantined)} item(s) of the source folder were not indexed")
+    for skip in sorted(quarantined, key=lambda s: s.doc_id)[:MAX_QUARANTINE_LISTED]:
+        print(f"  {skip.doc_id!r}: {skip.reason}")
     counts, staging = store.shard_counts(live), Staging(settings.staging_dir)
     print(f"\n{'shard':<8}{'live rows':>10}{'chunks staged':>15}")
     for shard in shard_keys(settings.shards):

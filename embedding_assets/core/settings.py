@@ -11,7 +11,7 @@ from embedding_assets.core.embedders import Embedder, make_embedder
 from embedding_assets.core.errors import ConfigError
 from embedding_assets.core.scan import ScanResult, SourceScanner
 from embedding_assets.core.shards import MAX_SHARDS
-from embedding_assets.core.sources import SourceFolder
+from embedding_assets.core.sources import DEFAULT_MAX_FILE_BYTES, SourceFolder
 from embedding_assets.core.staging import Staging
 
 PREFIX = "EMBEDDING_ASSETS_"
@@ -32,6 +32,7 @@ class Settings:
     batch_size: int = 16
     id_field: str = "id"
     text_field: str = "text"
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     scan_interval_seconds: int = 30
     automation_interval_seconds: int = 30
     refresh_cron: str = "0 * * * *"
@@ -51,7 +52,7 @@ class Settings:
         if self.batch_size < 1:
             raise ConfigError(f"{PREFIX}BATCH_SIZE must be at least 1, got {self.batch_size}")
         for name in ("dimensions", "ttl_days", "freshness_hours", "scan_interval_seconds",
-                     "automation_interval_seconds", "tokens_per_minute"):
+                     "automation_interval_seconds", "tokens_per_minute", "max_file_bytes"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be positive, got {value}")
@@ -71,7 +72,8 @@ class Settings:
                              api_key=os.environ.get("OPENAI_API_KEY"), base_url=os.environ.get("OPENAI_BASE_URL"))
 
     def source_folder(self) -> SourceFolder:
-        return SourceFolder(self.source_dir, id_field=self.id_field, text_field=self.text_field)
+        return SourceFolder(self.source_dir, id_field=self.id_field, text_field=self.text_field,
+                            max_file_bytes=self.max_file_bytes)
 
     def scan(self) -> ScanResult:
         """A change scan of the source folder, sharing its state table with the sensor."""

@@ -8,6 +8,7 @@ nothing is dropped silently.
 
 import json
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from embedding_assets.core.shards import shard_of
 
 TEXT_SUFFIXES = frozenset({".md", ".markdown", ".txt", ".rst", ".html", ".htm"})
 RECORD_SUFFIXES = frozenset({".json", ".jsonl"})
-DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_FILE_BYTES = 10 * 1024 * 1024  # ~2.5M tokens: beyond this a file is rarely one document
 
 
 @dataclass(frozen=True)
@@ -88,14 +89,16 @@ class SourceFolder:
         return [_document(rel, text, rel)]
 
     def _read_bytes(self, rel: str) -> bytes:
+        """The file's bytes, refusing anything outside the folder, not a regular file, or too big."""
         path = self.root / rel
-        if path.is_symlink():
-            target = path.resolve()
-            if not target.is_relative_to(self.root.resolve()):
-                raise OSError("symlink points outside the source folder")
-        size = path.stat().st_size
-        if size > self.max_file_bytes:
-            raise OSError(f"file is {size} bytes, over the {self.max_file_bytes}-byte limit")
+        if path.is_symlink() and not path.resolve().is_relative_to(self.root.resolve()):
+            raise OSError("symlink points outside the source folder")
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a FIFO would block forever, a device never end
+            raise OSError("not a regular file")
+        if info.st_size > self.max_file_bytes:
+            raise OSError(f"file is {info.st_size} bytes, over the {self.max_file_bytes}-byte limit "
+                          "(EMBEDDING_ASSETS_MAX_FILE_BYTES)")
         return path.read_bytes()
 
     def _read_text(self, rel: str) -> str:

@@ -98,7 +98,8 @@ class VectorStore:
         if self._db is None:
             import lancedb
 
-            self._db = lancedb.connect(self.uri)
+            # Every read sees the latest committed version, even through a long-lived handle.
+            self._db = lancedb.connect(self.uri, read_consistency_interval=timedelta(0))
         return self._db
 
     def table(self, model_version: str) -> Any | None:
