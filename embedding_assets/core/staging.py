@@ -3,6 +3,7 @@
 Parquet rather than pickles, so a person can open any stage with pyarrow, DuckDB or pandas.
 """
 
+import fcntl
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -22,6 +23,19 @@ class Staging:
 
     def path(self, asset: str, shard: str, variant: str = "") -> Path:
         return self.root / asset / variant / f"{shard}.parquet" if variant else self.root / asset / f"{shard}.parquet"
+
+    @contextmanager
+    def lock(self, shard: str) -> Iterator[None]:
+        """Exclusive lock on one shard for every process on this host (flock, released if the process
+        dies), so two runs of the same shard never interleave their steps or their table commits."""
+        path = self.root / "locks" / f"{shard}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def scan_state(self) -> Path:
         """The change scan's state table (file metadata and what each file held)."""

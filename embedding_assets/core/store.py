@@ -68,6 +68,7 @@ class ShardWrite:
     deleted: int
     unchanged: int
     table_version: int
+    commit_attempts: int = 0  # LanceDB retries commits that conflict with concurrent writers
 
     @property
     def committed(self) -> bool:
@@ -167,7 +168,8 @@ class VectorStore:
             .execute(rows)
         )
         return ShardWrite(result.num_inserted_rows, result.num_updated_rows, result.num_deleted_rows,
-                          rows.num_rows - result.num_inserted_rows - result.num_updated_rows, result.version)
+                          rows.num_rows - result.num_inserted_rows - result.num_updated_rows, result.version,
+                          result.num_attempts)
 
     def search(self, model_version: str, vector: np.ndarray, k: int = 10) -> pa.Table:
         """Top-``k`` chunks by cosine similarity, with a ``score`` column (1 = identical direction)."""

