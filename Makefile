@@ -8,7 +8,7 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 MODULE := embedding_assets.definitions
 DEMO_QUERY ?= how do I catch an exception and clean up afterwards
 
-.PHONY: install demo materialize refresh verify search test lint ui screenshot clean
+.PHONY: install demo materialize refresh verify search test reliability lint ui screenshot clean
 
 install: $(STAMP)
 
@@ -44,6 +44,12 @@ test: install
 	$(BIN)/ruff check embedding_assets embedding_assets_tests
 	$(BIN)/pytest
 
+# The fault-injection, concurrency and bad-input suites (also part of `make test`), with their figures.
+reliability: install
+	rm -f .reliability.jsonl
+	RELIABILITY_LOG=$(CURDIR)/.reliability.jsonl $(BIN)/pytest -m reliability
+	$(BIN)/python -m embedding_assets_tests.reliability_report .reliability.jsonl
+
 lint: install
 	$(BIN)/ruff check embedding_assets embedding_assets_tests
 
@@ -54,4 +60,4 @@ screenshot: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python scripts/screenshot.py docs/asset-graph.png
 
 clean:
-	rm -rf data .dagster_home .pytest_cache
+	rm -rf data .dagster_home .pytest_cache .reliability.jsonl

@@ -34,6 +34,7 @@ GROUP = "embedding_pipeline"
 SOURCE_DOCUMENTS = "source_documents"
 SOURCE_READER_VERSION = "1"
 MAX_SKIPS_IN_METADATA = 100
+EMBEDDING_RETRIES = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
 
 def source_documents_spec(partitions: dg.PartitionsDefinition) -> dg.AssetSpec:
@@ -89,7 +90,9 @@ def build_pipeline_assets(partitions: dg.PartitionsDefinition, *, model_version:
 
         return _for_each_shard(context, stage, one)
 
-    @dg.asset(deps=[chunks], code_version=model_version, kinds={"parquet"}, pool=embedding_pool, **downstream)
+    # A step that fails for good (provider retries exhausted) is retried whole: re-running is idempotent.
+    @dg.asset(deps=[chunks], code_version=model_version, kinds={"parquet"}, pool=embedding_pool,
+              retry_policy=EMBEDDING_RETRIES, **downstream)
     def embeddings(context: dg.AssetExecutionContext, staging: StagingResource, embedder: EmbedderResource,
                    vector_store: LanceDBResource) -> dg.MaterializeResult:
         """A vector for every chunk of the shard. Chunks this model already embedded (same chunk_hash)

@@ -1,6 +1,8 @@
 """Shared fixtures: a small real corpus, settings in temporary folders, the real local model."""
 
-from collections.abc import Iterator
+import json
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -45,3 +47,16 @@ def server_url() -> Iterator[str]:
     proc, url = start_server()
     yield url
     stop_server(proc)
+
+
+@pytest.fixture
+def reliability_log() -> Callable[[dict], None]:
+    """Appends a suite's figures to the JSONL file named by RELIABILITY_LOG (``make reliability``)."""
+    path = os.environ.get("RELIABILITY_LOG")
+
+    def record(entry: dict) -> None:
+        if path:
+            with open(path, "a", encoding="utf-8") as out:
+                out.write(json.dumps(entry) + "\n")
+
+    return record

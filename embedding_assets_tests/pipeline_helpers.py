@@ -1,5 +1,9 @@
 """Running the pipeline in tests the way Dagster runs it, and reading back what it recorded."""
 
+import json
+import random
+from pathlib import Path
+from pydoc_data.topics import topics
 from typing import Any
 
 import dagster as dg
@@ -10,6 +14,41 @@ from embedding_assets.core.settings import Settings
 from embedding_assets.core.shards import shard_keys, shard_of
 from embedding_assets.core.sources import Document, SourceFolder
 from embedding_assets.definitions import REFRESH_JOB, build_definitions
+
+SPARE_TOPICS = ("for", "try", "with", "class", "function", "lambda", "nonlocal", "yield", "assignment", "booleans")
+
+
+def random_edit(source: Path, rng: random.Random, spare: list[str]) -> set[str]:
+    """One random change to the source folder; returns the document ids it touched."""
+    files = sorted(p.name for p in source.glob("*.txt"))
+    kind = rng.choice(["edit", "shrink", "delete", "rename", "add", "record"])
+    name = rng.choice(files)
+    path = source / name
+    if kind == "edit":
+        lines = path.read_text().split("\n")
+        lines.insert(rng.randrange(len(lines)), "An inserted sentence about generators and iterators.")
+        path.write_text("\n".join(lines))
+    elif kind == "shrink":
+        path.write_text(path.read_text()[: max(40, len(path.read_text()) // 4)])
+    elif kind == "delete":
+        path.unlink()
+    elif kind == "rename":
+        path.rename(source / f"renamed-{name}")
+        return {name, f"renamed-{name}"}
+    elif kind == "add" and spare:
+        name = f"{spare.pop()}.txt"
+        (source / name).write_text(topics[name[:-4]])
+    else:
+        records = source / "records.jsonl"
+        lines = records.read_text().splitlines()
+        i = rng.randrange(len(lines))
+        record = json.loads(lines[i])
+        record["text"] += " Edited record."
+        lines[i] = json.dumps(record)
+        records.write_text("\n".join(lines))
+        return {record["id"]}
+    return {name}
+
 
 
 def materialize(settings: Settings, instance: dg.DagsterInstance, *, partition: str | None = None,

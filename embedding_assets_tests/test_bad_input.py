@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
@@ -68,7 +69,8 @@ def hostile_corpus(root: Path, outside: Path) -> None:
     ]))
 
 
-def test_every_bad_document_is_indexed_or_skipped_with_a_reason(tmp_path: Path, minilm: Embedder) -> None:
+def test_every_bad_document_is_indexed_or_skipped_with_a_reason(
+        tmp_path: Path, minilm: Embedder, reliability_log: Callable[[dict], None]) -> None:
     root = tmp_path / "source"
     root.mkdir()
     hostile_corpus(root, tmp_path / "secret.txt")
@@ -96,6 +98,9 @@ def test_every_bad_document_is_indexed_or_skipped_with_a_reason(tmp_path: Path, 
     table = VectorStore(settings.lancedb_uri).table(minilm.model_version)
     after = {r["doc_id"] for r in table.search().select(["doc_id"]).to_arrow().to_pylist()}
     assert after == EXPECTED_DOCUMENTS - {hostile}, "deleting a hostile id must delete exactly its rows"
+    reliability_log({"suite": "bad input (hostile corpus)", "trials": 2,
+                     "faults": {f"skipped: {reason or 'malformed JSON'}": 1 for reason in EXPECTED_SKIPS.values()},
+                     "rows_checked": len(rows) + len(after), "rows_lost": 0, "duplicates": 0})
 
 
 def test_unreadable_files_are_skipped(tmp_path: Path) -> None:

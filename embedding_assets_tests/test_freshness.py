@@ -4,7 +4,6 @@ import dataclasses
 import json
 import random
 from pathlib import Path
-from pydoc_data.topics import topics
 
 import dagster as dg
 import pytest
@@ -16,10 +15,16 @@ from embedding_assets.core.settings import Settings
 from embedding_assets.core.shards import shard_of
 from embedding_assets.core.store import VectorStore, sql_string
 from embedding_assets.refresh import refresh
-from embedding_assets_tests.pipeline_helpers import check_evaluations, expected_index, materialize, run_checks
+from embedding_assets_tests.pipeline_helpers import (
+    SPARE_TOPICS,
+    check_evaluations,
+    expected_index,
+    materialize,
+    random_edit,
+    run_checks,
+)
 
 pytestmark = pytest.mark.slow
-SPARE_TOPICS = ("for", "try", "with", "class", "function", "lambda")
 
 
 def table_rows(settings: Settings, model_version: str) -> dict[str, dict]:
@@ -30,38 +35,6 @@ def table_rows(settings: Settings, model_version: str) -> dict[str, dict]:
     by_id = {r["chunk_id"]: r for r in rows}
     assert len(by_id) == len(rows), "duplicate chunk ids in the table"
     return by_id
-
-
-def edit(source: Path, rng: random.Random, spare: list[str]) -> set[str]:
-    """One random change to the source folder; returns the document ids it touched."""
-    files = sorted(p.name for p in source.glob("*.txt"))
-    kind = rng.choice(["edit", "shrink", "delete", "rename", "add", "record"])
-    name = rng.choice(files)
-    path = source / name
-    if kind == "edit":
-        lines = path.read_text().split("\n")
-        lines.insert(rng.randrange(len(lines)), "An inserted sentence about generators and iterators.")
-        path.write_text("\n".join(lines))
-    elif kind == "shrink":
-        path.write_text(path.read_text()[: max(40, len(path.read_text()) // 4)])
-    elif kind == "delete":
-        path.unlink()
-    elif kind == "rename":
-        path.rename(source / f"renamed-{name}")
-        return {name, f"renamed-{name}"}
-    elif kind == "add" and spare:
-        name = f"{spare.pop()}.txt"
-        (source / name).write_text(topics[name[:-4]])
-    else:
-        records = source / "records.jsonl"
-        lines = records.read_text().splitlines()
-        i = rng.randrange(len(lines))
-        record = json.loads(lines[i])
-        record["text"] += " Edited record."
-        lines[i] = json.dumps(record)
-        records.write_text("\n".join(lines))
-        return {record["id"]}
-    return {name}
 
 
 def test_randomized_changes_keep_the_table_equal_to_the_source(settings: Settings, minilm: Embedder) -> None:
@@ -77,7 +50,7 @@ def test_randomized_changes_keep_the_table_equal_to_the_source(settings: Setting
         for step in range(8):
             before = table_rows(settings, model)
             oracle_before = expected_index(settings, minilm)
-            touched = edit(source, rng, spare) | edit(source, rng, spare)
+            touched = random_edit(source, rng, spare) | random_edit(source, rng, spare)
             report = refresh(settings, instance)
             after = table_rows(settings, model)
             oracle = expected_index(settings, minilm)

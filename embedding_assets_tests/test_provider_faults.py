@@ -1,12 +1,15 @@
 """Provider faults injected by the local server: the embedder retries them, within bounds, then fails clearly."""
 
+import dagster as dg
 import numpy as np
 import pytest
 
 from embedding_assets.core.embedders.openai_api import OpenAIEmbedder
 from embedding_assets.core.errors import EmbeddingError
 from embedding_assets.core.retry import RetryPolicy
+from embedding_assets.core.settings import Settings
 from embedding_assets_tests.openai_server import call
+from embedding_assets_tests.pipeline_helpers import materialize, metadata
 
 pytestmark = pytest.mark.slow
 
@@ -83,3 +86,19 @@ def test_unknown_fault_kinds_are_refused(server_url: str) -> None:
     with pytest.raises(urllib.error.HTTPError) as info:
         inject(server_url, "gremlins", 1)
     assert info.value.code == 400
+
+
+def test_a_step_that_exhausts_its_retries_is_retried_by_dagster_and_succeeds(
+        settings: Settings, server_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    monkeypatch.setenv("OPENAI_BASE_URL", server_url)
+    openai_settings = Settings(**{**settings.__dict__, "model": "openai:text-embedding-3-small", "dimensions": 32})
+    attempts = RetryPolicy().max_attempts
+    call(server_url, "/control", {"fault": "503", "fault_count": attempts})  # the first execution fails for good
+    with dg.instance_for_test() as instance:
+        result = materialize(openai_settings, instance, partition="s000")
+        assert result.success
+        kinds = [e.event_type_value for e in result.all_events if e.step_key == "embeddings"]
+        assert kinds.count("STEP_UP_FOR_RETRY") == 1 and kinds[-1] == "STEP_SUCCESS"
+        assert metadata(instance, "embeddings", "s000")["chunks_embedded"] > 0
+    assert call(server_url, "/stats")["faults"] == {"503": attempts}

@@ -51,8 +51,12 @@ class Staging:
 
     @contextmanager
     def writer(self, path: Path, schema: pa.Schema) -> Iterator[pq.ParquetWriter]:
-        """A Parquet writer whose file appears only if the block completes (write, then rename)."""
+        """A Parquet writer whose file appears only if the block completes (write, then rename).
+
+        Callers hold the shard's lock, so a leftover partial file of the same target is a dead writer's."""
         path.parent.mkdir(parents=True, exist_ok=True)
+        for leftover in path.parent.glob(f".{path.name}.*.partial"):  # from a writer that was killed
+            leftover.unlink(missing_ok=True)
         partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
         try:
             with pq.ParquetWriter(partial, schema) as out:

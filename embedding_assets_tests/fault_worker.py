@@ -1,0 +1,67 @@
+"""The fault-injection tests' victim: runs ``refresh`` and SIGKILLs itself at a chosen point.
+
+``python -m embedding_assets_tests.fault_worker POINT NTH DELAY``: on the NTH call of the function
+behind POINT, the process kills itself before the call, ``DELAY`` seconds into it, or right after it.
+Settings come from the environment, like the real command's.
+"""
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import dagster as dg
+import pyarrow.parquet as pq
+from lancedb.merge import LanceMergeInsertBuilder
+
+from embedding_assets.core.embedders.local_minilm import LocalMiniLM
+from embedding_assets.core.registry import Registry
+from embedding_assets.core.settings import Settings
+from embedding_assets.refresh import refresh
+
+TARGETS: dict[str, tuple[Any, str]] = {
+    "embed": (LocalMiniLM, "embed"),                      # while the model embeds a batch
+    "stage_write": (pq.ParquetWriter, "write_table"),     # while a staged Parquet file is half written
+    "commit": (LanceMergeInsertBuilder, "execute"),       # around the shard's one LanceDB commit
+    "registry": (Registry, "_append"),                    # around the registry's event append
+}
+POINTS = [f"{target}:{when}" for target in TARGETS for when in ("before", "during", "after")]
+
+
+def die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def arm(point: str, nth: int, delay: float) -> None:
+    target, when = point.split(":")
+    owner, name = TARGETS[target]
+    original: Callable[..., Any] = getattr(owner, name)
+    calls = [0]
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        if calls[0] != nth:
+            return original(*args, **kwargs)
+        if when == "before":
+            die()
+        if when == "during":
+            threading.Timer(delay, die).start()
+        result = original(*args, **kwargs)
+        die()  # "after" (or a "during" call that finished before its timer)
+        return result
+
+    setattr(owner, name, wrapper)
+
+
+def main(point: str, nth: str, delay: str) -> int:
+    if point != "none":
+        arm(point, int(nth), float(delay))
+    with dg.DagsterInstance.get() as instance:
+        refresh(Settings.from_env(), instance)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:4]))

@@ -1,0 +1,75 @@
+"""SIGKILL the materializing process at many points; after a plain re-run the table equals the oracle."""
+
+import json
+import random
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from embedding_assets.core.embedders import Embedder
+from embedding_assets.core.settings import Settings
+from embedding_assets.core.store import VectorStore
+from embedding_assets.refresh import refresh
+from embedding_assets_tests.conftest import write_topics
+from embedding_assets_tests.dagster_dev import PROJECT_ROOT, project_env
+from embedding_assets_tests.fault_worker import POINTS
+from embedding_assets_tests.pipeline_helpers import SPARE_TOPICS, expected_index, random_edit
+
+pytestmark = [pytest.mark.slow, pytest.mark.reliability]
+RANDOM_TIME_TRIALS = 6
+
+
+def check_table(settings: Settings, embedder: Embedder) -> tuple[int, int, int]:
+    """(rows checked, rows lost, duplicate rows) of the table against the oracle; fails on any mismatch."""
+    rows = VectorStore(settings.lancedb_uri).table(embedder.model_version).search() \
+        .select(["chunk_id", "doc_id", "chunk_hash", "model_version"]).to_arrow().to_pylist()
+    stored = {r["chunk_id"]: (r["doc_id"], r["chunk_hash"]) for r in rows}
+    oracle = expected_index(settings, embedder)
+    lost = len(oracle.keys() - stored.keys())
+    duplicates = len(rows) - len(stored)
+    assert (lost, duplicates) == (0, 0) and stored == oracle
+    assert {r["model_version"] for r in rows} == {embedder.model_version}
+    return len(rows), lost, duplicates
+
+
+def test_sigkill_anywhere_then_rerun_restores_the_exact_index(
+        tmp_path: Path, minilm: Embedder, reliability_log: Callable[[dict], None]) -> None:
+    env = project_env(tmp_path, shards="4")
+    source = write_topics(tmp_path / "source")
+    (source / "records.jsonl").write_text("\n".join(
+        json.dumps({"id": f"rec-{i}", "text": f"Record {i} about statement number {i}."}) for i in range(6)))
+    settings = Settings.from_env(env)
+    rng, spare = random.Random(5), list(SPARE_TOPICS)
+    trials = [(p, nth, round(rng.uniform(0.0, 0.05), 3)) for p in sorted(POINTS, key=lambda p: not p.startswith(
+        "registry")) for nth in (1, 2)]
+    trials += [("random", 0, round(rng.uniform(2.0, 4.5), 2)) for _ in range(RANDOM_TIME_TRIALS)]
+    faults: Counter = Counter()
+    rows_checked = lost = duplicates = 0
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        for point, nth, delay in trials:
+            if faults.total():  # the first trial builds the index from nothing
+                random_edit(source, rng, spare)
+                random_edit(source, rng, spare)
+            worker = subprocess.Popen([sys.executable, "-m", "embedding_assets_tests.fault_worker",
+                                       "none" if point == "random" else point, str(nth), str(delay)],
+                                      cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            if point == "random":
+                time.sleep(delay)
+                worker.kill()
+            _, stderr = worker.communicate(timeout=300)
+            assert worker.returncode in (0, -9), stderr.decode()[-3000:]
+            if worker.returncode == -9:
+                faults[point] += 1
+            refresh(settings, instance)  # the plain re-run, in this process
+            checked, missing, doubled = check_table(settings, minilm)
+            rows_checked, lost, duplicates = rows_checked + checked, lost + missing, duplicates + doubled
+            assert refresh(settings, instance).runs == [], "after recovery nothing may be stale"
+    reliability_log({"suite": "fault injection (SIGKILL)", "trials": len(trials), "faults": dict(faults),
+                     "rows_checked": rows_checked, "rows_lost": lost, "duplicates": duplicates})
+    assert faults.total() >= 20, faults
