@@ -1,4 +1,4 @@
-"""The partitioned pipeline: raw_documents → chunks → embeddings → vector_table.
+"""The partitioned pipeline: raw_documents → chunks → embeddings → vector_table, then retrieval_eval.
 
 Every asset shares the shard partitions and a single-run backfill policy, so a range of shards runs
 in one process with one model load. Each shard's figures are recorded on its own partition
@@ -46,13 +46,14 @@ def source_documents_spec(partitions: dg.PartitionsDefinition) -> dg.AssetSpec:
 
 def build_pipeline_assets(partitions: dg.PartitionsDefinition, *, model_version: str, chunking_version: str,
                           freshness_hours: float) -> list[dg.AssetsDefinition]:
-    """The four assets; code versions carry the chunker and model identity, so changing either
-    marks every partition stale."""
+    """The four partitioned assets and retrieval_eval. Code versions carry the chunker and model
+    identity, so changing either marks every partition stale."""
     shard_count = len(partitions.get_partition_keys())
     common: dict[str, Any] = {"partitions_def": partitions, "group_name": GROUP,
                               "backfill_policy": dg.BackfillPolicy.single_run()}
     downstream: dict[str, Any] = {**common, "automation_condition": follow_upstream()}
-    # Requests to one provider share a Dagster concurrency pool across runs (limit it in dagster.yaml).
+    # Requests to one provider share a Dagster concurrency pool across runs
+    # (limit it with `dagster instance concurrency set embedding_api_openai N`).
     embedding_pool = "embedding_api_" + model_version.split(":", 1)[0]
 
     @dg.asset(deps=[SOURCE_DOCUMENTS], code_version=SOURCE_READER_VERSION, kinds={"parquet"}, **common)
@@ -105,7 +106,8 @@ def build_pipeline_assets(partitions: dg.PartitionsDefinition, *, model_version:
         try:
             check_budget(planned, price, embedder.run_budget_usd, f"this run ({len(context.partition_keys)} shards)")
         except ConfigError as err:
-            raise dg.Failure(str(err), metadata={"planned_tokens": planned}) from None
+            # Deterministic, so not worth a retry: the same run would be refused again.
+            raise dg.Failure(str(err), metadata={"planned_tokens": planned}, allow_retries=False) from None
 
         def one(shard: str) -> dict[str, Any]:
             out = stage.path("embeddings", shard, variant)

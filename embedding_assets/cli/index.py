@@ -34,8 +34,8 @@ def search(settings: Settings, args: argparse.Namespace) -> int:
 def status(settings: Settings, args: argparse.Namespace) -> int:
     store = VectorStore(settings.lancedb_uri)
     configured = settings.embedder().model_version
-    state = Registry(store.db).state()
-    live = state.live or configured
+    registry = Registry(store.db).state()
+    live = registry.live or configured
     versions = store.model_versions()
     if not versions:
         print(f"no tables in {settings.lancedb_uri} yet; materialize the pipeline")
@@ -43,33 +43,32 @@ def status(settings: Settings, args: argparse.Namespace) -> int:
     print(f"{'model version':<52}{'role':<11}{'rows':>8}{'version':>9}  promoted")
     for version in versions:
         info = store.info(version)
-        role = "live" if version == live else "previous" if version in state.history else "candidate"
-        promoted = state.promoted_at.get(version)
-        print(f"{version:<52}{role:<11}{info.rows:>8}{info.version:>9}  {promoted:%Y-%m-%d %H:%M} UTC"
-              if promoted else f"{version:<52}{role:<11}{info.rows:>8}{info.version:>9}  -")
+        role = "live" if version == live else "previous" if version in registry.history else "candidate"
+        promoted = registry.promoted_at.get(version)
+        when = f"{promoted:%Y-%m-%d %H:%M} UTC" if promoted else "-"
+        print(f"{version:<52}{role:<11}{info.rows:>8}{info.version:>9}  {when}")
     print(f"configured model: {configured}")
-    quarantined = [skip for state in settings.scan().shards.values() for skip in state.skipped]
+    quarantined = [skip for shard in settings.scan().shards.values() for skip in shard.skipped]
     print(f"quarantined: {len(quarantined)} item(s) of the source folder were not indexed")
     for skip in sorted(quarantined, key=lambda s: s.doc_id)[:MAX_QUARANTINE_LISTED]:
         print(f"  {skip.doc_id!r}: {skip.reason}")
     counts, staging = store.shard_counts(live), Staging(settings.staging_dir)
     print(f"\n{'shard':<8}{'live rows':>10}{'chunks staged':>15}")
     for shard in shard_keys(settings.shards):
-        path = staging.path("chunks", shard)
-        staged = str(staging.read(path).num_rows) if path.exists() else "-"
-        print(f"{shard:<8}{counts.get(shard, 0):>10}{staged:>15}")
+        staged = staging.row_count(staging.path("chunks", shard))
+        print(f"{shard:<8}{counts.get(shard, 0):>10}{'-' if staged is None else staged:>15}")
     return 0
 
 
 def refresh(settings: Settings, args: argparse.Namespace, shards: list[str] | None = None) -> int:
     import dagster as dg
 
-    from embedding_assets.refresh import refresh
+    from embedding_assets.refresh import refresh as run_refresh
 
     if not os.environ.get("DAGSTER_HOME"):
         raise ConfigError("set DAGSTER_HOME so refresh runs land in the instance the UI reads (the Makefile sets it)")
     with dg.DagsterInstance.get() as instance:
-        report = refresh(settings, instance, shards=shards, progress=print)
+        report = run_refresh(settings, instance, shards=shards, progress=print)
     for shard, figures in sorted(report.per_shard.items()):
         print(f"  {shard}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
     print(f"refreshed {len(report.stale)} shard(s) in {len(report.runs)} run(s): "

@@ -46,6 +46,10 @@ class Staging:
             raise FileNotFoundError(f"{path} is missing: materialize the upstream asset for this shard first")
         yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows)
 
+    def row_count(self, path: Path) -> int | None:
+        """Rows in a staged file, from its footer (None when the file does not exist)."""
+        return pq.read_metadata(path).num_rows if path.exists() else None
+
     def read(self, path: Path) -> pa.Table:
         return pa.Table.from_batches(list(self.read_batches(path)), schema=pq.read_schema(path))
 

@@ -99,7 +99,7 @@ def test_symlinks_out_of_the_folder_are_not_read(tmp_path: Path) -> None:
 def test_files_over_the_size_limit_are_skipped(tmp_path: Path) -> None:
     (tmp_path / "big.txt").write_text("x" * 2000)
     _, skips, _ = read_all(SourceFolder(tmp_path, max_file_bytes=1000))
-    assert skips == [Skip("big.txt", "file is 2000 bytes, over the 1000-byte limit")]
+    assert skips == [Skip("big.txt", "file is 2000 bytes, over the 1000-byte limit (EMBEDDING_ASSETS_MAX_FILE_BYTES)")]
 
 
 def test_a_missing_folder_fails_clearly(tmp_path: Path) -> None:
