@@ -24,7 +24,7 @@ from typing import IO, Any, NoReturn
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 PAGE = "/locations/embedding_assets/asset-groups/embedding_pipeline"  # opens on the group's Lineage tab
-WINDOW = "1400,700"  # any narrower and the UI zooms the graph out to bare asset names
+WINDOW = "1900,720"  # narrower, and the UI zooms the six-asset graph out to bare asset names
 MIN_PNG_BYTES = 75_000  # at WINDOW: app shell with an empty graph ~58 kB, with the four asset cards ~95-100 kB
 LOAD_QUERY = """{ assetNodes { id } workspaceOrError { ... on Workspace { locationEntries {
   name locationOrLoadError { ... on PythonError { message errorChain { error { message } } } } } } } }"""
