@@ -21,8 +21,8 @@ SPARE_TOPICS = ("for", "try", "with", "class", "function", "lambda", "nonlocal",
 def random_edit(source: Path, rng: random.Random, spare: list[str]) -> set[str]:
     """One random change to the source folder; returns the document ids it touched."""
     files = sorted(p.name for p in source.glob("*.txt"))
-    kind = rng.choice(["edit", "shrink", "delete", "rename", "add", "record"])
-    name = rng.choice(files)
+    kind = rng.choice(["edit", "shrink", "delete", "rename", "add", "record"]) if len(files) > 4 else "add"
+    name = rng.choice(files) if files else ""
     path = source / name
     if kind == "edit":
         lines = path.read_text().split("\n")
@@ -35,9 +35,10 @@ def random_edit(source: Path, rng: random.Random, spare: list[str]) -> set[str]:
     elif kind == "rename":
         path.rename(source / f"renamed-{name}")
         return {name, f"renamed-{name}"}
-    elif kind == "add" and spare:
-        name = f"{spare.pop()}.txt"
-        (source / name).write_text(topics[name[:-4]])
+    elif kind == "add":
+        topic = spare.pop() if spare else rng.choice(sorted(topics))
+        name = f"{topic}.txt" if not (source / f"{topic}.txt").exists() else f"copy-{rng.randrange(10**6)}-{topic}.txt"
+        (source / name).write_text(topics[topic])
     else:
         records = source / "records.jsonl"
         lines = records.read_text().splitlines()

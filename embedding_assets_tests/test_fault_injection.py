@@ -47,7 +47,7 @@ def test_sigkill_anywhere_then_rerun_restores_the_exact_index(
     settings = Settings.from_env(env)
     rng, spare = random.Random(5), list(SPARE_TOPICS)
     trials = [(p, nth, round(rng.uniform(0.0, 0.05), 3)) for p in sorted(POINTS, key=lambda p: not p.startswith(
-        "registry")) for nth in (1, 2)]
+        "registry")) for nth in (1, 2, 3)]
     trials += [("random", 0, round(rng.uniform(2.0, 4.5), 2)) for _ in range(RANDOM_TIME_TRIALS)]
     faults: Counter = Counter()
     rows_checked = lost = duplicates = 0
