@@ -8,7 +8,7 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 MODULE := embedding_assets.definitions
 DEMO_QUERY ?= how do I catch an exception and clean up afterwards
 
-.PHONY: install demo materialize refresh verify search test reliability lint ui screenshot clean
+.PHONY: install demo materialize refresh verify search test reliability bench lint ui screenshot clean
 
 install: $(STAMP)
 
@@ -49,6 +49,10 @@ reliability: install
 	rm -f .reliability.jsonl
 	RELIABILITY_LOG=$(CURDIR)/.reliability.jsonl $(BIN)/pytest -m reliability
 	$(BIN)/python -m embedding_assets_tests.reliability_report .reliability.jsonl
+
+# Throughput, incremental cost, memory and query latency on the kernel docs (fetched with apt-get download).
+bench: install
+	$(BIN)/python benchmarks/run.py
 
 lint: install
 	$(BIN)/ruff check embedding_assets embedding_assets_tests

@@ -1,0 +1,156 @@
+"""`make bench`: the pipeline's throughput against the bare model, the cost of incremental and no-change
+refreshes, peak memory at two corpus sizes, and query latency. Writes benchmarks/results.md.
+
+Usage: python benchmarks/run.py [--docs N] [--out benchmarks/results.md]
+"""
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from corpus import kernel_sections, pydoc_sections, write_corpus  # noqa: E402
+
+from embedding_assets.core.chunking import chunk_document  # noqa: E402
+from embedding_assets.core.hashing import normalize_text  # noqa: E402
+from embedding_assets.core.settings import Settings  # noqa: E402
+from embedding_assets.core.store import VectorStore  # noqa: E402
+from embedding_assets.refresh import refresh  # noqa: E402
+
+
+def timed(work):
+    started = time.perf_counter()
+    result = work()
+    return result, time.perf_counter() - started
+
+
+def settings_for(root: Path) -> Settings:
+    return Settings(source_dir=str(root / "source"), lancedb_uri=str(root / "lancedb"),
+                    staging_dir=str(root / "staging"), shards=16)
+
+
+def ingest_peak_rss(sections: list, root: Path) -> float:
+    """Peak RSS (MB) of a full ingest in a fresh process."""
+    write_corpus(sections, root / "source")
+    code = ("import sys, resource, dagster as dg; sys.path.insert(0, 'benchmarks'); from run import settings_for;"
+            "from pathlib import Path; from embedding_assets.refresh import refresh;"
+            "refresh(settings_for(Path(sys.argv[1])), dg.DagsterInstance.ephemeral());"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+    done = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--docs", type=int, default=1000)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results.md"))
+    args = parser.parse_args()
+    sections = kernel_sections()
+    corpus_name = "Linux kernel documentation (Debian linux-doc-6.1), reST sections"
+    if not sections or len(sections) < 4 * args.docs:
+        sections, corpus_name = pydoc_sections(), "Python pydoc topics (fallback)"
+    docs = sections[: args.docs]
+    root = Path(tempfile.mkdtemp(prefix="bench-"))
+    settings = settings_for(root)
+    write_corpus(docs, root / "source")
+    embedder = settings.embedder()
+    figures: dict[str, float | int | str] = {"corpus": corpus_name, "documents": len(docs)}
+
+    # 1. The bare model over exactly the pipeline's chunks.
+    texts = [c.text for d in settings.source_folder().files()
+             for c in chunk_document(d, normalize_text((root / "source" / d).read_text()), settings.chunking,
+                                     embedder.count_tokens)]
+    _, bare = timed(lambda: embedder.embed(texts))
+    figures |= {"chunks": len(texts), "bare_chunks_per_s": len(texts) / bare}
+
+    # 2. Full ingest through Dagster, as `embedding-assets refresh` runs it.
+    instance = dg.DagsterInstance.ephemeral()
+    report, full = timed(lambda: refresh(settings, instance))
+    figures |= {"full_s": full, "full_chunks_per_s": report.total("chunks_embedded") / full}
+    figures["full_ratio"] = figures["full_chunks_per_s"] / figures["bare_chunks_per_s"]
+
+    # 3. Incremental: edit 1% of the documents, delete 3, add 3.
+    files = sorted((root / "source").iterdir())
+    for path in files[:: max(1, len(files) // max(1, len(files) // 100))][: max(1, len(files) // 100)]:
+        path.write_text(path.read_text() + "\n\nAn added closing paragraph about memory barriers.")
+    for path in files[-3:]:
+        path.unlink()
+    write_corpus(sections[args.docs: args.docs + 3], root / "source")
+    report, incremental = timed(lambda: refresh(settings, instance))
+    figures |= {"incremental_s": incremental, "incremental_embedded": report.total("chunks_embedded"),
+                "incremental_ratio": incremental / full}
+
+    # 4. Nothing changed.
+    report, noop = timed(lambda: refresh(settings, instance))
+    figures |= {"noop_s": noop, "noop_embedded": report.total("chunks_embedded")}
+
+    # 6. Query latency, exact and with an ANN index, and the ANN's recall@10 against exact search.
+    store = VectorStore(settings.lancedb_uri)
+    table = store.table(embedder.model_version)
+    queries = embedder.embed([t[:200] for t in texts[:: max(1, len(texts) // 100)]][:100])
+
+    def latencies() -> tuple[list[float], list[list[str]]]:
+        times, hits = [], []
+        for q in queries:
+            result, seconds = timed(lambda q=q: table.search(q).distance_type("cosine").limit(10)
+                                    .select(["chunk_id"]).to_arrow())
+            times.append(seconds * 1000)
+            hits.append(result.column("chunk_id").to_pylist())
+        return times, hits
+
+    exact_times, exact_hits = latencies()
+    from lancedb.index import IvfHnswSq
+
+    table.create_index("vector", config=IvfHnswSq(distance_type="cosine"))
+    ann_times, ann_hits = latencies()
+    recall = statistics.mean(len(set(a) & set(e)) / len(e) for a, e in zip(ann_hits, exact_hits, strict=True))
+    for name, values in (("exact", exact_times), ("ann", ann_times)):
+        figures[f"{name}_p50_ms"] = float(np.percentile(values, 50))
+        figures[f"{name}_p95_ms"] = float(np.percentile(values, 95))
+    figures["ann_recall_at_10"] = recall
+
+    # 5. Peak memory of a full ingest at N and about 4N documents, each in a fresh process.
+    figures["rss_n_mb"] = ingest_peak_rss(docs, Path(tempfile.mkdtemp(prefix="bench-n-")))
+    figures["rss_4n_mb"] = ingest_peak_rss(sections[: 4 * args.docs], Path(tempfile.mkdtemp(prefix="bench-4n-")))
+    figures |= {"cores": os.cpu_count(), "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf(
+        "SC_PHYS_PAGES") / 2**30, 1), "self_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    Path(args.out).write_text(render(figures))
+    print(json.dumps(figures, indent=2))
+
+
+def render(f: dict) -> str:
+    rows = [
+        ("1. bare model", f"{f['bare_chunks_per_s']:.1f} chunks/s", "the limit on this machine"),
+        ("2. full ingest through Dagster",
+         f"{f['full_chunks_per_s']:.1f} chunks/s in {f['full_s']:.1f} s, ratio {f['full_ratio']:.2f}",
+         "≥ 1.0, never < 0.9"),
+        ("3. refresh after editing 1% (+3 deleted, +3 added)",
+         f"{f['incremental_s']:.2f} s, {f['incremental_embedded']} chunks embedded, "
+         f"{100 * f['incremental_ratio']:.1f}% of full", "≤ 1.5%, never > 3%"),
+        ("4. no-change refresh", f"{f['noop_s']:.2f} s, {f['noop_embedded']} chunks embedded", "< 1.5 s, 0"),
+        ("5. peak RSS, N and ~4N documents", f"{f['rss_n_mb']:.0f} MB and {f['rss_4n_mb']:.0f} MB",
+         "no growth beyond the model and one batch"),
+        ("6. top-10 query, exact", f"p50 {f['exact_p50_ms']:.1f} ms, p95 {f['exact_p95_ms']:.1f} ms", ""),
+        ("6. top-10 query, IVF_HNSW_SQ", f"p50 {f['ann_p50_ms']:.1f} ms, p95 {f['ann_p95_ms']:.1f} ms, "
+         f"recall@10 {f['ann_recall_at_10']:.3f}", ""),
+    ]
+    table = "\n".join(f"| {m} | {v} | {g} |" for m, v, g in rows)
+    return (f"# Benchmark results\n\nMachine: {f['cores']} cores, {f['memory_gb']} GiB. Corpus: {f['corpus']}, "
+            f"{f['documents']} documents, {f['chunks']} chunks, all-MiniLM-L6-v2 int8 ONNX. "
+            "Produced by `make bench` (`benchmarks/run.py`).\n\n| measurement | value | goal |\n|---|---|---|\n"
+            f"{table}\n\nNot measured yet: the same work done by LangChain's indexing API and LlamaIndex's "
+            "IngestionPipeline (item 7).\n")
+
+
+if __name__ == "__main__":
+    main()
