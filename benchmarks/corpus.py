@@ -1,6 +1,7 @@
 """Benchmark corpora: sections of the Linux kernel documentation (Debian's linux-doc package,
 fetched with `apt-get download`), or Python's pydoc topics when that package cannot be had."""
 
+import gzip
 import re
 import shutil
 import subprocess
@@ -23,8 +24,11 @@ def kernel_sections() -> list[tuple[str, str]] | None:
             shutil.rmtree(root, ignore_errors=True)
             return None
     sections = []
-    for path in sorted(root.rglob("Documentation/**/*.rst")):
-        text = path.read_text(errors="replace")
+    for path in sorted(root.rglob("Documentation/**/*.rst*")):  # Debian gzips most of them
+        if path.suffix not in (".rst", ".gz") or not path.name.removesuffix(".gz").endswith(".rst"):
+            continue
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        text = raw.decode(errors="replace")
         starts = [m.start() for m in _TITLE.finditer(text)] or [0]
         for i, start in enumerate(starts):
             body = text[start: starts[i + 1] if i + 1 < len(starts) else len(text)]
