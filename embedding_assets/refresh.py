@@ -11,13 +11,12 @@ from typing import Any
 
 import dagster as dg
 
-from embedding_assets.assets import SOURCE_DOCUMENTS
 from embedding_assets.core.reconcile import stale_shards
 from embedding_assets.core.settings import Settings
 from embedding_assets.core.shards import shard_ranges
 from embedding_assets.core.store import VectorStore, expire_before
 from embedding_assets.definitions import REFRESH_JOB, build_definitions
-from embedding_assets.sensors import DATA_VERSION_TAG
+from embedding_assets.sensors import range_tags, source_observation
 
 REPORTED = ("chunks_embedded", "chunks_reused", "tokens_embedded", "chunks_inserted", "chunks_updated",
             "chunks_deleted")
@@ -47,9 +46,7 @@ def refresh(settings: Settings, instance: dg.DagsterInstance, *, shards: list[st
     job = build_definitions(settings).resolve_job_def(REFRESH_JOB)
     for first, last in shard_ranges(stale, settings.shards):
         progress(f"refreshing {first}...{last}")
-        result = job.execute_in_process(instance=instance, tags={"dagster/asset_partition_range_start": first,
-                                                                 "dagster/asset_partition_range_end": last},
-                                        raise_on_error=True)
+        result = job.execute_in_process(instance=instance, tags=range_tags(first, last), raise_on_error=True)
         report.runs.append(result.run_id)
         for event in result.all_events:
             if event.event_type_value == "ASSET_MATERIALIZATION":
@@ -57,9 +54,5 @@ def refresh(settings: Settings, instance: dg.DagsterInstance, *, shards: list[st
                 figures = report.per_shard.setdefault(materialization.partition, {})
                 figures.update({k: v.value for k, v in materialization.metadata.items() if k in REPORTED})
     for shard in stale:  # the UI's source_documents now shows what these runs indexed
-        state = scan.shards[shard]
-        instance.report_runless_asset_event(dg.AssetObservation(
-            SOURCE_DOCUMENTS, partition=shard, tags={DATA_VERSION_TAG: state.version},
-            metadata={"documents": len(state.documents), "skipped": len(state.skipped),
-                      "fingerprint": state.fingerprint}))
+        instance.report_runless_asset_event(source_observation(shard, scan.shards[shard]))
     return report

@@ -12,7 +12,7 @@ import dagster as dg
 
 from embedding_assets.assets import SOURCE_DOCUMENTS
 from embedding_assets.core.reconcile import stale_shards
-from embedding_assets.core.scan import ScanResult, SourceScanner, fingerprint
+from embedding_assets.core.scan import ScanResult, ShardState, SourceScanner, fingerprint
 from embedding_assets.core.settings import Settings
 from embedding_assets.core.shards import shard_ranges
 from embedding_assets.resources import EmbedderResource, LanceDBResource, SourceFolderResource, StagingResource
@@ -24,13 +24,24 @@ def scan_source(source: SourceFolderResource, staging: StagingResource, shard_co
     return SourceScanner(source.folder(), staging.staging().scan_state(), shard_count).scan()
 
 
+def range_tags(first: str, last: str) -> dict[str, str]:
+    """Run tags that make one run cover the shards ``first`` to ``last``."""
+    return {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+
+
+def source_observation(shard: str, state: ShardState) -> dg.AssetObservation:
+    """What the source holds for ``shard``, as an observation of source_documents (data version = its version)."""
+    return dg.AssetObservation(SOURCE_DOCUMENTS, partition=shard, tags={DATA_VERSION_TAG: state.version},
+                               metadata={"documents": len(state.documents), "skipped": len(state.skipped),
+                                         "fingerprint": state.fingerprint})
+
+
 def range_requests(shards: Sequence[str], shard_count: int, assets: Sequence[dg.AssetKey],
                    reason: str) -> list[dg.RunRequest]:
     """One run request per range of consecutive shards; ``reason`` + range is the run key, so a
     tick that sees the same state again does not launch the same work twice."""
     return [dg.RunRequest(run_key=f"{reason}:{first}...{last}", asset_selection=list(assets),
-                          tags={"dagster/asset_partition_range_start": first,
-                                "dagster/asset_partition_range_end": last})
+                          tags=range_tags(first, last))
             for first, last in shard_ranges(list(shards), shard_count)]
 
 
@@ -52,11 +63,7 @@ def build_triggers(settings: Settings, raw_documents: dg.AssetsDefinition, embed
                                  f"{scan.seconds:.2f} s)")
         context.log.info(f"{len(changed)} shard(s) changed; scan read {scan.files_read} of {scan.files} files "
                          f"in {scan.seconds:.2f} s")
-        observations = [dg.AssetObservation(
-            SOURCE_DOCUMENTS, partition=shard, tags={DATA_VERSION_TAG: scan.shards[shard].version},
-            metadata={"documents": len(scan.shards[shard].documents), "skipped": len(scan.shards[shard].skipped),
-                      "fingerprint": scan.shards[shard].fingerprint})
-            for shard in changed]
+        observations = [source_observation(shard, scan.shards[shard]) for shard in changed]
         versions = scan.versions()
         reason = "source:" + fingerprint((s, versions[s]) for s in changed)
         return dg.SensorResult(run_requests=range_requests(changed, shard_count, [raw_documents.key], reason),
