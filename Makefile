@@ -8,7 +8,7 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 MODULE := embedding_assets.definitions
 DEMO_QUERY ?= how do I catch an exception and clean up afterwards
 
-.PHONY: install demo materialize refresh verify search test reliability bench lint ui screenshot clean
+.PHONY: install instance demo materialize refresh verify search test reliability bench lint ui screenshot clean
 
 install: $(STAMP)
 
@@ -18,20 +18,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-$(DAGSTER_HOME)/dagster.yaml: deploy/local/dagster.yaml
+# The Dagster instance of the profile EMBEDDING_ASSETS_PROFILE (local unless set): deploy/<profile>/dagster.yaml.
+instance: install
 	mkdir -p $(DAGSTER_HOME)
-	cp deploy/local/dagster.yaml $@
+	config="$$($(BIN)/embedding-assets instance-config)" && cp "$$config" $(DAGSTER_HOME)/dagster.yaml
 
-demo: install $(DAGSTER_HOME)/dagster.yaml
+demo: instance
 	$(BIN)/embedding-assets export-demo-corpus
 	$(MAKE) --no-print-directory materialize
 	$(BIN)/embedding-assets search "$(DEMO_QUERY)" -k 5
 
-materialize: install $(DAGSTER_HOME)/dagster.yaml
+materialize: instance
 	$(BIN)/dagster asset materialize -m $(MODULE) --select '*' \
 		--partition-range "$$($(BIN)/embedding-assets shards --range)"
 
-refresh: install $(DAGSTER_HOME)/dagster.yaml
+refresh: instance
 	$(BIN)/embedding-assets refresh
 
 verify: install
@@ -57,10 +58,10 @@ bench: install
 lint: install
 	$(BIN)/ruff check embedding_assets embedding_assets_tests
 
-ui: install $(DAGSTER_HOME)/dagster.yaml
+ui: instance
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
 
-screenshot: install $(DAGSTER_HOME)/dagster.yaml
+screenshot: instance
 	$(BIN)/python scripts/screenshot.py docs/asset-graph.png
 
 clean:

@@ -4,6 +4,7 @@ import argparse
 import os
 import textwrap
 
+from embedding_assets.core import profiles
 from embedding_assets.core.embedders import Embedder
 from embedding_assets.core.errors import ConfigError
 from embedding_assets.core.migration import live_model_version, table_embedder
@@ -99,6 +100,12 @@ def verify(settings: Settings, args: argparse.Namespace) -> int:
 def shards(settings: Settings, args: argparse.Namespace) -> int:
     keys = shard_keys(settings.shards)
     print(f"{keys[0]}...{keys[-1]}" if args.range else "\n".join(keys))
+    return 0
+
+
+def instance_config(settings: Settings, args: argparse.Namespace) -> int:
+    """The profile's dagster.yaml, which the Makefile copies into DAGSTER_HOME."""
+    print(profiles.instance_config(settings.profile))
     return 0
 
 

@@ -9,6 +9,7 @@ from typing import get_args
 from embedding_assets.core.chunking import ChunkingConfig
 from embedding_assets.core.embedders import Embedder, make_embedder
 from embedding_assets.core.errors import ConfigError
+from embedding_assets.core.profiles import PROFILES
 from embedding_assets.core.scan import ScanResult, SourceScanner
 from embedding_assets.core.shards import MAX_SHARDS
 from embedding_assets.core.sources import DEFAULT_MAX_FILE_BYTES, SourceFolder
@@ -21,6 +22,7 @@ PREFIX = "EMBEDDING_ASSETS_"
 class Settings:
     """Every setting, its environment variable (``EMBEDDING_ASSETS_`` + upper-case name) and default."""
 
+    profile: str = "local"
     source_dir: str = "data/source"
     lancedb_uri: str = "data/lancedb"
     staging_dir: str = "data/staging"
@@ -47,6 +49,8 @@ class Settings:
     drift_threshold: float = 0.98
 
     def __post_init__(self) -> None:
+        if self.profile not in PROFILES:
+            raise ConfigError(f"{PREFIX}PROFILE must be one of {', '.join(PROFILES)}, got {self.profile!r}")
         if not 1 <= self.shards <= MAX_SHARDS:
             raise ConfigError(f"{PREFIX}SHARDS must be between 1 and {MAX_SHARDS}, got {self.shards}")
         if self.batch_size < 1:

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from embedding_assets.core.errors import ConfigError
+from embedding_assets.core.object_store import storage_options
 
 TABLE_PREFIX = "chunks"
 # A stored row is rewritten only when one of these differs from what the pipeline produced.
@@ -100,7 +101,8 @@ class VectorStore:
             import lancedb
 
             # Every read sees the latest committed version, even through a long-lived handle.
-            self._db = lancedb.connect(self.uri, read_consistency_interval=timedelta(0))
+            self._db = lancedb.connect(self.uri, read_consistency_interval=timedelta(0),
+                                       storage_options=storage_options(self.uri))
         return self._db
 
     def table(self, model_version: str) -> Any | None:

@@ -1,0 +1,133 @@
+"""Real servers for the production-profile tests: PostgreSQL (Debian's package) and an S3-compatible
+object store (moto's server), both on 127.0.0.1 and stopped by their process ids."""
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from embedding_assets_tests.dagster_dev import free_port
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+STARTUP_TIMEOUT = 60
+# Test credentials of the loopback S3 server; the secret doubles as the value the leak test greps for.
+S3_KEY_ID = "moto-test-key-id"
+S3_SECRET = "moto-SECRET-do-not-leak-5d1e0c7a"
+
+
+@dataclass(frozen=True)
+class Postgres:
+    host: str
+    port: int
+    user: str
+    db: str
+
+    def env(self) -> dict[str, str]:
+        """The variables deploy/production/dagster.yaml reads."""
+        return {"DAGSTER_PG_HOST": self.host, "DAGSTER_PG_PORT": str(self.port), "DAGSTER_PG_USER": self.user,
+                "DAGSTER_PG_PASSWORD": "", "DAGSTER_PG_DB": self.db}
+
+
+@dataclass(frozen=True)
+class ObjectStore:
+    endpoint: str
+
+    def env(self) -> dict[str, str]:
+        """The standard AWS variables LanceDB and boto3 read."""
+        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": S3_KEY_ID,
+                "AWS_SECRET_ACCESS_KEY": S3_SECRET}
+
+    def create_bucket(self, name: str) -> str:
+        """A new bucket; returns its ``s3://`` URI."""
+        import boto3
+
+        env = self.env()
+        boto3.client("s3", endpoint_url=self.endpoint, region_name=env["AWS_REGION"],
+                     aws_access_key_id=S3_KEY_ID, aws_secret_access_key=S3_SECRET).create_bucket(Bucket=name)
+        return f"s3://{name}"
+
+
+def _as_postgres_user() -> dict[str, object]:
+    """PostgreSQL refuses to run as root: as root, run its programs as the ``postgres`` user (the child
+    itself switches user, so the process id we hold is the server's own)."""
+    return {"user": "postgres", "group": "postgres", "extra_groups": []} if os.geteuid() == 0 else {}
+
+
+def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(sig)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[Postgres]:
+    """A throwaway cluster (initdb, trust auth on loopback) serving 127.0.0.1 on a free port; its folder,
+    owned by the server's user, is removed afterwards."""
+    if not (PG_BIN / "initdb").exists():
+        raise RuntimeError(f"{PG_BIN}/initdb is missing: apt-get install -y postgresql (.ci/run does this)")
+    tmp = Path(tempfile.mkdtemp(prefix="embedding-assets-pg-"))  # not under pytest's root-only folders
+    data, sockets = tmp / "pgdata", tmp / "pgsock"
+    sockets.mkdir()
+    if os.geteuid() == 0:
+        for path in (tmp, sockets):
+            shutil.chown(path, "postgres")
+    user = "postgres" if os.geteuid() == 0 else os.environ.get("USER", "postgres")
+    initdb = subprocess.run([str(PG_BIN / "initdb"), "-D", str(data), "-U", user, "-A", "trust", "--no-sync",
+                             "-E", "UTF8"], capture_output=True, text=True, **_as_postgres_user())
+    if initdb.returncode:
+        raise RuntimeError(f"initdb failed: {initdb.stderr[-2000:]}")
+    port = free_port()
+    log = (tmp / "postgres.log").open("wb")
+    proc = subprocess.Popen([str(PG_BIN / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port),
+                             "-k", str(sockets), "-c", "fsync=off", "-c", "max_connections=200"],
+                            stdout=log, stderr=subprocess.STDOUT, **_as_postgres_user())
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while subprocess.run([str(PG_BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
+                             capture_output=True).returncode != 0:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"postgres did not start:\n{(tmp / 'postgres.log').read_text()[-2000:]}")
+            time.sleep(0.2)
+        subprocess.run([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", user, "dagster"],
+                       check=True, capture_output=True)
+        yield Postgres("127.0.0.1", port, user, "dagster")
+    finally:
+        _stop(proc, signal.SIGINT)  # SIGINT: PostgreSQL's fast shutdown
+        log.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def s3_server(tmp: Path) -> Iterator[ObjectStore]:
+    """moto's S3-compatible server on 127.0.0.1 and a free port."""
+    port = free_port()
+    log = (tmp / "moto.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:
+            with contextlib.suppress(urllib.error.URLError, OSError):
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2)
+                break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"moto did not start:\n{(tmp / 'moto.log').read_text()[-2000:]}")
+            time.sleep(0.2)
+        yield ObjectStore(endpoint)
+    finally:
+        _stop(proc)
+        log.close()
