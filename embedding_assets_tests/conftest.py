@@ -10,6 +10,7 @@ import pytest
 from embedding_assets.core.embedders import Embedder, make_embedder
 from embedding_assets.core.settings import Settings
 from embedding_assets_tests.openai_server import start_server, stop_server
+from embedding_assets_tests.services import ObjectStore, Postgres, postgres_server, s3_server
 
 # A dozen real documents from Python's reference documentation (pydoc_data ships with CPython).
 TEST_TOPICS = ("assert", "break", "continue", "del", "exceptions", "global", "if", "import",
@@ -47,6 +48,20 @@ def server_url() -> Iterator[str]:
     proc, url = start_server()
     yield url
     stop_server(proc)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A real PostgreSQL server on 127.0.0.1, for the production profile's Dagster instance."""
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def object_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStore]:
+    """A real S3-compatible server (moto) on 127.0.0.1, for LanceDB on object storage."""
+    with s3_server(tmp_path_factory.mktemp("moto")) as server:
+        yield server
 
 
 @pytest.fixture

@@ -31,10 +31,20 @@ class Postgres:
     user: str
     db: str
 
-    def env(self) -> dict[str, str]:
-        """The variables deploy/production/dagster.yaml reads."""
+    def env(self, db: str | None = None) -> dict[str, str]:
+        """The variables deploy/production/dagster.yaml reads (for database ``db``, else the default one)."""
         return {"DAGSTER_PG_HOST": self.host, "DAGSTER_PG_PORT": str(self.port), "DAGSTER_PG_USER": self.user,
-                "DAGSTER_PG_PASSWORD": "", "DAGSTER_PG_DB": self.db}
+                "DAGSTER_PG_PASSWORD": "", "DAGSTER_PG_DB": db or self.db}
+
+    def create_database(self, name: str) -> str:
+        subprocess.run([str(PG_BIN / "createdb"), "-h", self.host, "-p", str(self.port), "-U", self.user, name],
+                       check=True, capture_output=True)
+        return name
+
+    def dump(self, db: str) -> bytes:
+        """Every row of ``db``, as pg_dump writes it (for leak checks)."""
+        return subprocess.run([str(PG_BIN / "pg_dump"), "-h", self.host, "-p", str(self.port), "-U", self.user,
+                               "--data-only", db], check=True, capture_output=True).stdout
 
 
 @dataclass(frozen=True)
@@ -50,10 +60,19 @@ class ObjectStore:
         """A new bucket; returns its ``s3://`` URI."""
         import boto3
 
-        env = self.env()
-        boto3.client("s3", endpoint_url=self.endpoint, region_name=env["AWS_REGION"],
-                     aws_access_key_id=S3_KEY_ID, aws_secret_access_key=S3_SECRET).create_bucket(Bucket=name)
+        boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1", aws_access_key_id=S3_KEY_ID,
+                     aws_secret_access_key=S3_SECRET).create_bucket(Bucket=name)
         return f"s3://{name}"
+
+    def objects(self, bucket: str) -> dict[str, bytes]:
+        """Every object in ``bucket`` (for leak checks)."""
+        import boto3
+
+        client = boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                              aws_access_key_id=S3_KEY_ID, aws_secret_access_key=S3_SECRET)
+        keys = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+                for o in page.get("Contents", [])]
+        return {key: client.get_object(Bucket=bucket, Key=key)["Body"].read() for key in keys}
 
 
 def _as_postgres_user() -> dict[str, object]:
