@@ -168,13 +168,17 @@ def test_a_queued_backfill_runs_shards_in_parallel_processes_and_loses_nothing(
         spans.setdefault(record.dagster_run.tags["dagster/partition"], []).append(
             (record.start_time, record.end_time))
     assert sorted(len(s) for s in spans.values()) == [1, 1, 2, 2]
-    for shard, pair in spans.items():  # the per-shard limit: runs of one shard never overlap
-        (_, first_end), (second_start, _) = sorted(pair)
+    for shard in ("s001", "s002"):  # the per-shard limit: two runs of one shard never overlap
+        (_, first_end), (second_start, _) = sorted(spans[shard])
         assert first_end <= second_start, f"two runs of {shard} overlapped"
     intervals = sorted(s for pair in spans.values() for s in pair)
     assert any(later[0] < earlier[1] for earlier, later in zip(intervals, intervals[1:], strict=False)), \
         "runs of different shards should run at the same time"
     with dg.DagsterInstance.from_config(str(production.home)) as instance:
+        pids = {r.dagster_run.run_id: {e.pid for e in instance.all_logs(r.dagster_run.run_id) if e.step_key}
+                for r in records}
+        assert all(len(p) == 1 for p in pids.values()), "each run executes in one process of its own"
+        assert len(set().union(*pids.values()) - {os.getpid()}) == 6, "six runs, six separate processes"
         assert_secret_never_stored(production, instance, postgres, object_store)
 
 
