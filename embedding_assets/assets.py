@@ -34,6 +34,7 @@ GROUP = "embedding_pipeline"
 SOURCE_DOCUMENTS = "source_documents"
 SOURCE_READER_VERSION = "1"
 MAX_SKIPS_IN_METADATA = 100
+SLOW_SHARD_SECONDS = 1.0  # shards that take longer get a progress line in the run's log
 EMBEDDING_RETRIES = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
 
@@ -80,14 +81,15 @@ def build_pipeline_assets(partitions: dg.PartitionsDefinition, *, model_version:
     def chunks(context: dg.AssetExecutionContext, staging: StagingResource, chunking: ChunkingResource,
                embedder: EmbedderResource) -> dg.MaterializeResult:
         """The shard's documents cut into chunks sized in the embedding model's tokens, each with a
-        stable id (doc_id#position) and a content hash. Deterministic, so a re-run is a no-op."""
+        stable id (doc_id#position) and a content hash. Only documents whose hash changed are re-cut;
+        deterministic, so a re-run is a no-op."""
         stage, config, model = staging.staging(), chunking.config(), embedder.get()
 
         def one(shard: str) -> dict[str, Any]:
             out = stage.path("chunks", shard)
             stats = stages.chunk_raw_documents(stage.path("raw_documents", shard), out, shard, config, model, stage)
-            return {"documents": stats.documents, "chunks": stats.chunks, "tokens": stats.tokens,
-                    "dagster/row_count": stats.chunks, "path": dg.MetadataValue.path(str(out))}
+            return {"documents": stats.documents, "documents_rechunked": stats.rechunked, "chunks": stats.chunks,
+                    "tokens": stats.tokens, "dagster/row_count": stats.chunks, "path": dg.MetadataValue.path(str(out))}
 
         return _for_each_shard(context, stage, one)
 
@@ -101,8 +103,8 @@ def build_pipeline_assets(partitions: dg.PartitionsDefinition, *, model_version:
         would cost more than the run budget fails before its first request."""
         stage, model, store = staging.staging(), embedder.get(), vector_store.store()
         variant, expiry, price = table_name(model.model_version), vector_store.expire_before(), embedder.price()
-        planned = sum(stages.tokens_to_embed(stage.path("chunks", s), store, model.model_version, s, expiry, stage)
-                      for s in context.partition_keys)
+        planned = sum(stages.tokens_to_embed(stage.path("chunks", s), stage.path("embeddings", s, variant), store,
+                                             model.model_version, s, expiry, stage) for s in context.partition_keys)
         try:
             check_budget(planned, price, embedder.run_budget_usd, f"this run ({len(context.partition_keys)} shards)")
         except ConfigError as err:
@@ -149,6 +151,13 @@ def build_pipeline_assets(partitions: dg.PartitionsDefinition, *, model_version:
                     "dagster/row_count": rows}
 
         result = _for_each_shard(context, stage, one)
+        try:
+            fragments = store.compact(model)
+        except Exception as err:  # a concurrent writer won the commit; the next run compacts
+            context.log.warning(f"compaction of {variant} skipped: {err}")
+        else:
+            if fragments is not None:
+                context.log.info(f"compacted {variant}: {fragments} fragments merged")
         if live is None:
             registry.promote(model, "the first table is live")
             context.log.info(f"{model} is the first table and is now live")
@@ -180,16 +189,19 @@ def build_pipeline_assets(partitions: dg.PartitionsDefinition, *, model_version:
 
 def _for_each_shard(context: dg.AssetExecutionContext, stage: Staging,
                     work: Callable[[str], dict[str, Any]]) -> dg.MaterializeResult:
-    """Run ``work`` for every shard of the run under the shard's lock, logging progress and recording
-    metadata per shard."""
+    """Run ``work`` for every shard of the run under the shard's lock, recording metadata per shard.
+    Shards that take a while are logged as they finish; every step ends with one summary line."""
     keys = context.partition_keys
     asset = context.asset_key.to_user_string()
+    run_started = time.perf_counter()
     for index, shard in enumerate(keys, start=1):
         started = time.perf_counter()
         with stage.lock(shard):
             metadata = work(shard)
         metadata["duration_s"] = round(time.perf_counter() - started, 3)
         context.add_asset_metadata(metadata, partition_key=shard)
-        figures = ", ".join(f"{k}={v}" for k, v in metadata.items() if isinstance(v, int | float))
-        context.log.info(f"[{index}/{len(keys)}] {asset} {shard}: {figures}")
+        if metadata["duration_s"] >= SLOW_SHARD_SECONDS:
+            figures = ", ".join(f"{k}={v}" for k, v in metadata.items() if isinstance(v, int | float))
+            context.log.info(f"[{index}/{len(keys)}] {asset} {shard}: {figures}")
+    context.log.info(f"{asset}: {len(keys)} shards in {time.perf_counter() - run_started:.2f} s")
     return dg.MaterializeResult()

@@ -11,10 +11,17 @@ from datetime import date
 
 import dagster as dg
 import numpy as np
-import pyarrow as pa
 
 from embedding_assets.core.reconcile import diff_shard, expected_chunks
-from embedding_assets.core.table_checks import CHECK_NAMES, EMBEDDING_DRIFT, CheckOutcome, check_shard, drift_outcome
+from embedding_assets.core.stages import staged_chunks
+from embedding_assets.core.table_checks import (
+    CHECK_NAMES,
+    EMBEDDING_DRIFT,
+    CheckOutcome,
+    check_shard,
+    drift_outcome,
+    sample_quota,
+)
 from embedding_assets.resources import (
     ChunkingResource,
     EmbedderResource,
@@ -58,13 +65,16 @@ def build_table_checks(vector_table: dg.AssetsDefinition,
 
     @dg.multi_asset_check(specs=specs(INDEX_MATCHES_SOURCE), can_subset=True)
     def index_matches_source(context: dg.AssetCheckExecutionContext, source: SourceFolderResource,
-                             chunking: ChunkingResource, embedder: EmbedderResource,
+                             staging: StagingResource, chunking: ChunkingResource, embedder: EmbedderResource,
                              vector_store: LanceDBResource) -> Iterator:
         """Reconciliation: the shard's rows are exactly the chunks its source documents produce now
-        (ids, text hashes, document hashes, model version), listing every difference."""
-        model, store, folder = embedder.get(), vector_store.store(), source.folder()
+        (ids, text hashes, document hashes, model version), listing every difference. Documents whose
+        hash the staged chunks carry are not re-cut (`embedding-assets verify` re-cuts them all)."""
+        model, store, folder, stage, config = (embedder.get(), vector_store.store(), source.folder(),
+                                               staging.staging(), chunking.config())
         for shard in context.partition_keys:
-            expected = expected_chunks(folder, shard, shard_count, chunking.config(), model)
+            cached = staged_chunks(stage, stage.path("chunks", shard), config, model)
+            expected = expected_chunks(folder, shard, shard_count, config, model, cached)
             diff = diff_shard(shard, expected, store.shard_rows(model.model_version, shard), model.model_version)
             report(context, shard, CheckOutcome(INDEX_MATCHES_SOURCE, diff.matches, diff.describe(), {
                 "expected_rows": diff.expected, "stored_rows": diff.stored, "missing": len(diff.missing),
@@ -74,19 +84,24 @@ def build_table_checks(vector_table: dg.AssetsDefinition,
     @dg.multi_asset_check(specs=specs(EMBEDDING_DRIFT), can_subset=True)
     def embedding_drift(context: dg.AssetCheckExecutionContext, embedder: EmbedderResource,
                         vector_store: LanceDBResource, evals: EvalResource) -> Iterator:
-        """Drift sentinel: re-embeds a few random stored chunks per shard with the table's own model and
-        warns when a stored vector no longer matches (a silent provider-side change, broken preprocessing)."""
-        model, store = embedder.get(), vector_store.store()
-        for shard in context.partition_keys:
-            rows = store.shard_rows(model.model_version, shard, ["text", "vector"])
-            count = 0 if rows is None else rows.num_rows
-            picked = random.Random(f"{shard}:{date.today()}").sample(range(count), min(evals.drift_sample, count))
-            stored = fresh = np.zeros((0, 1), dtype=np.float32)
-            if picked:
-                sample = rows.take(pa.array(picked, type=pa.int64()))
-                stored = np.array(sample.column("vector").to_pylist(), dtype=np.float32)
-                fresh = model.embed(sample.column("text").to_pylist())
-            report(context, shard, drift_outcome(stored, fresh, evals.drift_threshold), dg.AssetCheckSeverity.WARN)
+        """Drift sentinel: re-embeds a few random stored chunks of the run's shards with the table's own
+        model and warns when a stored vector no longer matches (a silent provider-side change, broken
+        preprocessing). The sample is per run, so its cost does not grow with the number of shards."""
+        model, store, keys = embedder.get(), vector_store.store(), context.partition_keys
+        rng = random.Random(f"{keys[0]}:{keys[-1]}:{date.today()}")
+        samples: dict[str, tuple[list[str], list[list[float]]]] = {}
+        for shard, quota in sample_quota(keys, evals.drift_sample, rng).items():
+            rows = store.shard_rows(model.model_version, shard, ["text", "vector"]) if quota else None
+            picked = rows.take(rng.sample(range(rows.num_rows), min(quota, rows.num_rows))) if rows else None
+            samples[shard] = ((picked.column("text").to_pylist(), picked.column("vector").to_pylist())
+                              if picked else ([], []))
+        texts_to_embed = [t for texts, _ in samples.values() for t in texts]
+        fresh = iter(model.embed(texts_to_embed) if texts_to_embed else [])
+        for shard, (texts, stored) in samples.items():
+            again = [next(fresh) for _ in texts]
+            report(context, shard, drift_outcome(np.array(stored, dtype=np.float32),
+                                                 np.array(again, dtype=np.float32), evals.drift_threshold),
+                   dg.AssetCheckSeverity.WARN)
         yield from ()
 
     return [vector_table_integrity, index_matches_source, embedding_drift]

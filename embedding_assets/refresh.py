@@ -13,7 +13,7 @@ import dagster as dg
 
 from embedding_assets.core.reconcile import stale_shards
 from embedding_assets.core.settings import Settings
-from embedding_assets.core.shards import shard_ranges
+from embedding_assets.core.shards import RUN_THROUGH_CLEAN_SHARDS, shard_ranges
 from embedding_assets.core.store import VectorStore, expire_before
 from embedding_assets.definitions import REFRESH_JOB, build_definitions
 from embedding_assets.sensors import range_tags, source_observation
@@ -44,7 +44,7 @@ def refresh(settings: Settings, instance: dg.DagsterInstance, *, shards: list[st
     progress(f"scanned {scan.files} files ({scan.files_read} read) in {scan.seconds:.2f} s; "
              f"{len(stale)} of {settings.shards} shards stale")
     job = build_definitions(settings).resolve_job_def(REFRESH_JOB)
-    for first, last in shard_ranges(stale, settings.shards):
+    for first, last in shard_ranges(stale, settings.shards, max_gap=RUN_THROUGH_CLEAN_SHARDS):
         progress(f"refreshing {first}...{last}")
         result = job.execute_in_process(instance=instance, tags=range_tags(first, last), raise_on_error=True)
         report.runs.append(result.run_id)

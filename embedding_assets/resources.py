@@ -90,7 +90,7 @@ class EvalResource(dg.ConfigurableResource):
 
     golden_set: str = Field(description="Golden set JSONL (EMBEDDING_ASSETS_GOLDEN_SET; default: the demo's).")
     margin: float = Field(default=0.02, description="Largest drop in recall@10 / nDCG@10 a promotion accepts.")
-    drift_sample: int = Field(default=4, description="Stored chunks per shard re-embedded by the drift check.")
+    drift_sample: int = Field(default=4, description="Stored chunks per run re-embedded by the drift check.")
     drift_threshold: float = Field(default=0.98, description="Lowest acceptable cosine of stored vs fresh.")
 
     def golden(self) -> list[GoldenQuery]:

@@ -14,7 +14,7 @@ from embedding_assets.assets import SOURCE_DOCUMENTS
 from embedding_assets.core.reconcile import stale_shards
 from embedding_assets.core.scan import ScanResult, ShardState, SourceScanner, fingerprint
 from embedding_assets.core.settings import Settings
-from embedding_assets.core.shards import shard_ranges
+from embedding_assets.core.shards import RUN_THROUGH_CLEAN_SHARDS, shard_ranges
 from embedding_assets.resources import EmbedderResource, LanceDBResource, SourceFolderResource, StagingResource
 
 DATA_VERSION_TAG = "dagster/data_version"  # the tag Dagster reads an observation's data version from
@@ -42,7 +42,7 @@ def range_requests(shards: Sequence[str], shard_count: int, assets: Sequence[dg.
     tick that sees the same state again does not launch the same work twice."""
     return [dg.RunRequest(run_key=f"{reason}:{first}...{last}", asset_selection=list(assets),
                           tags=range_tags(first, last))
-            for first, last in shard_ranges(list(shards), shard_count)]
+            for first, last in shard_ranges(list(shards), shard_count, max_gap=RUN_THROUGH_CLEAN_SHARDS)]
 
 
 def build_triggers(settings: Settings, raw_documents: dg.AssetsDefinition, embeddings: dg.AssetsDefinition,

@@ -25,3 +25,19 @@ def stable_bucket(key: str, buckets: int) -> int:
     """A bucket in ``range(buckets)`` for ``key`` that never changes across processes or machines."""
     digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "big") % buckets
+
+
+class Hasher:
+    """An order-sensitive hash of a sequence of strings (each one delimited, so ("ab", "c") != ("a", "bc"))."""
+
+    def __init__(self) -> None:
+        self._digest = hashlib.blake2b(digest_size=16)
+
+    def update(self, *parts: str) -> "Hasher":
+        for part in parts:
+            encoded = part.encode("utf-8")
+            self._digest.update(len(encoded).to_bytes(8, "big") + encoded)
+        return self
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()

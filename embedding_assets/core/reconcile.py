@@ -48,13 +48,20 @@ class ShardDiff:
 
 
 def expected_chunks(folder: SourceFolder, shard: str, shard_count: int, config: ChunkingConfig,
-                    embedder: Embedder) -> dict[str, ExpectedChunk]:
-    """chunk_id → what the table must hold for it, computed from the source folder alone."""
+                    embedder: Embedder, cached: pa.Table | None = None) -> dict[str, ExpectedChunk]:
+    """chunk_id → what the table must hold for it, computed from the source folder. ``cached`` chunk
+    rows (made by the same chunker) stand in for re-cutting the documents whose hash they carry."""
+    known: dict[tuple[str, str], list[dict]] = {}
+    for row in [] if cached is None else cached.select(["chunk_id", "doc_id", "chunk_hash", "doc_hash"]).to_pylist():
+        known.setdefault((row["doc_id"], row["doc_hash"]), []).append(row)
     expected = {}
     for doc in folder.read_shard(shard, shard_count):
         if isinstance(doc, Document):
-            for chunk in chunk_document(doc.doc_id, doc.text, config, embedder.count_tokens):
-                expected[chunk.chunk_id] = ExpectedChunk(doc.doc_id, chunk.chunk_hash, doc.doc_hash)
+            chunks = known.get((doc.doc_id, doc.doc_hash)) or [
+                {"chunk_id": c.chunk_id, "chunk_hash": c.chunk_hash}
+                for c in chunk_document(doc.doc_id, doc.text, config, embedder.count_tokens)]
+            for chunk in chunks:
+                expected[chunk["chunk_id"]] = ExpectedChunk(doc.doc_id, chunk["chunk_hash"], doc.doc_hash)
     return expected
 
 

@@ -19,6 +19,7 @@ from embedding_assets.core.shards import shard_of
 
 TEXT_SUFFIXES = frozenset({".md", ".markdown", ".txt", ".rst", ".html", ".htm"})
 RECORD_SUFFIXES = frozenset({".json", ".jsonl"})
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | RECORD_SUFFIXES
 DEFAULT_MAX_FILE_BYTES = 10 * 1024 * 1024  # ~2.5M tokens: beyond this a file is rarely one document
 
 
@@ -61,17 +62,17 @@ class SourceFolder:
         """Relative posix paths of supported files, sorted; directory symlinks are never followed."""
         self.check()
         found = []
+        prefix = len(str(self.root)) + 1
         for dirpath, _, filenames in os.walk(self.root):
-            for name in filenames:
-                if Path(name).suffix.lower() in TEXT_SUFFIXES | RECORD_SUFFIXES:
-                    found.append(Path(dirpath, name).relative_to(self.root).as_posix())
+            folder = (dirpath[prefix:].replace(os.sep, "/") + "/") if len(dirpath) >= prefix else ""
+            found.extend(folder + name for name in filenames if _suffix(name) in SUPPORTED_SUFFIXES)
         return sorted(found)
 
     def read_shard(self, shard: str, shard_count: int) -> Iterator[Document | Skip]:
         """The shard's documents and skips. Text files of other shards are not even opened."""
         def owned() -> Iterator[tuple[str, Document | Skip]]:
             for rel in self.files():
-                if Path(rel).suffix.lower() in RECORD_SUFFIXES or shard_of(rel, shard_count) == shard:
+                if _suffix(rel) in RECORD_SUFFIXES or shard_of(rel, shard_count) == shard:
                     yield from ((rel, item) for item in self.read_file(rel)
                                 if shard_of(item.doc_id, shard_count) == shard)
 
@@ -79,13 +80,13 @@ class SourceFolder:
 
     def read_file(self, rel: str) -> list[Document | Skip]:
         """Everything one file holds: its document, or its records (a skip for each that fails)."""
-        if Path(rel).suffix.lower() in RECORD_SUFFIXES:
+        if _suffix(rel) in RECORD_SUFFIXES:
             return self._read_records(rel)
         try:
             raw = self._read_text(rel)
         except OSError as err:
             return [Skip(rel, _reason(err))]
-        text = normalize_text(html_to_text(raw) if Path(rel).suffix.lower() in {".html", ".htm"} else raw)
+        text = normalize_text(html_to_text(raw) if _suffix(rel) in {".html", ".htm"} else raw)
         return [_document(rel, text, rel)]
 
     def _read_bytes(self, rel: str) -> bytes:
@@ -171,6 +172,13 @@ def _document(doc_id: str, text: str, source_path: str) -> Document | Skip:
     if not text:
         return Skip(doc_id, "empty after normalisation")
     return Document(doc_id, text, content_hash(text), source_path)
+
+
+def _suffix(name: str) -> str:
+    """The lower-cased extension, as ``Path(name).suffix`` gives it, without building a Path."""
+    base = name.rsplit("/", 1)[-1]
+    dot = base.rfind(".")
+    return base[dot:].lower() if 0 < dot < len(base) - 1 else ""
 
 
 def _reason(err: Exception) -> str:

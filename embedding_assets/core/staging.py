@@ -5,7 +5,7 @@ Parquet rather than pickles, so a person can open any stage with pyarrow, DuckDB
 
 import fcntl
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -50,12 +50,23 @@ class Staging:
         """Rows in a staged file, from its footer (None when the file does not exist)."""
         return pq.read_metadata(path).num_rows if path.exists() else None
 
-    def read(self, path: Path) -> pa.Table:
-        return pa.Table.from_batches(list(self.read_batches(path)), schema=pq.read_schema(path))
+    def read(self, path: Path, columns: list[str] | None = None) -> pa.Table:
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: materialize the upstream asset for this shard first")
+        return pq.read_table(path, columns=columns)
+
+    def metadata(self, path: Path) -> dict[str, str]:
+        """The key-value metadata a stage wrote into the file's footer ({} when there is no file)."""
+        if not path.exists():
+            return {}
+        return {k.decode(): v.decode() for k, v in (pq.read_metadata(path).metadata or {}).items()
+                if not k.startswith(b"ARROW:")}
 
     @contextmanager
-    def writer(self, path: Path, schema: pa.Schema) -> Iterator[pq.ParquetWriter]:
+    def writer(self, path: Path, schema: pa.Schema,
+               metadata: Mapping[str, str] | None = None) -> Iterator[pq.ParquetWriter]:
         """A Parquet writer whose file appears only if the block completes (write, then rename).
+        ``metadata`` goes into the footer when the block ends, so it may be filled while rows stream.
 
         Callers hold the shard's lock, so a leftover partial file of the same target is a dead writer's."""
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -65,14 +76,17 @@ class Staging:
         try:
             with pq.ParquetWriter(partial, schema) as out:
                 yield out
+                if metadata:
+                    out.add_key_value_metadata(dict(metadata))
             os.replace(partial, path)
         finally:
             partial.unlink(missing_ok=True)
 
-    def write_rows(self, path: Path, schema: pa.Schema, rows: Iterable[dict]) -> int:
+    def write_rows(self, path: Path, schema: pa.Schema, rows: Iterable[dict],
+                   metadata: Mapping[str, str] | None = None) -> int:
         """Stream ``rows`` to ``path`` in bounded batches; returns the row count."""
         count = 0
-        with self.writer(path, schema) as out:
+        with self.writer(path, schema, metadata) as out:
             batch: list[dict] = []
             for row in rows:
                 batch.append(row)

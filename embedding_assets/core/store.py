@@ -22,6 +22,7 @@ from embedding_assets.core.object_store import storage_options
 TABLE_PREFIX = "chunks"
 # A stored row is rewritten only when one of these differs from what the pipeline produced.
 CHANGE_COLUMNS = ("chunk_hash", "doc_hash", "embedded_at")
+COMPACT_AFTER_SMALL_FRAGMENTS = 64
 
 
 def table_name(model_version: str) -> str:
@@ -94,6 +95,7 @@ class VectorStore:
     def __init__(self, uri: str) -> None:
         self.uri = uri
         self._db: Any = None
+        self._tables: dict[str, Any] = {}
 
     @property
     def db(self) -> Any:
@@ -106,8 +108,12 @@ class VectorStore:
         return self._db
 
     def table(self, model_version: str) -> Any | None:
+        """The model's table, or None. Open handles are kept: with ``read_consistency_interval=0``
+        every read through them still sees the latest version."""
         name = table_name(model_version)
-        return self.db.open_table(name) if name in self.db.list_tables().tables else None
+        if name not in self._tables and name in self.db.list_tables().tables:
+            self._tables[name] = self.db.open_table(name)
+        return self._tables.get(name)
 
     def info(self, model_version: str) -> TableInfo | None:
         table = self.table(model_version)
@@ -125,6 +131,7 @@ class VectorStore:
         return [_metadata(self.db.open_table(n).schema).get("model_version", n) for n in sorted(names)]
 
     def drop(self, model_version: str) -> None:
+        self._tables.pop(table_name(model_version), None)
         self.db.drop_table(table_name(model_version))
 
     def open_for_write(self, schema: pa.Schema) -> Any:
@@ -172,6 +179,17 @@ class VectorStore:
         return ShardWrite(result.num_inserted_rows, result.num_updated_rows, result.num_deleted_rows,
                           rows.num_rows - result.num_inserted_rows - result.num_updated_rows, result.version,
                           result.num_attempts)
+
+    def compact(self, model_version: str, min_small_fragments: int = COMPACT_AFTER_SMALL_FRAGMENTS) -> int | None:
+        """Merge the table's small fragments (every shard commit adds some) once there are at least
+        ``min_small_fragments``, keeping old versions for a week. Returns the fragments before, or None
+        when nothing was done. Searches slow down as fragments pile up; compaction restores them."""
+        table = self.table(model_version)
+        fragments = table.stats()["fragment_stats"] if table is not None else None  # a dict, despite the annotation
+        if fragments is None or fragments["num_small_fragments"] < min_small_fragments:
+            return None
+        table.optimize(cleanup_older_than=timedelta(days=7))
+        return fragments["num_fragments"]
 
     def search(self, model_version: str, vector: np.ndarray, k: int = 10) -> pa.Table:
         """Top-``k`` chunks by cosine similarity, with a ``score`` column (1 = identical direction)."""

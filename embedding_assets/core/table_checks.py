@@ -1,5 +1,6 @@
 """Integrity checks of one shard of the vector table, as plain data the Dagster checks report."""
 
+import random
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,13 +88,20 @@ def _row_count(rows: pa.Table, expected_chunk_ids: list[str]) -> CheckOutcome:
 EMBEDDING_DRIFT = "embedding_drift"
 
 
+def sample_quota(shards: list[str], total: int, rng: random.Random) -> dict[str, int]:
+    """How many stored chunks the drift check re-embeds from each shard: ``total`` spread as evenly as
+    possible over the shards, the remainder going to shards picked at random."""
+    order = rng.sample(shards, len(shards))
+    return {shard: total // len(shards) + (i < total % len(shards)) for i, shard in enumerate(order)}
+
+
 def drift_outcome(stored: np.ndarray, fresh: np.ndarray, threshold: float) -> CheckOutcome:
     """Cosine similarity of stored vectors with the same texts re-embedded now by the table's model.
 
     A drop means the provider changed the model behind the same name, or preprocessing broke.
     """
     if len(stored) == 0:
-        return CheckOutcome(EMBEDDING_DRIFT, True, "no rows to sample", {"sampled": 0})
+        return CheckOutcome(EMBEDDING_DRIFT, True, "no rows sampled from this shard in this run", {"sampled": 0})
     cosines = np.sum(stored * fresh, axis=1) / (np.linalg.norm(stored, axis=1) * np.linalg.norm(fresh, axis=1))
     low = float(np.min(cosines))
     return CheckOutcome(EMBEDDING_DRIFT, low >= threshold,

@@ -32,3 +32,11 @@ def test_shard_ranges_cover_exactly_the_listed_shards() -> None:
     assert shard_ranges([], 8) == []
     assert shard_ranges(list(shard_keys(8)), 8, max_per_range=3) == [("s000", "s002"), ("s003", "s005"),
                                                                        ("s006", "s007")]
+
+
+def test_nearby_ranges_merge_across_small_gaps() -> None:
+    stale = ["s000", "s002", "s003", "s006", "s015"]
+    assert shard_ranges(stale, 16, max_gap=1) == [("s000", "s003"), ("s006", "s006"), ("s015", "s015")]
+    assert shard_ranges(stale, 16, max_gap=2) == [("s000", "s006"), ("s015", "s015")]
+    assert shard_ranges(stale, 16, max_gap=8) == [("s000", "s015")]
+    assert shard_ranges(stale, 16, max_per_range=4, max_gap=8) == [("s000", "s003"), ("s006", "s006"), ("s015", "s015")]

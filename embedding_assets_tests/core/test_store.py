@@ -96,3 +96,14 @@ def test_search_scores_by_cosine_and_counts_by_shard(store: VectorStore) -> None
     assert store.shard_counts(MODEL) == {"s000": 2, "s001": 1}
     with pytest.raises(LookupError, match="materialize"):
         store.search("other:model/4d", np.ones(4, dtype=np.float32), k=1)
+
+
+def test_compaction_merges_small_fragments_and_keeps_every_row(store: VectorStore) -> None:
+    for i in range(6):  # six commits, each adding its own small fragment
+        store.replace_shard("s000", rows("s000", {f"d{j}": [f"text {j}"] for j in range(i + 1)}))
+    table = store.table(MODEL)
+    before = sorted_rows(store, "s000")
+    assert store.compact(MODEL, min_small_fragments=100) is None
+    assert store.compact(MODEL, min_small_fragments=2) >= 2
+    assert table.stats()["fragment_stats"]["num_fragments"] == 1
+    assert sorted_rows(store, "s000") == before
