@@ -13,12 +13,11 @@ Needs the ``bench`` extra (``pip install -e '.[bench]'``).
 """
 
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from workload import CountingEmbedder, edit_corpus, folder_chunks, keys
+from workload import CountingEmbedder, audit, edit_corpus, folder_chunks, keys
 
 from embedding_assets.core.chunking import Chunk, ChunkingConfig
 
@@ -118,12 +117,15 @@ def _rows(workdir: Path, chunk_id_of: Callable[[dict], str]) -> list[tuple[str, 
     return [(chunk_id_of(row), row["text"]) for row in table.to_arrow().to_pylist()]
 
 
-PEERS: dict[str, tuple[Callable[[Path, CountingEmbedder], Ingest], Callable[[dict], str]]] = {
-    'LangChain index(cleanup="full")': (lambda w, c: langchain_index(w, c, "full"),
+# name: (short label for the chart, builder, where the tool keeps our chunk id in its rows)
+PEERS: dict[str, tuple[str, Callable[[Path, CountingEmbedder], Ingest], Callable[[dict], str]]] = {
+    'LangChain index(cleanup="full")': ("LangChain\nfull", lambda w, c: langchain_index(w, c, "full"),
                                         lambda row: row["metadata"]["chunk_id"]),
-    'LangChain index(cleanup="incremental")': (lambda w, c: langchain_index(w, c, "incremental"),
+    'LangChain index(cleanup="incremental")': ("LangChain\nincremental",
+                                               lambda w, c: langchain_index(w, c, "incremental"),
                                                lambda row: row["metadata"]["chunk_id"]),
-    "LlamaIndex IngestionPipeline (UPSERTS_AND_DELETE)": (llamaindex_pipeline, lambda row: row["doc_id"]),
+    "LlamaIndex IngestionPipeline (UPSERTS_AND_DELETE)": ("LlamaIndex\nupserts+delete", llamaindex_pipeline,
+                                                          lambda row: row["doc_id"]),
 }
 
 
@@ -142,7 +144,7 @@ def run_peer(name: str, workdir: Path, source: Path, added: list[tuple[str, str]
     Returns:
         The figures of item 7 for this tool.
     """
-    make, chunk_id_of = PEERS[name]
+    label, make, chunk_id_of = PEERS[name]
     workdir.mkdir(parents=True, exist_ok=True)
     ingest = make(workdir, counter)
 
@@ -157,13 +159,8 @@ def run_peer(name: str, workdir: Path, source: Path, added: list[tuple[str, str]
     refresh_s, refresh_texts, current = timed_run()
     expected = keys(current) - keys(first)
     noop_s, noop_texts, _ = timed_run()
-    rows = Counter(_rows(workdir, chunk_id_of))
-    wanted = keys(current)
-    stale = sum(n for key, n in rows.items() if key not in wanted)
-    duplicates = sum(n - 1 for key, n in rows.items() if key in wanted)
-    return {"tool": name, "full_s": full_s, "full_embedded": len(full_texts),
+    return {"tool": name, "label": label, "full_s": full_s, "full_embedded": len(full_texts),
             "full_chunks_per_s": len(full_texts) / full_s, "refresh_s": refresh_s, "refresh_ratio": refresh_s / full_s,
             "refresh_embedded": len(refresh_texts), "refresh_expected": len(expected),
             "refresh_exact": sorted(refresh_texts) == sorted(text for _, text in expected),
-            "stale_rows": stale + duplicates, "duplicate_rows": duplicates, "missing_rows": len(wanted - rows.keys()),
-            "noop_s": noop_s, "noop_embedded": len(noop_texts)}
+            "noop_s": noop_s, "noop_embedded": len(noop_texts)} | audit(_rows(workdir, chunk_id_of), current)

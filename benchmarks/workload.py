@@ -1,6 +1,7 @@
 """What every contender in `make bench` is given: the same chunks of the same folder, the same edit, and
 the same model, plus the bare-model loops that set the limit."""
 
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,6 +38,15 @@ def edit_corpus(folder: Path, added: list[tuple[str, str]]) -> None:
 def keys(chunks: Sequence[Chunk]) -> set[tuple[str, str]]:
     """A chunk is the same chunk only if both its id and its text are unchanged."""
     return {(c.chunk_id, c.text) for c in chunks}
+
+
+def audit(rows: Sequence[tuple[str, str]], current: Sequence[Chunk]) -> dict[str, int]:
+    """Rows a table holds that the folder no longer has (stale, counting duplicates), and chunks it lacks."""
+    held = Counter(rows)
+    wanted = keys(current)
+    stale = sum(n for key, n in held.items() if key not in wanted)
+    duplicates = sum(n - 1 for key, n in held.items() if key in wanted)
+    return {"stale_rows": stale + duplicates, "duplicate_rows": duplicates, "missing_rows": len(wanted - held.keys())}
 
 
 class CountingEmbedder:
