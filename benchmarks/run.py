@@ -170,7 +170,7 @@ def render(f: dict) -> str:
             "noop_embedded": f["noop_embedded"]}
     peers = "\n".join(
         f"| {p['tool']} | {p['full_s']:.1f} | {p['refresh_s']:.2f} | {100 * p['refresh_ratio']:.1f}% | "
-        f"{p['refresh_embedded']} ({p['refresh_expected']}) | {p['stale_rows']} | {p['noop_s']:.2f} "
+        f"{p['refresh_embedded']} ({p['refresh_expected']}){_exact(p)} | {p['stale_rows']} | {p['noop_s']:.2f} "
         f"({p['noop_embedded']}) |" for p in [ours, *f["peers"]])
     return (f"# Benchmark results\n\nMachine: {f['cores']} cores, {f['memory_gb']} GiB. Corpus: {f['corpus']}, "
             f"{f['documents']} documents, {f['chunks']} chunks, all-MiniLM-L6-v2 int8 ONNX. "
@@ -180,7 +180,30 @@ def render(f: dict) -> str:
             "tool writing to its own LanceDB table (`benchmarks/peers.py`). Stale rows: rows left that are not "
             "a current chunk, duplicates included.\n\n"
             "| tool | full s | refresh s | refresh % of full | chunks embedded (changed) | stale rows | "
-            f"no-op s (chunks embedded) |\n|---|---|---|---|---|---|---|\n{peers}\n\n![chart](results.png)\n")
+            f"no-op s (chunks embedded) |\n|---|---|---|---|---|---|---|\n{peers}\n\n{PEER_NOTES}\n\n"
+            "![chart](results.png)\n")
+
+
+def _exact(peer: dict) -> str:
+    if "refresh_exact" not in peer:
+        return ""
+    return ", exactly the changed chunks" if peer["refresh_exact"] else ", not the changed set"
+
+
+PEER_NOTES = """How the peers are set up, and what had to be worked around on lancedb 0.40:
+
+- Every tool calls the same `LocalMiniLM` instance through a thin wrapper (LangChain `Embeddings`, LlamaIndex
+  `BaseEmbedding` with `embed_batch_size` 16), so forward passes are batches of 16 for all. LangChain hands the
+  embedder 100 texts per call (`index()`'s batch size), which our embedder length-sorts; LlamaIndex hands it 16.
+- LangChain: `index(docs, SQLRecordManager(sqlite), LanceDB(..., mode="append"), source_id_key="source")`. The
+  community `LanceDB` store defaults to `mode="overwrite"`, which replaces the table on every batch.
+  `cleanup="incremental"` never deletes the chunks of deleted documents (those are its stale rows), and it
+  deletes, then re-embeds, the chunks of a document that straddles two `index()` batches of 100.
+- LlamaIndex: `IngestionPipeline([pass-through node parser, embed_model], SimpleDocumentStore(),
+  LanceDBVectorStore, UPSERTS_AND_DELETE)`. The pass-through parser makes one node per chunk-document, linked to
+  it as a splitter would, so the store's `doc_id` column holds the id its deletes use. `source` is excluded from
+  the embedded text. `LanceDBVectorStore.delete`/`delete_nodes` quote ids with double quotes, which lancedb
+  >= 0.38 reads as column names, so every delete fails; a subclass here quotes them as SQL strings."""
 
 
 if __name__ == "__main__":
