@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 # One Dagster instance for the CLI, the sensors and the UI.
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 MODULE := embedding_assets.definitions
@@ -17,6 +18,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# The `bench` extra (LangChain, LlamaIndex, matplotlib) only for `make bench`, never for install or test.
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
 
 # The Dagster instance of the profile EMBEDDING_ASSETS_PROFILE (local unless set): deploy/<profile>/dagster.yaml.
 instance: install
@@ -51,8 +57,9 @@ reliability: install
 	RELIABILITY_LOG=$(CURDIR)/.reliability.jsonl $(BIN)/pytest -m reliability
 	$(BIN)/python -m embedding_assets_tests.reliability_report .reliability.jsonl
 
-# Throughput, incremental cost, memory and query latency on the kernel docs (fetched with apt-get download).
-bench: install
+# Throughput, incremental cost, memory, query latency and the same work by LangChain and LlamaIndex, on the
+# kernel docs (fetched with apt-get download) -> benchmarks/results.md and results.png.
+bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/run.py
 
 lint: install
