@@ -15,8 +15,8 @@ import numpy as np
 from embedding_assets.core.reconcile import diff_shard, expected_chunks
 from embedding_assets.core.stages import staged_chunks
 from embedding_assets.core.table_checks import (
-    CHECK_NAMES,
     EMBEDDING_DRIFT,
+    VECTOR_TABLE_INTEGRITY,
     CheckOutcome,
     check_shard,
     drift_outcome,
@@ -47,7 +47,7 @@ def build_table_checks(vector_table: dg.AssetsDefinition,
             asset_key=vector_table.key, check_name=outcome.name, passed=outcome.passed, severity=severity,
             description=outcome.description, metadata=outcome.metadata, partition=shard))
 
-    @dg.multi_asset_check(specs=specs(*CHECK_NAMES), can_subset=True)
+    @dg.multi_asset_check(specs=specs(VECTOR_TABLE_INTEGRITY), can_subset=True)
     def vector_table_integrity(context: dg.AssetCheckExecutionContext, staging: StagingResource,
                                embedder: EmbedderResource, vector_store: LanceDBResource) -> Iterator:
         """Dimensions, valid vectors, unique chunk ids, one model version, and one row per staged chunk."""
@@ -58,9 +58,8 @@ def build_table_checks(vector_table: dg.AssetsDefinition,
             if info is None or rows is None:
                 raise dg.Failure(f"no vector table for {model.model_version}; materialize vector_table first")
             expected = stage.read(stage.path("chunks", shard)).column("chunk_id").to_pylist()
-            for outcome in check_shard(shard, rows, info, model_version=model.model_version,
-                                       dimensions=model.dimensions, expected_chunk_ids=expected):
-                report(context, shard, outcome)
+            report(context, shard, check_shard(shard, rows, info, model_version=model.model_version,
+                                               dimensions=model.dimensions, expected_chunk_ids=expected))
         yield from ()
 
     @dg.multi_asset_check(specs=specs(INDEX_MATCHES_SOURCE), can_subset=True)
@@ -86,12 +85,15 @@ def build_table_checks(vector_table: dg.AssetsDefinition,
                         vector_store: LanceDBResource, evals: EvalResource) -> Iterator:
         """Drift sentinel: re-embeds a few random stored chunks of the run's shards with the table's own
         model and warns when a stored vector no longer matches (a silent provider-side change, broken
-        preprocessing). The sample is per run, so its cost does not grow with the number of shards."""
+        preprocessing). The sample is per run, so its cost does not grow with the number of shards; only
+        the sampled shards get a result."""
         model, store, keys = embedder.get(), vector_store.store(), context.partition_keys
         rng = random.Random(f"{keys[0]}:{keys[-1]}:{date.today()}")
         samples: dict[str, tuple[list[str], list[list[float]]]] = {}
         for shard, quota in sample_quota(keys, evals.drift_sample, rng).items():
-            rows = store.shard_rows(model.model_version, shard, ["text", "vector"]) if quota else None
+            if not quota:  # not sampled in this run: no result (each result is an event the instance stores)
+                continue
+            rows = store.shard_rows(model.model_version, shard, ["text", "vector"])
             picked = rows.take(rng.sample(range(rows.num_rows), min(quota, rows.num_rows))) if rows else None
             samples[shard] = ((picked.column("text").to_pylist(), picked.column("vector").to_pylist())
                               if picked else ([], []))

@@ -13,7 +13,7 @@ from embedding_assets.checks import INDEX_MATCHES_SOURCE
 from embedding_assets.core.chunking import CHUNKER_VERSION
 from embedding_assets.core.errors import ConfigError
 from embedding_assets.core.settings import Settings
-from embedding_assets.core.table_checks import CHECK_NAMES, EMBEDDING_DRIFT
+from embedding_assets.core.table_checks import EMBEDDING_DRIFT, VECTOR_TABLE_INTEGRITY
 from embedding_assets.definitions import build_definitions, build_resources
 
 CHAIN = ["source_documents", "raw_documents", "chunks", "embeddings", "vector_table"]
@@ -37,7 +37,7 @@ def test_asset_graph_is_the_partitioned_chain(settings: Settings) -> None:
         f"chunker-v{CHUNKER_VERSION}/max200/overlap32/wordpiece:all-MiniLM-L6-v2-onnx-int8")
     assert defs.resolve_assets_def(dg.AssetKey("embeddings")).op.pool == "embedding_api_local"
     checks = {k.name for k in graph.asset_check_keys if k.asset_key == dg.AssetKey("vector_table")}
-    assert checks == {*CHECK_NAMES, INDEX_MATCHES_SOURCE, EMBEDDING_DRIFT}
+    assert checks == {VECTOR_TABLE_INTEGRITY, INDEX_MATCHES_SOURCE, EMBEDDING_DRIFT}
 
 
 def test_the_openai_key_reaches_the_resource_only_as_an_env_var(settings: Settings,

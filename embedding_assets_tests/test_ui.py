@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from embedding_assets.checks import INDEX_MATCHES_SOURCE
-from embedding_assets.core.table_checks import CHECK_NAMES, EMBEDDING_DRIFT
+from embedding_assets.core.table_checks import EMBEDDING_DRIFT, VECTOR_TABLE_INTEGRITY
 from embedding_assets_tests.dagster_dev import dagster_dev, project_env
 
 pytestmark = pytest.mark.slow
@@ -43,7 +43,7 @@ def test_assets_form_the_partitioned_chain(nodes: dict[str, dict[str, Any]]) -> 
 def test_vector_table_has_its_checks(nodes: dict[str, dict[str, Any]]) -> None:
     result = nodes["vector_table"]["assetChecksOrError"]
     assert result["__typename"] == "AssetChecks", result
-    assert {c["name"] for c in result["checks"]} == {*CHECK_NAMES, INDEX_MATCHES_SOURCE, EMBEDDING_DRIFT}
+    assert {c["name"] for c in result["checks"]} == {VECTOR_TABLE_INTEGRITY, INDEX_MATCHES_SOURCE, EMBEDDING_DRIFT}
 
 
 def test_embeddings_op_version_names_the_model(nodes: dict[str, dict[str, Any]]) -> None:

@@ -11,8 +11,9 @@ import pyarrow.compute as pc
 from embedding_assets.core.shards import shard_of
 from embedding_assets.core.store import TableInfo
 
-CHECK_NAMES = ("vector_dimension_matches_model", "vectors_are_valid", "chunk_ids_unique",
-               "single_model_version", "row_count_matches_chunks")
+VECTOR_TABLE_INTEGRITY = "vector_table_integrity"
+INTEGRITY_PARTS = ("vector_dimension_matches_model", "vectors_are_valid", "chunk_ids_unique",
+                   "single_model_version", "row_count_matches_chunks")
 
 
 @dataclass(frozen=True)
@@ -24,15 +25,22 @@ class CheckOutcome:
 
 
 def check_shard(shard: str, rows: pa.Table, info: TableInfo, *, model_version: str, dimensions: int,
-                expected_chunk_ids: list[str]) -> list[CheckOutcome]:
-    """Every check of ``CHECK_NAMES`` for the rows stored for ``shard``."""
-    return [
+                expected_chunk_ids: list[str]) -> CheckOutcome:
+    """The shard's integrity: passed when every one of ``INTEGRITY_PARTS`` passes. The description names
+    the parts that failed; the metadata holds every part's verdict and figures. (One result rather than
+    five per shard, because every check result is an event the Dagster instance stores.)"""
+    parts = [
         _dimension(info, dimensions),
-        _valid_vectors(rows, dimensions),
+        _valid_vectors(rows),
         _unique_ids(shard, rows, info.shard_count),
         _single_model(rows, info, model_version),
         _row_count(rows, expected_chunk_ids),
     ]
+    failed = [p for p in parts if not p.passed]
+    description = ("; ".join(f"{p.name}: {p.description}" for p in failed) if failed
+                   else f"{rows.num_rows} rows pass: " + ", ".join(p.name for p in parts))
+    metadata = {p.name: p.passed for p in parts} | {k: v for p in parts for k, v in p.metadata.items()}
+    return CheckOutcome(VECTOR_TABLE_INTEGRITY, not failed, description, metadata)
 
 
 def _dimension(info: TableInfo, dimensions: int) -> CheckOutcome:
@@ -42,7 +50,8 @@ def _dimension(info: TableInfo, dimensions: int) -> CheckOutcome:
                         {"table_dimensions": info.dimensions, "model_dimensions": dimensions})
 
 
-def _valid_vectors(rows: pa.Table, dimensions: int) -> CheckOutcome:
+def _valid_vectors(rows: pa.Table) -> CheckOutcome:
+    dimensions = rows.schema.field("vector").type.list_size  # the stored width, whatever the model says
     vectors = rows.column("vector")
     nulls = vectors.null_count
     valid = vectors.drop_null()
