@@ -61,22 +61,15 @@ def project_env(tmp: Path, **settings: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def dagster_dev(env: dict[str, str], log: Path) -> Iterator[DagsterDev]:
-    """``dagster dev`` on a free loopback port, stopped by its process group afterwards."""
-    port = free_port()
+def process_group(command: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
+    """``command`` run from the project root, logging to ``log``, stopped by its process group afterwards."""
     with log.open("wb") as out:
         # A new session (so the whole group can be signalled) with SIGINT restored: otherwise the
-        # inherited SIG_IGN makes `dagster dev` ignore SIGTERM and leave its children running.
-        proc = subprocess.Popen(
-            [str(PROJECT_ROOT / ".venv/bin/dagster"), "dev", "-h", "127.0.0.1", "-p", str(port)],
-            cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    dev = DagsterDev(f"http://127.0.0.1:{port}", proc, log)
+        # inherited SIG_IGN makes Dagster's servers ignore SIGTERM and leave their children running.
+        proc = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
-        dev.wait_for(lambda: urllib.request.urlopen(f"{dev.base_url}/server_info", timeout=5).status == 200,
-                     "/server_info")
-        dev.wait_for(lambda: dev.graphql("{ assetNodes { id } }")["assetNodes"], "assetNodes")
-        yield dev
+        yield proc
     finally:
         with contextlib.suppress(ProcessLookupError):  # it may have exited already
             os.killpg(proc.pid, signal.SIGTERM)
@@ -84,3 +77,16 @@ def dagster_dev(env: dict[str, str], log: Path) -> Iterator[DagsterDev]:
                 proc.wait(timeout=30)
             os.killpg(proc.pid, signal.SIGKILL)  # the group is gone by now unless something hung
         proc.wait()
+
+
+@contextlib.contextmanager
+def dagster_dev(env: dict[str, str], log: Path) -> Iterator[DagsterDev]:
+    """``dagster dev`` on a free loopback port, stopped by its process group afterwards."""
+    port = free_port()
+    command = [str(PROJECT_ROOT / ".venv/bin/dagster"), "dev", "-h", "127.0.0.1", "-p", str(port)]
+    with process_group(command, env, log) as proc:
+        dev = DagsterDev(f"http://127.0.0.1:{port}", proc, log)
+        dev.wait_for(lambda: urllib.request.urlopen(f"{dev.base_url}/server_info", timeout=5).status == 200,
+                     "/server_info")
+        dev.wait_for(lambda: dev.graphql("{ assetNodes { id } }")["assetNodes"], "assetNodes")
+        yield dev

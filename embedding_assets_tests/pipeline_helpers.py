@@ -13,6 +13,7 @@ from embedding_assets.core.embedders import Embedder
 from embedding_assets.core.settings import Settings
 from embedding_assets.core.shards import shard_keys, shard_of
 from embedding_assets.core.sources import Document, SourceFolder
+from embedding_assets.core.store import VectorStore
 from embedding_assets.definitions import REFRESH_JOB, build_definitions
 
 SPARE_TOPICS = ("for", "try", "with", "class", "function", "lambda", "nonlocal", "yield", "assignment", "booleans")
@@ -79,6 +80,15 @@ def check_evaluations(result: dg.ExecuteInProcessResult) -> list[tuple[str, str,
     """(check name, partition, passed) for every check evaluated in the run."""
     return sorted((e.event_specific_data.check_name, e.event_specific_data.partition, e.event_specific_data.passed)
                   for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION")
+
+
+def indexed(settings: Settings, model_version: str) -> dict[str, tuple[str, str]]:
+    """chunk_id → (doc_id, chunk_hash) of the stored rows ({} without a table); fails on duplicate chunk ids."""
+    table = VectorStore(settings.lancedb_uri).table(model_version)
+    rows = [] if table is None else table.search().select(["chunk_id", "doc_id", "chunk_hash"]).to_arrow().to_pylist()
+    stored = {r["chunk_id"]: (r["doc_id"], r["chunk_hash"]) for r in rows}
+    assert len(stored) == len(rows), "duplicate chunk ids in the table"
+    return stored
 
 
 def expected_index(settings: Settings, embedder: Embedder) -> dict[str, tuple[str, str]]:

@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from embedding_assets_tests.dagster_dev import free_port
 
@@ -56,20 +57,21 @@ class ObjectStore:
         return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": S3_KEY_ID,
                 "AWS_SECRET_ACCESS_KEY": S3_SECRET}
 
-    def create_bucket(self, name: str) -> str:
-        """A new bucket; returns its ``s3://`` URI."""
+    def client(self) -> Any:
+        """A boto3 S3 client of this server, with the test credentials."""
         import boto3
 
-        boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1", aws_access_key_id=S3_KEY_ID,
-                     aws_secret_access_key=S3_SECRET).create_bucket(Bucket=name)
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1", aws_access_key_id=S3_KEY_ID,
+                            aws_secret_access_key=S3_SECRET)
+
+    def create_bucket(self, name: str) -> str:
+        """A new bucket; returns its ``s3://`` URI."""
+        self.client().create_bucket(Bucket=name)
         return f"s3://{name}"
 
     def objects(self, bucket: str) -> dict[str, bytes]:
         """Every object in ``bucket`` (for leak checks)."""
-        import boto3
-
-        client = boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                              aws_access_key_id=S3_KEY_ID, aws_secret_access_key=S3_SECRET)
+        client = self.client()
         keys = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
                 for o in page.get("Contents", [])]
         return {key: client.get_object(Bucket=bucket, Key=key)["Body"].read() for key in keys}

@@ -13,16 +13,9 @@ from embedding_assets.core.settings import Settings
 from embedding_assets.core.shards import shard_keys, shard_of
 from embedding_assets.core.store import VectorStore
 from embedding_assets.core.table_checks import EMBEDDING_DRIFT, VECTOR_TABLE_INTEGRITY
-from embedding_assets_tests.pipeline_helpers import check_evaluations, expected_index, materialize, metadata
+from embedding_assets_tests.pipeline_helpers import check_evaluations, expected_index, indexed, materialize, metadata
 
 pytestmark = pytest.mark.slow
-
-
-def indexed(settings: Settings, model_version: str) -> dict[str, tuple[str, str]]:
-    table = VectorStore(settings.lancedb_uri).table(model_version)
-    rows = table.search().select(["chunk_id", "doc_id", "chunk_hash"]).to_arrow().to_pylist()
-    assert len(rows) == len({r["chunk_id"] for r in rows}), "duplicate chunk ids in the table"
-    return {r["chunk_id"]: (r["doc_id"], r["chunk_hash"]) for r in rows}
 
 
 def snapshot(settings: Settings, model_version: str) -> list[dict]:

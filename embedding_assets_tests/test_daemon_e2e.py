@@ -12,21 +12,12 @@ import pytest
 from embedding_assets.core.embedders import Embedder
 from embedding_assets.core.settings import Settings
 from embedding_assets.core.shards import shard_of
-from embedding_assets.core.store import VectorStore
 from embedding_assets_tests.conftest import write_topics
 from embedding_assets_tests.dagster_dev import PROJECT_ROOT, dagster_dev, project_env
-from embedding_assets_tests.pipeline_helpers import expected_index
+from embedding_assets_tests.pipeline_helpers import expected_index, indexed
 
 pytestmark = pytest.mark.slow
 TIMEOUT = 300
-
-
-def indexed(settings: Settings, model_version: str) -> dict[str, tuple[str, str]]:
-    table = VectorStore(settings.lancedb_uri).table(model_version)
-    if table is None:
-        return {}
-    return {r["chunk_id"]: (r["doc_id"], r["chunk_hash"])
-            for r in table.search().select(["chunk_id", "doc_id", "chunk_hash"]).to_arrow().to_pylist()}
 
 
 def refreshes(home: Path) -> Counter:

@@ -1,17 +1,14 @@
 """The production profile on one machine: the Dagster instance on a real PostgreSQL server, LanceDB on a
 real S3-compatible server (moto), runs queued and launched in separate processes by the daemon."""
 
-import contextlib
 import json
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +23,8 @@ from embedding_assets.core.settings import Settings
 from embedding_assets.core.store import VectorStore
 from embedding_assets.refresh import refresh
 from embedding_assets_tests.conftest import write_topics
-from embedding_assets_tests.dagster_dev import PROJECT_ROOT, project_env
-from embedding_assets_tests.pipeline_helpers import SPARE_TOPICS, expected_index, random_edit
+from embedding_assets_tests.dagster_dev import PROJECT_ROOT, process_group, project_env
+from embedding_assets_tests.pipeline_helpers import SPARE_TOPICS, expected_index, indexed, random_edit
 from embedding_assets_tests.services import S3_SECRET, ObjectStore, Postgres
 
 STEP_START = dg.DagsterEventType.STEP_START
@@ -58,15 +55,6 @@ def production(tmp_path: Path, postgres: Postgres, object_store: ObjectStore,
     home = Path(env["DAGSTER_HOME"])
     shutil.copy(instance_config("production"), home / "dagster.yaml")
     return Production(env, Settings.from_env(env), home, db, uri.removeprefix("s3://"))
-
-
-def indexed(settings: Settings, model_version: str) -> dict[str, tuple[str, str]]:
-    """chunk_id → (doc_id, chunk_hash) of the stored rows; fails on duplicate chunk ids."""
-    table = VectorStore(settings.lancedb_uri).table(model_version)
-    rows = [] if table is None else table.search().select(["chunk_id", "doc_id", "chunk_hash"]).to_arrow().to_pylist()
-    stored = {r["chunk_id"]: (r["doc_id"], r["chunk_hash"]) for r in rows}
-    assert len(stored) == len(rows), "duplicate chunk ids in the table"
-    return stored
 
 
 def assert_secret_never_stored(production: Production, instance: dg.DagsterInstance, postgres: Postgres,
@@ -109,24 +97,6 @@ def test_the_index_follows_the_source_on_postgres_and_s3(production: Production,
     assert S3_SECRET not in out and S3_SECRET not in err
 
 
-@contextlib.contextmanager
-def daemon(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
-    """``dagster-daemon run`` on the workspace, stopped by its process group afterwards."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen([str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], cwd=PROJECT_ROOT,
-                                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    try:
-        yield proc
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=30)
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
 def dagster_cli(env: dict[str, str], *args: str) -> None:
     done = subprocess.run([str(BIN / "dagster"), *args], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -154,7 +124,7 @@ def test_a_queued_backfill_runs_shards_in_parallel_processes_and_loses_nothing(
     for sensor in ("source_change_sensor", "pipeline_automation_sensor"):  # only the backfills run here
         dagster_cli(env, "sensor", "stop", "-w", "workspace.yaml", sensor)
     log = tmp_path / "daemon.log"
-    with daemon(env, log) as proc:
+    with process_group([str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], env, log) as proc:
         # Every shard, and a second backfill of two of them racing the first: six runs, four shards.
         dagster_cli(env, "job", "backfill", "-w", "workspace.yaml", "-j", "refresh_job", "--partitions",
                     "s000,s001,s002,s003", "--noprompt")
