@@ -20,6 +20,7 @@ from typing import Any
 from workload import CountingEmbedder, audit, edit_corpus, folder_chunks, keys
 
 from embedding_assets.core.chunking import Chunk, ChunkingConfig
+from embedding_assets.core.store import sql_string
 
 Ingest = Callable[[list[Chunk]], None]
 
@@ -85,10 +86,10 @@ def llamaindex_pipeline(workdir: Path, counter: CountingEmbedder) -> Ingest:
         """lancedb >= 0.38 reads "x" as a column name, so the store's own deletes fail; quote as SQL does."""
 
         def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
-            self.table.delete(f"{self.doc_id_key} = {_sql_string(ref_doc_id)}")
+            self.table.delete(f"{self.doc_id_key} = {sql_string(ref_doc_id)}")
 
         def delete_nodes(self, node_ids: list[str], **delete_kwargs: Any) -> None:
-            self.table.delete(f"id IN ({', '.join(map(_sql_string, node_ids))})")
+            self.table.delete(f"id IN ({', '.join(map(sql_string, node_ids))})")
 
     pipeline = IngestionPipeline(
         transformations=[KeepWhole(), Wrapped(model_name="all-MiniLM-L6-v2-int8", embed_batch_size=counter.batch_size)],
@@ -103,10 +104,6 @@ def llamaindex_pipeline(workdir: Path, counter: CountingEmbedder) -> Ingest:
                                          excluded_embed_metadata_keys=["source"]) for c in chunks])
 
     return ingest
-
-
-def _sql_string(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def _rows(workdir: Path, chunk_id_of: Callable[[dict], str]) -> list[tuple[str, str]]:

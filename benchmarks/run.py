@@ -77,7 +77,7 @@ def main() -> None:
     # alone gives a user), and our embedder's length-sorted batches. Counting tokens loaded the model.
     before = folder_chunks(root / "source", settings.chunking, embedder.count_tokens)
     texts = [c.text for c in before]
-    _, bare = timed(lambda: naive_embed(texts, embedder.batch_size))
+    _, bare = timed(lambda: naive_embed(embedder, texts, embedder.batch_size))
     _, bare_sorted = timed(lambda: embedder.embed(texts))
     figures |= {"chunks": len(texts), "batch_size": embedder.batch_size, "bare_chunks_per_s": len(texts) / bare,
                 "bare_sorted_chunks_per_s": len(texts) / bare_sorted}

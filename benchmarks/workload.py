@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from embedding_assets.core.chunking import Chunk, ChunkingConfig, TokenCounter, chunk_document
-from embedding_assets.core.embedders.base import Embedder, unit_rows
+from embedding_assets.core.embedders.base import Embedder
 from embedding_assets.core.hashing import normalize_text
 from embedding_assets.core.sources import SourceFolder
 
@@ -69,18 +69,9 @@ class CountingEmbedder:
         return self.embedder.embed(list(texts))
 
 
-def naive_embed(texts: Sequence[str], batch_size: int) -> np.ndarray:
+def naive_embed(embedder: Embedder, texts: Sequence[str], batch_size: int) -> np.ndarray:
     """The model alone, as a user would loop over it: batches of ``batch_size`` in document order, no
-    length sorting. Same tokenizer, session and pooling as ``LocalMiniLM.embed``."""
-    from embedding_assets.core.embedders.local_minilm import DIMENSIONS, _load_model
-
-    session, tokenizer, _ = _load_model()
-    vectors = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
-    for start in range(0, len(texts), batch_size):
-        encodings = tokenizer.encode_batch(list(texts[start:start + batch_size]))
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-        hidden = session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)})[0]
-        pooled = (hidden * mask[..., None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
-        vectors[start:start + len(encodings)] = unit_rows(pooled)
-    return vectors
+    length sorting across batches. Each call of ``embed`` with one batch is one forward pass, padded to
+    that batch's longest text whatever its order, so this is the plain loop over the same model."""
+    return np.concatenate([embedder.embed(texts[start:start + batch_size])
+                           for start in range(0, len(texts), batch_size)])
