@@ -14,8 +14,15 @@ def write_chart(figures: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tools = [{"label": "embedding_assets", "full_chunks_per_s": figures["full_chunks_per_s"],
-              "refresh_ratio": figures["incremental_ratio"], "noop_s": figures["noop_s"]}, *figures["peers"]]
+    tools = [
+        {
+            "label": "embedding_assets",
+            "full_chunks_per_s": figures["full_chunks_per_s"],
+            "refresh_ratio": figures["incremental_ratio"],
+            "noop_s": figures["noop_s"],
+        },
+        *figures["peers"],
+    ]
     labels = [t["label"] for t in tools]
     colors = [OURS] + [PEER] * (len(tools) - 1)
     fig, axes = plt.subplots(1, 3, figsize=(15, 5))
@@ -30,16 +37,29 @@ def write_chart(figures: dict, path: Path) -> None:
         ax.set_xticks(range(len(tools)), labels, fontsize=8)
         ax.set_title(title, fontsize=10)
         ax.margins(y=0.4)  # room above the bars for the legends
-    axes[0].axhline(figures["bare_chunks_per_s"], color="black", linestyle="--", linewidth=1,
-                    label=f"bare model, document order ({figures['bare_chunks_per_s']:.1f})")
-    axes[0].axhline(figures["bare_sorted_chunks_per_s"], color="black", linestyle=":", linewidth=1,
-                    label=f"bare model, length-sorted batches ({figures['bare_sorted_chunks_per_s']:.1f})")
+    axes[0].axhline(
+        figures["bare_chunks_per_s"],
+        color="black",
+        linestyle="--",
+        linewidth=1,
+        label=f"bare model, document order ({figures['bare_chunks_per_s']:.1f})",
+    )
+    axes[0].axhline(
+        figures["bare_sorted_chunks_per_s"],
+        color="black",
+        linestyle=":",
+        linewidth=1,
+        label=f"bare model, length-sorted batches ({figures['bare_sorted_chunks_per_s']:.1f})",
+    )
     axes[0].legend(fontsize=7, loc="upper left")
     axes[1].axhline(1.5, color="green", linestyle="--", linewidth=1, label="goal 1.5%")
     axes[1].axhline(3.0, color="red", linestyle=":", linewidth=1, label="never above 3%")
     axes[1].legend(fontsize=7, loc="upper left")
-    fig.suptitle(f"{figures['documents']} documents, {figures['chunks']} chunks, all-MiniLM-L6-v2 int8, "
-                 f"{figures['cores']} cores, {figures['memory_gb']} GiB", fontsize=10)
+    fig.suptitle(
+        f"{figures['documents']} documents, {figures['chunks']} chunks, all-MiniLM-L6-v2 int8, "
+        f"{figures['cores']} cores, {figures['memory_gb']} GiB",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -31,7 +31,7 @@ def kernel_sections() -> list[tuple[str, str]] | None:
         text = raw.decode(errors="replace")
         starts = [m.start() for m in _TITLE.finditer(text)] or [0]
         for i, start in enumerate(starts):
-            body = text[start: starts[i + 1] if i + 1 < len(starts) else len(text)]
+            body = text[start : starts[i + 1] if i + 1 < len(starts) else len(text)]
             if len(body.split()) >= 20:
                 sections.append((f"{path.relative_to(root).as_posix()}#{i}", body))
     return sections
@@ -40,8 +40,12 @@ def kernel_sections() -> list[tuple[str, str]] | None:
 def pydoc_sections() -> list[tuple[str, str]]:
     from pydoc_data.topics import topics
 
-    return [(f"{name}#{i}", part) for name, text in sorted(topics.items())
-            for i, part in enumerate(text.split("\n\n\n")) if len(part.split()) >= 20]
+    return [
+        (f"{name}#{i}", part)
+        for name, text in sorted(topics.items())
+        for i, part in enumerate(text.split("\n\n\n"))
+        if len(part.split()) >= 20
+    ]
 
 
 def write_corpus(sections: list[tuple[str, str]], folder: Path) -> None:

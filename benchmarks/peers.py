@@ -100,8 +100,14 @@ def llamaindex_pipeline(workdir: Path, counter: CountingEmbedder) -> Ingest:
 
     def ingest(chunks: list[Chunk]) -> None:
         # The source is kept out of the embedded text, which would otherwise read "source: <doc_id>\n\n<text>".
-        pipeline.run(documents=[Document(id_=c.chunk_id, text=c.text, metadata={"source": c.doc_id},
-                                         excluded_embed_metadata_keys=["source"]) for c in chunks])
+        pipeline.run(
+            documents=[
+                Document(
+                    id_=c.chunk_id, text=c.text, metadata={"source": c.doc_id}, excluded_embed_metadata_keys=["source"]
+                )
+                for c in chunks
+            ]
+        )
 
     return ingest
 
@@ -116,18 +122,32 @@ def _rows(workdir: Path, chunk_id_of: Callable[[dict], str]) -> list[tuple[str, 
 
 # name: (short label for the chart, builder, where the tool keeps our chunk id in its rows)
 PEERS: dict[str, tuple[str, Callable[[Path, CountingEmbedder], Ingest], Callable[[dict], str]]] = {
-    'LangChain index(cleanup="full")': ("LangChain\nfull", lambda w, c: langchain_index(w, c, "full"),
-                                        lambda row: row["metadata"]["chunk_id"]),
-    'LangChain index(cleanup="incremental")': ("LangChain\nincremental",
-                                               lambda w, c: langchain_index(w, c, "incremental"),
-                                               lambda row: row["metadata"]["chunk_id"]),
-    "LlamaIndex IngestionPipeline (UPSERTS_AND_DELETE)": ("LlamaIndex\nupserts+delete", llamaindex_pipeline,
-                                                          lambda row: row["doc_id"]),
+    'LangChain index(cleanup="full")': (
+        "LangChain\nfull",
+        lambda w, c: langchain_index(w, c, "full"),
+        lambda row: row["metadata"]["chunk_id"],
+    ),
+    'LangChain index(cleanup="incremental")': (
+        "LangChain\nincremental",
+        lambda w, c: langchain_index(w, c, "incremental"),
+        lambda row: row["metadata"]["chunk_id"],
+    ),
+    "LlamaIndex IngestionPipeline (UPSERTS_AND_DELETE)": (
+        "LlamaIndex\nupserts+delete",
+        llamaindex_pipeline,
+        lambda row: row["doc_id"],
+    ),
 }
 
 
-def run_peer(name: str, workdir: Path, source: Path, added: list[tuple[str, str]], chunking: ChunkingConfig,
-             counter: CountingEmbedder) -> dict[str, Any]:
+def run_peer(
+    name: str,
+    workdir: Path,
+    source: Path,
+    added: list[tuple[str, str]],
+    chunking: ChunkingConfig,
+    counter: CountingEmbedder,
+) -> dict[str, Any]:
     """Full ingest, refresh after ``edit_corpus(source, added)``, and a no-change refresh of one peer.
 
     Args:
@@ -156,8 +176,17 @@ def run_peer(name: str, workdir: Path, source: Path, added: list[tuple[str, str]
     refresh_s, refresh_texts, current = timed_run()
     expected = keys(current) - keys(first)
     noop_s, noop_texts, _ = timed_run()
-    return {"tool": name, "label": label, "full_s": full_s, "full_embedded": len(full_texts),
-            "full_chunks_per_s": len(full_texts) / full_s, "refresh_s": refresh_s, "refresh_ratio": refresh_s / full_s,
-            "refresh_embedded": len(refresh_texts), "refresh_expected": len(expected),
-            "refresh_exact": sorted(refresh_texts) == sorted(text for _, text in expected),
-            "noop_s": noop_s, "noop_embedded": len(noop_texts)} | audit(_rows(workdir, chunk_id_of), current)
+    return {
+        "tool": name,
+        "label": label,
+        "full_s": full_s,
+        "full_embedded": len(full_texts),
+        "full_chunks_per_s": len(full_texts) / full_s,
+        "refresh_s": refresh_s,
+        "refresh_ratio": refresh_s / full_s,
+        "refresh_embedded": len(refresh_texts),
+        "refresh_expected": len(expected),
+        "refresh_exact": sorted(refresh_texts) == sorted(text for _, text in expected),
+        "noop_s": noop_s,
+        "noop_embedded": len(noop_texts),
+    } | audit(_rows(workdir, chunk_id_of), current)

@@ -20,15 +20,15 @@ import dagster as dg
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from chart import write_chart  # noqa: E402
-from corpus import kernel_sections, pydoc_sections, write_corpus  # noqa: E402
-from peers import PEERS, run_peer  # noqa: E402
-from workload import CountingEmbedder, audit, edit_corpus, folder_chunks, keys, naive_embed  # noqa: E402
+from chart import write_chart
+from corpus import kernel_sections, pydoc_sections, write_corpus
+from peers import PEERS, run_peer
+from workload import CountingEmbedder, audit, edit_corpus, folder_chunks, keys, naive_embed
 
-from embedding_assets.core.settings import Settings  # noqa: E402
-from embedding_assets.core.shards import shard_keys  # noqa: E402
-from embedding_assets.core.store import VectorStore  # noqa: E402
-from embedding_assets.refresh import refresh  # noqa: E402
+from embedding_assets.core.settings import Settings
+from embedding_assets.core.shards import shard_keys
+from embedding_assets.core.store import VectorStore
+from embedding_assets.refresh import refresh
 
 
 def timed(work):
@@ -39,17 +39,23 @@ def timed(work):
 
 def settings_for(root: Path, shards: int = Settings.shards) -> Settings:
     """The project's defaults (model, chunking, shard count) on folders under ``root``."""
-    return Settings(source_dir=str(root / "source"), lancedb_uri=str(root / "lancedb"),
-                    staging_dir=str(root / "staging"), shards=shards)
+    return Settings(
+        source_dir=str(root / "source"),
+        lancedb_uri=str(root / "lancedb"),
+        staging_dir=str(root / "staging"),
+        shards=shards,
+    )
 
 
 def ingest_peak_rss(sections: list, root: Path) -> float:
     """Peak RSS (MB) of a full ingest in a fresh process."""
     write_corpus(sections, root / "source")
-    code = ("import sys, resource, dagster as dg; sys.path.insert(0, 'benchmarks'); from run import settings_for;"
-            "from pathlib import Path; from embedding_assets.refresh import refresh;"
-            "refresh(settings_for(Path(sys.argv[1])), dg.DagsterInstance.ephemeral());"
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+    code = (
+        "import sys, resource, dagster as dg; sys.path.insert(0, 'benchmarks'); from run import settings_for;"
+        "from pathlib import Path; from embedding_assets.refresh import refresh;"
+        "refresh(settings_for(Path(sys.argv[1])), dg.DagsterInstance.ephemeral());"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+    )
     done = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True, text=True, check=True)
     return float(done.stdout.strip().splitlines()[-1])
 
@@ -79,8 +85,12 @@ def main() -> None:
     texts = [c.text for c in before]
     _, bare = timed(lambda: naive_embed(embedder, texts, embedder.batch_size))
     _, bare_sorted = timed(lambda: embedder.embed(texts))
-    figures |= {"chunks": len(texts), "batch_size": embedder.batch_size, "bare_chunks_per_s": len(texts) / bare,
-                "bare_sorted_chunks_per_s": len(texts) / bare_sorted}
+    figures |= {
+        "chunks": len(texts),
+        "batch_size": embedder.batch_size,
+        "bare_chunks_per_s": len(texts) / bare,
+        "bare_sorted_chunks_per_s": len(texts) / bare_sorted,
+    }
 
     # 2. Full ingest through Dagster, as `embedding-assets refresh` runs it: on a SQLite instance on disk, like
     # the local profile's DAGSTER_HOME (an in-memory instance would hide the cost of storing every event).
@@ -91,12 +101,16 @@ def main() -> None:
     figures["full_ratio_sorted"] = figures["full_chunks_per_s"] / figures["bare_sorted_chunks_per_s"]
 
     # 3. Incremental: edit 1% of the documents, delete 3, add 3 (the peers get the identical edit).
-    added = sections[args.docs: args.docs + 3]
+    added = sections[args.docs : args.docs + 3]
     edit_corpus(root / "source", added)
     after = folder_chunks(root / "source", settings.chunking, embedder.count_tokens)
     report, incremental = timed(lambda: refresh(settings, instance))
-    figures |= {"incremental_s": incremental, "incremental_embedded": report.total("chunks_embedded"),
-                "incremental_expected": len(keys(after) - keys(before)), "incremental_ratio": incremental / full}
+    figures |= {
+        "incremental_s": incremental,
+        "incremental_embedded": report.total("chunks_embedded"),
+        "incremental_expected": len(keys(after) - keys(before)),
+        "incremental_ratio": incremental / full,
+    }
 
     # 4. Nothing changed.
     report, noop = timed(lambda: refresh(settings, instance))
@@ -105,9 +119,15 @@ def main() -> None:
     table = store.table(embedder.model_version)
     held = table.to_arrow().select(["chunk_id", "text"]).to_pylist()
     figures |= audit([(r["chunk_id"], r["text"]) for r in held], after)
-    wrong = {name: (figures[name], want) for name, want in (
-        ("incremental_embedded", figures["incremental_expected"]), ("noop_embedded", 0), ("stale_rows", 0))
-        if figures[name] != want}
+    wrong = {
+        name: (figures[name], want)
+        for name, want in (
+            ("incremental_embedded", figures["incremental_expected"]),
+            ("noop_embedded", 0),
+            ("stale_rows", 0),
+        )
+        if figures[name] != want
+    }
     if wrong:
         raise SystemExit(f"the index is not exactly the source after the refresh (measured, expected): {wrong}")
 
@@ -122,8 +142,9 @@ def main() -> None:
     def latencies() -> tuple[list[float], list[list[str]]]:
         times, hits = [], []
         for q in queries:
-            result, seconds = timed(lambda q=q: table.search(q).distance_type("cosine").limit(10)
-                                    .select(["chunk_id"]).to_arrow())
+            result, seconds = timed(
+                lambda q=q: table.search(q).distance_type("cosine").limit(10).select(["chunk_id"]).to_arrow()
+            )
             times.append(seconds * 1000)
             hits.append(result.column("chunk_id").to_pylist())
         return times, hits
@@ -144,8 +165,11 @@ def main() -> None:
     figures["memory_docs"] = n
     figures["rss_n_mb"] = ingest_peak_rss(sections[:n], Path(tempfile.mkdtemp(prefix="bench-n-")))
     figures["rss_4n_mb"] = ingest_peak_rss(sections[: 4 * n], Path(tempfile.mkdtemp(prefix="bench-4n-")))
-    figures |= {"cores": os.cpu_count(), "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf(
-        "SC_PHYS_PAGES") / 2**30, 1), "self_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    figures |= {
+        "cores": os.cpu_count(),
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "self_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
     # 7. The same corpus, edit, chunks and embedder instance through LangChain and LlamaIndex.
     counter = CountingEmbedder(embedder)
@@ -153,8 +177,9 @@ def main() -> None:
     for name in PEERS:
         peer_root = Path(tempfile.mkdtemp(prefix="bench-peer-"))
         write_corpus(docs, peer_root / "source")
-        figures["peers"].append(run_peer(name, peer_root / "work", peer_root / "source", added, settings.chunking,
-                                         counter))
+        figures["peers"].append(
+            run_peer(name, peer_root / "work", peer_root / "source", added, settings.chunking, counter)
+        )
     Path(args.out).write_text(render(figures))
     write_chart(figures, Path(args.chart))
     print(json.dumps(figures, indent=2))
@@ -162,48 +187,78 @@ def main() -> None:
 
 def render(f: dict) -> str:
     rows = [
-        (f"1. bare model (loop in document order, batches of {f['batch_size']})",
-         f"{f['bare_chunks_per_s']:.1f} chunks/s", "the limit a user gets from the model alone"),
-        ("1. bare model, length-sorted batches", f"{f['bare_sorted_chunks_per_s']:.1f} chunks/s",
-         "what our embedder does"),
-        ("2. full ingest through Dagster",
-         f"{f['full_chunks_per_s']:.1f} chunks/s in {f['full_s']:.1f} s, ratio {f['full_ratio']:.2f} "
-         f"({f['full_ratio_sorted']:.2f} against length-sorted)", "≥ 1.0, never < 0.9"),
-        ("3. refresh after editing 1% (+3 deleted, +3 added)",
-         f"{f['incremental_s']:.2f} s, {f['incremental_embedded']} chunks embedded "
-         f"({f['incremental_expected']} changed), {100 * f['incremental_ratio']:.1f}% of full, "
-         f"{f['stale_rows']} stale rows", "≤ 1.5%, never > 3%"),
+        (
+            f"1. bare model (loop in document order, batches of {f['batch_size']})",
+            f"{f['bare_chunks_per_s']:.1f} chunks/s",
+            "the limit a user gets from the model alone",
+        ),
+        (
+            "1. bare model, length-sorted batches",
+            f"{f['bare_sorted_chunks_per_s']:.1f} chunks/s",
+            "what our embedder does",
+        ),
+        (
+            "2. full ingest through Dagster",
+            f"{f['full_chunks_per_s']:.1f} chunks/s in {f['full_s']:.1f} s, ratio {f['full_ratio']:.2f} "
+            f"({f['full_ratio_sorted']:.2f} against length-sorted)",
+            "≥ 1.0, never < 0.9",
+        ),
+        (
+            "3. refresh after editing 1% (+3 deleted, +3 added)",
+            f"{f['incremental_s']:.2f} s, {f['incremental_embedded']} chunks embedded "
+            f"({f['incremental_expected']} changed), {100 * f['incremental_ratio']:.1f}% of full, "
+            f"{f['stale_rows']} stale rows",
+            "≤ 1.5%, never > 3%",
+        ),
         ("4. no-change refresh", f"{f['noop_s']:.2f} s, {f['noop_embedded']} chunks embedded", "< 1.5 s, 0"),
-        ("4b. what a refresh costs besides the model",
-         f"a run {f['run_overhead_s']:.2f} s, plus {1000 * f['shard_overhead_s']:.0f} ms per unchanged shard in it",
-         ""),
-        (f"5. peak RSS of a full ingest, {f['memory_docs']:,} and {4 * f['memory_docs']:,} documents",
-         f"{f['rss_n_mb']:.0f} MB and {f['rss_4n_mb']:.0f} MB",
-         "no growth beyond the model and one batch"),
+        (
+            "4b. what a refresh costs besides the model",
+            f"a run {f['run_overhead_s']:.2f} s, plus {1000 * f['shard_overhead_s']:.0f} ms per unchanged shard in it",
+            "",
+        ),
+        (
+            f"5. peak RSS of a full ingest, {f['memory_docs']:,} and {4 * f['memory_docs']:,} documents",
+            f"{f['rss_n_mb']:.0f} MB and {f['rss_4n_mb']:.0f} MB",
+            "no growth beyond the model and one batch",
+        ),
         ("6. top-10 query, exact", f"p50 {f['exact_p50_ms']:.1f} ms, p95 {f['exact_p95_ms']:.1f} ms", ""),
-        ("6. top-10 query, IVF_HNSW_SQ", f"p50 {f['ann_p50_ms']:.1f} ms, p95 {f['ann_p95_ms']:.1f} ms, "
-         f"recall@10 {f['ann_recall_at_10']:.3f}", ""),
+        (
+            "6. top-10 query, IVF_HNSW_SQ",
+            f"p50 {f['ann_p50_ms']:.1f} ms, p95 {f['ann_p95_ms']:.1f} ms, recall@10 {f['ann_recall_at_10']:.3f}",
+            "",
+        ),
     ]
     table = "\n".join(f"| {m} | {v} | {g} |" for m, v, g in rows)
-    ours = {"tool": "embedding_assets (`refresh`, Dagster)", "full_s": f["full_s"], "refresh_s": f["incremental_s"],
-            "refresh_ratio": f["incremental_ratio"], "refresh_embedded": f["incremental_embedded"],
-            "refresh_expected": f["incremental_expected"], "stale_rows": f["stale_rows"], "noop_s": f["noop_s"],
-            "noop_embedded": f["noop_embedded"]}
+    ours = {
+        "tool": "embedding_assets (`refresh`, Dagster)",
+        "full_s": f["full_s"],
+        "refresh_s": f["incremental_s"],
+        "refresh_ratio": f["incremental_ratio"],
+        "refresh_embedded": f["incremental_embedded"],
+        "refresh_expected": f["incremental_expected"],
+        "stale_rows": f["stale_rows"],
+        "noop_s": f["noop_s"],
+        "noop_embedded": f["noop_embedded"],
+    }
     peers = "\n".join(
         f"| {p['tool']} | {p['full_s']:.1f} | {p['refresh_s']:.2f} | {100 * p['refresh_ratio']:.1f}% | "
         f"{p['refresh_embedded']} ({p['refresh_expected']}){_exact(p)} | {p['stale_rows']} | {p['noop_s']:.2f} "
-        f"({p['noop_embedded']}) |" for p in [ours, *f["peers"]])
-    return (f"# Benchmark results\n\nMachine: {f['cores']} cores, {f['memory_gb']} GiB. Corpus: {f['corpus']}, "
-            f"{f['documents']} documents in {f['shards']} shards (the default), {f['chunks']} chunks, "
-            "all-MiniLM-L6-v2 int8 ONNX. "
-            "Produced by `make bench` (`benchmarks/run.py`).\n\n| measurement | value | goal |\n|---|---|---|\n"
-            f"{table}\n\n## 7. The same work by the tools users would otherwise pick\n\n"
-            "Same run, corpus, edit, chunks (one document per chunk, no splitter) and embedder instance, each "
-            "tool writing to its own LanceDB table (`benchmarks/peers.py`). Stale rows: rows left that are not "
-            "a current chunk, duplicates included.\n\n"
-            "| tool | full s | refresh s | refresh % of full | chunks embedded (changed) | stale rows | "
-            f"no-op s (chunks embedded) |\n|---|---|---|---|---|---|---|\n{peers}\n\n{PEER_NOTES}\n\n"
-            "![chart](results.png)\n")
+        f"({p['noop_embedded']}) |"
+        for p in [ours, *f["peers"]]
+    )
+    return (
+        f"# Benchmark results\n\nMachine: {f['cores']} cores, {f['memory_gb']} GiB. Corpus: {f['corpus']}, "
+        f"{f['documents']} documents in {f['shards']} shards (the default), {f['chunks']} chunks, "
+        "all-MiniLM-L6-v2 int8 ONNX. "
+        "Produced by `make bench` (`benchmarks/run.py`).\n\n| measurement | value | goal |\n|---|---|---|\n"
+        f"{table}\n\n## 7. The same work by the tools users would otherwise pick\n\n"
+        "Same run, corpus, edit, chunks (one document per chunk, no splitter) and embedder instance, each "
+        "tool writing to its own LanceDB table (`benchmarks/peers.py`). Stale rows: rows left that are not "
+        "a current chunk, duplicates included.\n\n"
+        "| tool | full s | refresh s | refresh % of full | chunks embedded (changed) | stale rows | "
+        f"no-op s (chunks embedded) |\n|---|---|---|---|---|---|---|\n{peers}\n\n{PEER_NOTES}\n\n"
+        "![chart](results.png)\n"
+    )
 
 
 def _exact(peer: dict) -> str:

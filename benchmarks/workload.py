@@ -17,8 +17,11 @@ EDIT_SUFFIX = "\n\nAn added closing paragraph about memory barriers."
 
 def folder_chunks(folder: Path, chunking: ChunkingConfig, count_tokens: TokenCounter) -> list[Chunk]:
     """The pipeline's chunks of every document in ``folder``, in document order (as run.py has always cut them)."""
-    return [c for d in SourceFolder(folder).files()
-            for c in chunk_document(d, normalize_text((folder / d).read_text()), chunking, count_tokens)]
+    return [
+        c
+        for d in SourceFolder(folder).files()
+        for c in chunk_document(d, normalize_text((folder / d).read_text()), chunking, count_tokens)
+    ]
 
 
 def edit_corpus(folder: Path, added: list[tuple[str, str]]) -> None:
@@ -73,5 +76,6 @@ def naive_embed(embedder: Embedder, texts: Sequence[str], batch_size: int) -> np
     """The model alone, as a user would loop over it: batches of ``batch_size`` in document order, no
     length sorting across batches. Each call of ``embed`` with one batch is one forward pass, padded to
     that batch's longest text whatever its order, so this is the plain loop over the same model."""
-    return np.concatenate([embedder.embed(texts[start:start + batch_size])
-                           for start in range(0, len(texts), batch_size)])
+    return np.concatenate(
+        [embedder.embed(texts[start : start + batch_size]) for start in range(0, len(texts), batch_size)]
+    )

@@ -18,8 +18,14 @@ from embedding_assets.core.store import VectorStore, expire_before
 from embedding_assets.definitions import REFRESH_JOB, build_definitions
 from embedding_assets.sensors import range_tags, source_observation
 
-REPORTED = ("chunks_embedded", "chunks_reused", "tokens_embedded", "chunks_inserted", "chunks_updated",
-            "chunks_deleted")
+REPORTED = (
+    "chunks_embedded",
+    "chunks_reused",
+    "tokens_embedded",
+    "chunks_inserted",
+    "chunks_updated",
+    "chunks_deleted",
+)
 
 
 @dataclass
@@ -34,15 +40,27 @@ class RefreshReport:
         return sum(int(figures.get(name, 0)) for figures in self.per_shard.values())
 
 
-def refresh(settings: Settings, instance: dg.DagsterInstance, *, shards: list[str] | None = None,
-            progress: Callable[[str], None] = lambda _: None) -> RefreshReport:
+def refresh(
+    settings: Settings,
+    instance: dg.DagsterInstance,
+    *,
+    shards: list[str] | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> RefreshReport:
     """Scan, then materialize the stale shards (or exactly ``shards``, to repair them); raises if a run fails."""
     scan = settings.scan()
-    stale = shards if shards is not None else stale_shards(
-        scan, VectorStore(settings.lancedb_uri), settings.embedder().model_version, expire_before(settings.ttl_days))
+    stale = (
+        shards
+        if shards is not None
+        else stale_shards(
+            scan, VectorStore(settings.lancedb_uri), settings.embedder().model_version, expire_before(settings.ttl_days)
+        )
+    )
     report = RefreshReport(scan.files, scan.files_read, stale)
-    progress(f"scanned {scan.files} files ({scan.files_read} read) in {scan.seconds:.2f} s; "
-             f"{len(stale)} of {settings.shards} shards stale")
+    progress(
+        f"scanned {scan.files} files ({scan.files_read} read) in {scan.seconds:.2f} s; "
+        f"{len(stale)} of {settings.shards} shards stale"
+    )
     job = build_definitions(settings).resolve_job_def(REFRESH_JOB)
     for first, last in shard_ranges(stale, settings.shards, max_gap=RUN_THROUGH_CLEAN_SHARDS):
         progress(f"refreshing {first}...{last}")

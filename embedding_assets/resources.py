@@ -24,8 +24,9 @@ class SourceFolderResource(dg.ConfigurableResource):
     max_file_bytes: int = Field(default=DEFAULT_MAX_FILE_BYTES, description="Larger files are skipped, with a reason.")
 
     def folder(self) -> SourceFolder:
-        folder = SourceFolder(self.path, id_field=self.id_field, text_field=self.text_field,
-                              max_file_bytes=self.max_file_bytes)
+        folder = SourceFolder(
+            self.path, id_field=self.id_field, text_field=self.text_field, max_file_bytes=self.max_file_bytes
+        )
         folder.check()
         return folder
 
@@ -43,8 +44,9 @@ class ChunkingResource(dg.ConfigurableResource):
     """Chunk size and overlap, in tokens of the embedding model's tokenizer."""
 
     max_tokens: int = Field(default=200, description="Target chunk size (EMBEDDING_ASSETS_CHUNK_TOKENS).")
-    overlap_tokens: int = Field(default=32,
-                                description="Sentence overlap between chunks (EMBEDDING_ASSETS_CHUNK_OVERLAP).")
+    overlap_tokens: int = Field(
+        default=32, description="Sentence overlap between chunks (EMBEDDING_ASSETS_CHUNK_OVERLAP)."
+    )
 
     def config(self) -> ChunkingConfig:
         return ChunkingConfig(self.max_tokens, self.overlap_tokens)
@@ -73,8 +75,14 @@ class EmbedderResource(dg.ConfigurableResource):
         return self._embedder
 
     def _build(self) -> Embedder:
-        return make_embedder(self.model, dimensions=self.dimensions, api_key=self.api_key, base_url=self.base_url,
-                             batch_size=self.batch_size, tokens_per_minute=self.tokens_per_minute)
+        return make_embedder(
+            self.model,
+            dimensions=self.dimensions,
+            api_key=self.api_key,
+            base_url=self.base_url,
+            batch_size=self.batch_size,
+            tokens_per_minute=self.tokens_per_minute,
+        )
 
     def price(self) -> float:
         """USD per 1M tokens for this model."""
@@ -101,8 +109,9 @@ class LanceDBResource(dg.ConfigurableResource):
     """The LanceDB database holding one vector table per model version."""
 
     uri: str = Field(description="Local folder or object-store URI (EMBEDDING_ASSETS_LANCEDB_URI).")
-    ttl_days: float | None = Field(default=None,
-                                   description="Re-embed vectors older than this (EMBEDDING_ASSETS_TTL_DAYS).")
+    ttl_days: float | None = Field(
+        default=None, description="Re-embed vectors older than this (EMBEDDING_ASSETS_TTL_DAYS)."
+    )
 
     def store(self) -> VectorStore:
         return VectorStore(self.uri)

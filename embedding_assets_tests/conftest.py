@@ -13,8 +13,20 @@ from embedding_assets_tests.openai_server import start_server, stop_server
 from embedding_assets_tests.services import ObjectStore, Postgres, postgres_server, s3_server
 
 # A dozen real documents from Python's reference documentation (pydoc_data ships with CPython).
-TEST_TOPICS = ("assert", "break", "continue", "del", "exceptions", "global", "if", "import",
-               "pass", "raise", "return", "while")
+TEST_TOPICS = (
+    "assert",
+    "break",
+    "continue",
+    "del",
+    "exceptions",
+    "global",
+    "if",
+    "import",
+    "pass",
+    "raise",
+    "return",
+    "while",
+)
 
 
 def write_topics(folder: Path, names: tuple[str, ...] = TEST_TOPICS) -> Path:
@@ -33,8 +45,9 @@ def corpus(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def settings(tmp_path: Path, corpus: Path) -> Settings:
-    return Settings(source_dir=str(corpus), lancedb_uri=str(tmp_path / "lancedb"),
-                    staging_dir=str(tmp_path / "staging"), shards=4)
+    return Settings(
+        source_dir=str(corpus), lancedb_uri=str(tmp_path / "lancedb"), staging_dir=str(tmp_path / "staging"), shards=4
+    )
 
 
 @pytest.fixture(scope="session")

@@ -24,8 +24,11 @@ class DagsterDev:
     log: Path
 
     def graphql(self, query: str) -> dict[str, Any]:
-        req = urllib.request.Request(f"{self.base_url}/graphql", data=json.dumps({"query": query}).encode(),
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            f"{self.base_url}/graphql",
+            data=json.dumps({"query": query}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(req, timeout=30) as resp:
             body = json.load(resp)
         assert "errors" not in body, body["errors"]
@@ -55,8 +58,12 @@ def project_env(tmp: Path, **settings: str) -> dict[str, str]:
     for folder in ("source", "home"):
         (tmp / folder).mkdir(exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EMBEDDING_ASSETS_", "OPENAI_"))}
-    env |= {"DAGSTER_HOME": str(tmp / "home"), "EMBEDDING_ASSETS_SOURCE_DIR": str(tmp / "source"),
-            "EMBEDDING_ASSETS_LANCEDB_URI": str(tmp / "lancedb"), "EMBEDDING_ASSETS_STAGING_DIR": str(tmp / "staging")}
+    env |= {
+        "DAGSTER_HOME": str(tmp / "home"),
+        "EMBEDDING_ASSETS_SOURCE_DIR": str(tmp / "source"),
+        "EMBEDDING_ASSETS_LANCEDB_URI": str(tmp / "lancedb"),
+        "EMBEDDING_ASSETS_STAGING_DIR": str(tmp / "staging"),
+    }
     return env | {f"EMBEDDING_ASSETS_{k.upper()}": v for k, v in settings.items()}
 
 
@@ -66,8 +73,15 @@ def process_group(command: list[str], env: dict[str, str], log: Path) -> Iterato
     with log.open("wb") as out:
         # A new session (so the whole group can be signalled) with SIGINT restored: otherwise the
         # inherited SIG_IGN makes Dagster's servers ignore SIGTERM and leave their children running.
-        proc = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        proc = subprocess.Popen(
+            command,
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
     try:
         yield proc
     finally:
@@ -86,7 +100,8 @@ def dagster_dev(env: dict[str, str], log: Path) -> Iterator[DagsterDev]:
     command = [str(PROJECT_ROOT / ".venv/bin/dagster"), "dev", "-h", "127.0.0.1", "-p", str(port)]
     with process_group(command, env, log) as proc:
         dev = DagsterDev(f"http://127.0.0.1:{port}", proc, log)
-        dev.wait_for(lambda: urllib.request.urlopen(f"{dev.base_url}/server_info", timeout=5).status == 200,
-                     "/server_info")
+        dev.wait_for(
+            lambda: urllib.request.urlopen(f"{dev.base_url}/server_info", timeout=5).status == 200, "/server_info"
+        )
         dev.wait_for(lambda: dev.graphql("{ assetNodes { id } }")["assetNodes"], "assetNodes")
         yield dev

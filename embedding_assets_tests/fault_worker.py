@@ -22,10 +22,10 @@ from embedding_assets.core.settings import Settings
 from embedding_assets.refresh import refresh
 
 TARGETS: dict[str, tuple[Any, str]] = {
-    "embed": (LocalMiniLM, "embed"),                      # while the model embeds a batch
-    "stage_write": (pq.ParquetWriter, "write_table"),     # while a staged Parquet file is half written
-    "commit": (LanceMergeInsertBuilder, "execute"),       # around the shard's one LanceDB commit
-    "registry": (Registry, "_append"),                    # around the registry's event append
+    "embed": (LocalMiniLM, "embed"),  # while the model embeds a batch
+    "stage_write": (pq.ParquetWriter, "write_table"),  # while a staged Parquet file is half written
+    "commit": (LanceMergeInsertBuilder, "execute"),  # around the shard's one LanceDB commit
+    "registry": (Registry, "_append"),  # around the registry's event append
 }
 POINTS = [f"{target}:{when}" for target in TARGETS for when in ("before", "during", "after")]
 

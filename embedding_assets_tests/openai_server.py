@@ -65,8 +65,15 @@ _PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
-                 type_: str = "invalid_request_error", headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        param: str | None = None,
+        code: str | None = None,
+        type_: str = "invalid_request_error",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.headers = status, headers or {}
         self.body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
@@ -88,15 +95,26 @@ class State:
         self.window = 0  # embeddings requests seen since the rate-limit settings last changed
         self.fault: str | None = None
         self.fault_left, self.fault_delay = 0, 2.0  # fault_left -1 = every request
-        self.stats: dict[str, Any] = {"requests": 0, "embeddings_served": 0, "rate_limited": 0, "errors": 0,
-                                      "inputs": 0, "tokens": 0, "batch_sizes": [], "faults": {}}
+        self.stats: dict[str, Any] = {
+            "requests": 0,
+            "embeddings_served": 0,
+            "rate_limited": 0,
+            "errors": 0,
+            "inputs": 0,
+            "tokens": 0,
+            "batch_sizes": [],
+            "faults": {},
+        }
 
     def control(self, cmd: dict[str, Any]) -> None:
         with self.lock:
             if cmd.get("reset"):
                 self.reset()
-            for key, attr, kind in (("rate_limit_first", "first", int), ("rate_limit_every", "every", int),
-                                    ("retry_after", "retry_after", float)):
+            for key, attr, kind in (
+                ("rate_limit_first", "first", int),
+                ("rate_limit_every", "every", int),
+                ("retry_after", "retry_after", float),
+            ):
                 if key in cmd:
                     if kind(cmd[key]) < 0:
                         raise ApiError(400, f"{key} must be >= 0", key)
@@ -133,13 +151,24 @@ class State:
             delay = self.retry_after
         if limited:
             ms = round(delay * 1000)
-            headers = {"retry-after": str(math.ceil(delay)), "retry-after-ms": str(ms),
-                       "x-ratelimit-limit-requests": "3000", "x-ratelimit-remaining-requests": "0",
-                       "x-ratelimit-limit-tokens": "1000000", "x-ratelimit-remaining-tokens": "1000000",
-                       "x-ratelimit-reset-requests": f"{ms}ms" if ms < 1000 else f"{delay:g}s",
-                       "x-ratelimit-reset-tokens": "0s"}
-            raise ApiError(429, f"Rate limit reached for requests (test server, request #{n}). "
-                           f"Please try again in {ms}ms.", None, "rate_limit_exceeded", "requests", headers)
+            headers = {
+                "retry-after": str(math.ceil(delay)),
+                "retry-after-ms": str(ms),
+                "x-ratelimit-limit-requests": "3000",
+                "x-ratelimit-remaining-requests": "0",
+                "x-ratelimit-limit-tokens": "1000000",
+                "x-ratelimit-remaining-tokens": "1000000",
+                "x-ratelimit-reset-requests": f"{ms}ms" if ms < 1000 else f"{delay:g}s",
+                "x-ratelimit-reset-tokens": "0s",
+            }
+            raise ApiError(
+                429,
+                f"Rate limit reached for requests (test server, request #{n}). Please try again in {ms}ms.",
+                None,
+                "rate_limit_exceeded",
+                "requests",
+                headers,
+            )
 
 
 def parse_inputs(raw: Any) -> list[list[int] | str]:
@@ -182,7 +211,7 @@ def embed(text: str, model: str, dims: int | None) -> np.ndarray:
     for word, count in Counter(re.findall(r"\w+", text.lower())).items():
         digest = hashlib.blake2b(f"{model}\0{word}".encode(), digest_size=32).digest()
         for i in range(0, 32, 4):  # 8 signed buckets per word
-            bucket = int.from_bytes(digest[i:i + 4], "little")
+            bucket = int.from_bytes(digest[i : i + 4], "little")
             bag[bucket % native] += count if bucket & 0x80000000 else -count
     seed = int.from_bytes(hashlib.sha256(f"{model}\0{text}".encode()).digest()[:8], "little")
     noise = np.random.default_rng(seed).standard_normal(native)
@@ -201,8 +230,9 @@ def check_request(body: Any) -> tuple[str, int | None, str]:
     if not isinstance(model, str) or not model:
         raise ApiError(400, "you must provide a model parameter", "model")
     if model not in MODELS:
-        raise ApiError(404, f"The model `{model}` does not exist or you do not have access to it.",
-                       None, "model_not_found")
+        raise ApiError(
+            404, f"The model `{model}` does not exist or you do not have access to it.", None, "model_not_found"
+        )
     if "input" not in body:
         raise ApiError(400, "'input' is a required property", "input")
     fmt = body.get("encoding_format") or "float"
@@ -223,22 +253,34 @@ def create_embeddings(body: Any, state: State) -> dict[str, Any]:
     for item in parse_inputs(body["input"]):
         text, n = to_text(item)
         if n > MAX_INPUT_TOKENS:
-            raise ApiError(400, f"This model's maximum context length is {MAX_INPUT_TOKENS} tokens, however you "
-                           f"requested {n} tokens ({n} in your prompt; 0 for the completion). Please reduce your "
-                           "prompt; or completion length.", "input")
+            raise ApiError(
+                400,
+                f"This model's maximum context length is {MAX_INPUT_TOKENS} tokens, however you "
+                f"requested {n} tokens ({n} in your prompt; 0 for the completion). Please reduce your "
+                "prompt; or completion length.",
+                "input",
+            )
         texts.append(text)
         total += n
     if total > MAX_REQUEST_TOKENS:
-        raise ApiError(400, f"Requested {total} tokens, max {MAX_REQUEST_TOKENS} tokens per request", None,
-                       "max_tokens_per_request", "max_tokens_per_request")
+        raise ApiError(
+            400,
+            f"Requested {total} tokens, max {MAX_REQUEST_TOKENS} tokens per request",
+            None,
+            "max_tokens_per_request",
+            "max_tokens_per_request",
+        )
     data = []
     for i, text in enumerate(texts):
         vec = embed(text, model, dims).astype("<f4")  # float32, like the API: both formats carry the same values
         out: Any = base64.b64encode(vec.tobytes()).decode() if fmt == "base64" else vec.tolist()
         data.append({"object": "embedding", "index": i, "embedding": out})
     with state.lock:
-        state.stats.update(embeddings_served=state.stats["embeddings_served"] + 1,
-                           inputs=state.stats["inputs"] + len(texts), tokens=state.stats["tokens"] + total)
+        state.stats.update(
+            embeddings_served=state.stats["embeddings_served"] + 1,
+            inputs=state.stats["inputs"] + len(texts),
+            tokens=state.stats["tokens"] + total,
+        )
         state.stats["batch_sizes"].append(len(texts))
     return {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": total, "total_tokens": total}}
 
@@ -246,11 +288,17 @@ def create_embeddings(body: Any, state: State) -> dict[str, Any]:
 def embeddings_with_fault(body: Any, state: State, fault: str | None, delay: float) -> dict[str, Any] | bytes:
     """Answer an embeddings request, spoiled by `fault` (see FAULTS) when one is due."""
     if fault == "429_no_retry_after":
-        raise ApiError(429, "Rate limit reached for requests (test server, no retry advice).", None,
-                       "rate_limit_exceeded", "requests")
+        raise ApiError(
+            429,
+            "Rate limit reached for requests (test server, no retry advice).",
+            None,
+            "rate_limit_exceeded",
+            "requests",
+        )
     if fault == "500":
-        raise ApiError(500, "The server had an error while processing your request. Sorry about that!",
-                       type_="server_error")
+        raise ApiError(
+            500, "The server had an error while processing your request. Sorry about that!", type_="server_error"
+        )
     if fault == "503":
         raise ApiError(503, "The engine is currently overloaded, please try again later.", type_="server_error")
     if fault == "reset":
@@ -293,8 +341,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def send_raw(self, status: int, raw: bytes, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
-        for name, value in {"content-type": "application/json", "content-length": str(len(raw)),
-                            "x-request-id": f"req_{uuid.uuid4().hex}", **(headers or {})}.items():
+        for name, value in {
+            "content-type": "application/json",
+            "content-length": str(len(raw)),
+            "x-request-id": f"req_{uuid.uuid4().hex}",
+            **(headers or {}),
+        }.items():
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(raw)
@@ -309,8 +361,11 @@ class Handler(BaseHTTPRequestHandler):
     def check_auth(self) -> None:
         scheme, _, key = self.headers.get("authorization", "").partition(" ")
         if scheme != "Bearer" or not key.strip():
-            raise ApiError(401, "You didn't provide an API key. You need to provide your API key in an "
-                           "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).")
+            raise ApiError(
+                401,
+                "You didn't provide an API key. You need to provide your API key in an "
+                "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+            )
         if self.server.state.api_key is not None and key.strip() != self.server.state.api_key:
             raise ApiError(401, "Incorrect API key provided.", None, "invalid_api_key")
 
@@ -319,8 +374,11 @@ class Handler(BaseHTTPRequestHandler):
         body = self.read_json() if method == "POST" else None
         if (method, path) == ("GET", "/stats"):
             with state.lock:
-                return {**state.stats, "batch_sizes": list(state.stats["batch_sizes"]),
-                        "faults": dict(state.stats["faults"])}
+                return {
+                    **state.stats,
+                    "batch_sizes": list(state.stats["batch_sizes"]),
+                    "faults": dict(state.stats["faults"]),
+                }
         if (method, path) == ("POST", "/control"):
             state.control(body if isinstance(body, dict) else {})
             return {"ok": True}
@@ -328,8 +386,10 @@ class Handler(BaseHTTPRequestHandler):
             state.stats["requests"] += 1
         if (method, path) == ("GET", "/v1/models"):
             self.check_auth()
-            return {"object": "list", "data": [{"id": m, "object": "model", "created": 1700000000,
-                                                "owned_by": "system"} for m in MODELS]}
+            return {
+                "object": "list",
+                "data": [{"id": m, "object": "model", "created": 1700000000, "owned_by": "system"} for m in MODELS],
+            }
         if (method, path) == ("POST", "/v1/embeddings"):
             self.check_auth()
             state.check_rate_limit()
@@ -387,10 +447,13 @@ def main(argv: list[str] | None = None) -> None:
 
 # Test-side helpers: start the server as a subprocess on a free loopback port, talk to it, stop it by pid.
 
+
 def start_server(*args: str) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "embedding_assets_tests.openai_server", "--port", "0", *args],
-        cwd=_PROJECT_ROOT, stdout=subprocess.PIPE, text=True,
+        cwd=_PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout is not None
     line = proc.stdout.readline().strip()
@@ -417,7 +480,6 @@ def call(base_url: str, path: str, payload: dict[str, Any] | None = None) -> Any
     req = urllib.request.Request(root + path, data=data, headers={"content-type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.load(resp)
-
 
 
 if __name__ == "__main__":

@@ -52,9 +52,9 @@ def random_edit(source: Path, rng: random.Random, spare: list[str]) -> set[str]:
     return {name}
 
 
-
-def materialize(settings: Settings, instance: dg.DagsterInstance, *, partition: str | None = None,
-                raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+def materialize(
+    settings: Settings, instance: dg.DagsterInstance, *, partition: str | None = None, raise_on_error: bool = True
+) -> dg.ExecuteInProcessResult:
     """One run of every asset and check: all shards as a single ranged run (retrieval_eval included),
     or the partitioned assets of one shard."""
     defs = build_definitions(settings)
@@ -63,23 +63,28 @@ def materialize(settings: Settings, instance: dg.DagsterInstance, *, partition: 
         return job.execute_in_process(instance=instance, partition_key=partition, raise_on_error=raise_on_error)
     keys = shard_keys(settings.shards)
     return defs.resolve_implicit_global_asset_job_def().execute_in_process(
-        instance=instance, raise_on_error=raise_on_error,
-        tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]})
+        instance=instance,
+        raise_on_error=raise_on_error,
+        tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]},
+    )
 
 
 def metadata(instance: dg.DagsterInstance, asset: str, shard: str | None) -> dict[str, Any]:
     """The latest materialization metadata of one partition (or of an unpartitioned asset), as plain values."""
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[shard] if shard else None),
-        limit=1).records
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[shard] if shard else None), limit=1
+    ).records
     assert records, f"{asset}[{shard}] was never materialized"
     return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
 
 
 def check_evaluations(result: dg.ExecuteInProcessResult) -> list[tuple[str, str, bool]]:
     """(check name, partition, passed) for every check evaluated in the run."""
-    return sorted((e.event_specific_data.check_name, e.event_specific_data.partition, e.event_specific_data.passed)
-                  for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION")
+    return sorted(
+        (e.event_specific_data.check_name, e.event_specific_data.partition, e.event_specific_data.passed)
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    )
 
 
 def indexed(settings: Settings, model_version: str) -> dict[str, tuple[str, str]]:
@@ -104,8 +109,9 @@ def expected_index(settings: Settings, embedder: Embedder) -> dict[str, tuple[st
     return expected
 
 
-def run_checks(settings: Settings, instance: dg.DagsterInstance, partition: str,
-               names: list[str]) -> dg.ExecuteInProcessResult:
+def run_checks(
+    settings: Settings, instance: dg.DagsterInstance, partition: str, names: list[str]
+) -> dg.ExecuteInProcessResult:
     """Only the named checks of vector_table, for one shard."""
     keys = [dg.AssetCheckKey(dg.AssetKey("vector_table"), name) for name in names]
     checks_job = dg.define_asset_job("checks_only", selection=dg.AssetSelection.checks(*keys))

@@ -16,12 +16,16 @@ def main(path: str) -> int:
     print(f"{'suite':<48}{'trials':>7}{'faults':>8}{'rows checked':>14}{'lost':>6}{'dupes':>7}")
     for entry in entries:
         injected = sum(entry["faults"].values())
-        print(f"{entry['suite']:<48}{entry['trials']:>7}{injected:>8}{entry['rows_checked']:>14}"
-              f"{entry['rows_lost']:>6}{entry['duplicates']:>7}")
+        print(
+            f"{entry['suite']:<48}{entry['trials']:>7}{injected:>8}{entry['rows_checked']:>14}"
+            f"{entry['rows_lost']:>6}{entry['duplicates']:>7}"
+        )
         totals.update({k: entry[k] for k in ("trials", "rows_checked", "rows_lost", "duplicates")})
         faults.update(entry["faults"])
-    print(f"{'total':<48}{totals['trials']:>7}{faults.total():>8}{totals['rows_checked']:>14}"
-          f"{totals['rows_lost']:>6}{totals['duplicates']:>7}")
+    print(
+        f"{'total':<48}{totals['trials']:>7}{faults.total():>8}{totals['rows_checked']:>14}"
+        f"{totals['rows_lost']:>6}{totals['duplicates']:>7}"
+    )
     print("faults injected by kind: " + ", ".join(f"{kind} {n}" for kind, n in sorted(faults.items())))
     return 1 if totals["rows_lost"] or totals["duplicates"] else 0
 

@@ -34,18 +34,29 @@ class Postgres:
 
     def env(self, db: str | None = None) -> dict[str, str]:
         """The variables deploy/production/dagster.yaml reads (for database ``db``, else the default one)."""
-        return {"DAGSTER_PG_HOST": self.host, "DAGSTER_PG_PORT": str(self.port), "DAGSTER_PG_USER": self.user,
-                "DAGSTER_PG_PASSWORD": "", "DAGSTER_PG_DB": db or self.db}
+        return {
+            "DAGSTER_PG_HOST": self.host,
+            "DAGSTER_PG_PORT": str(self.port),
+            "DAGSTER_PG_USER": self.user,
+            "DAGSTER_PG_PASSWORD": "",
+            "DAGSTER_PG_DB": db or self.db,
+        }
 
     def create_database(self, name: str) -> str:
-        subprocess.run([str(PG_BIN / "createdb"), "-h", self.host, "-p", str(self.port), "-U", self.user, name],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [str(PG_BIN / "createdb"), "-h", self.host, "-p", str(self.port), "-U", self.user, name],
+            check=True,
+            capture_output=True,
+        )
         return name
 
     def dump(self, db: str) -> bytes:
         """Every row of ``db``, as pg_dump writes it (for leak checks)."""
-        return subprocess.run([str(PG_BIN / "pg_dump"), "-h", self.host, "-p", str(self.port), "-U", self.user,
-                               "--data-only", db], check=True, capture_output=True).stdout
+        return subprocess.run(
+            [str(PG_BIN / "pg_dump"), "-h", self.host, "-p", str(self.port), "-U", self.user, "--data-only", db],
+            check=True,
+            capture_output=True,
+        ).stdout
 
 
 @dataclass(frozen=True)
@@ -54,15 +65,24 @@ class ObjectStore:
 
     def env(self) -> dict[str, str]:
         """The standard AWS variables LanceDB and boto3 read."""
-        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": S3_KEY_ID,
-                "AWS_SECRET_ACCESS_KEY": S3_SECRET}
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": S3_KEY_ID,
+            "AWS_SECRET_ACCESS_KEY": S3_SECRET,
+        }
 
     def client(self) -> Any:
         """A boto3 S3 client of this server, with the test credentials."""
         import boto3
 
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1", aws_access_key_id=S3_KEY_ID,
-                            aws_secret_access_key=S3_SECRET)
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=S3_KEY_ID,
+            aws_secret_access_key=S3_SECRET,
+        )
 
     def create_bucket(self, name: str) -> str:
         """A new bucket; returns its ``s3://`` URI."""
@@ -72,8 +92,11 @@ class ObjectStore:
     def objects(self, bucket: str) -> dict[str, bytes]:
         """Every object in ``bucket`` (for leak checks)."""
         client = self.client()
-        keys = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-                for o in page.get("Contents", [])]
+        keys = [
+            o["Key"]
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+            for o in page.get("Contents", [])
+        ]
         return {key: client.get_object(Bucket=bucket, Key=key)["Body"].read() for key in keys}
 
 
@@ -106,24 +129,52 @@ def postgres_server() -> Iterator[Postgres]:
         for path in (tmp, sockets):
             shutil.chown(path, "postgres")
     user = "postgres" if os.geteuid() == 0 else os.environ.get("USER", "postgres")
-    initdb = subprocess.run([str(PG_BIN / "initdb"), "-D", str(data), "-U", user, "-A", "trust", "--no-sync",
-                             "-E", "UTF8"], capture_output=True, text=True, **_as_postgres_user())
+    initdb = subprocess.run(
+        [str(PG_BIN / "initdb"), "-D", str(data), "-U", user, "-A", "trust", "--no-sync", "-E", "UTF8"],
+        capture_output=True,
+        text=True,
+        **_as_postgres_user(),
+    )
     if initdb.returncode:
         raise RuntimeError(f"initdb failed: {initdb.stderr[-2000:]}")
     port = free_port()
     log = (tmp / "postgres.log").open("wb")
-    proc = subprocess.Popen([str(PG_BIN / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port),
-                             "-k", str(sockets), "-c", "fsync=off", "-c", "max_connections=200"],
-                            stdout=log, stderr=subprocess.STDOUT, **_as_postgres_user())
+    proc = subprocess.Popen(
+        [
+            str(PG_BIN / "postgres"),
+            "-D",
+            str(data),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-k",
+            str(sockets),
+            "-c",
+            "fsync=off",
+            "-c",
+            "max_connections=200",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        **_as_postgres_user(),
+    )
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT
-        while subprocess.run([str(PG_BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
-                             capture_output=True).returncode != 0:
+        while (
+            subprocess.run(
+                [str(PG_BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)], capture_output=True
+            ).returncode
+            != 0
+        ):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"postgres did not start:\n{(tmp / 'postgres.log').read_text()[-2000:]}")
             time.sleep(0.2)
-        subprocess.run([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", user, "dagster"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", user, "dagster"],
+            check=True,
+            capture_output=True,
+        )
         yield Postgres("127.0.0.1", port, user, "dagster")
     finally:
         _stop(proc, signal.SIGINT)  # SIGINT: PostgreSQL's fast shutdown
@@ -136,8 +187,9 @@ def s3_server(tmp: Path) -> Iterator[ObjectStore]:
     """moto's S3-compatible server on 127.0.0.1 and a free port."""
     port = free_port()
     log = (tmp / "moto.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
+    )
     endpoint = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT

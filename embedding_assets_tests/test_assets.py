@@ -85,16 +85,18 @@ def test_unreadable_documents_are_reported_and_the_shard_proceeds(settings: Sett
         assert raw["documents"] == metadata(instance, "chunks", shard)["documents"] > 0
 
 
-def test_search_and_status_commands(settings: Settings, minilm: Embedder, monkeypatch: pytest.MonkeyPatch,
-                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_search_and_status_commands(
+    settings: Settings, minilm: Embedder, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     with dg.instance_for_test() as instance:
         materialize(settings, instance)
     for field in dataclasses.fields(Settings):
         monkeypatch.setenv(f"EMBEDDING_ASSETS_{field.name.upper()}", str(getattr(settings, field.name) or ""))
     assert cli.main(["search", "loop until a condition becomes false", "-k", "3"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == (f"top 3 for 'loop until a condition becomes false', answered by the live table "
-                        f"({minilm.model_version}):")
+    assert lines[0] == (
+        f"top 3 for 'loop until a condition becomes false', answered by the live table ({minilm.model_version}):"
+    )
     assert "while.txt" in lines[1] and float(lines[1].split()[1]) > 0.3
     assert cli.main(["status"]) == 0
     status = capsys.readouterr().out

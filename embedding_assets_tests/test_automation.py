@@ -21,7 +21,8 @@ def requested(result, asset: str) -> set[str]:
 
 
 def test_only_the_refreshed_shard_moves_and_a_model_change_moves_all(
-        settings: Settings, minilm: Embedder, server_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings: Settings, minilm: Embedder, server_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     defs = build_definitions(settings)
     with dg.instance_for_test() as instance:
         materialize(settings, instance)
@@ -29,7 +30,8 @@ def test_only_the_refreshed_shard_moves_and_a_model_change_moves_all(
         assert baseline.total_requested == 0
 
         defs.resolve_implicit_global_asset_job_def().execute_in_process(
-            instance=instance, partition_key="s002", asset_selection=[dg.AssetKey("raw_documents")])
+            instance=instance, partition_key="s002", asset_selection=[dg.AssetKey("raw_documents")]
+        )
         followed = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=baseline.cursor)
         assert {a: requested(followed, a) for a in DOWNSTREAM} == {a: {"s002"} for a in DOWNSTREAM}
         materialize(settings, instance, partition="s002")
@@ -42,8 +44,9 @@ def test_only_the_refreshed_shard_moves_and_a_model_change_moves_all(
         monkeypatch.setenv("OPENAI_API_KEY", "test-key")
         monkeypatch.setenv("OPENAI_BASE_URL", server_url)
         other = Settings(**{**settings.__dict__, "model": "openai:test-embed-64"})
-        switched = dg.evaluate_automation_conditions(defs=build_definitions(other), instance=instance,
-                                                     cursor=quiet.cursor)
+        switched = dg.evaluate_automation_conditions(
+            defs=build_definitions(other), instance=instance, cursor=quiet.cursor
+        )
         for asset in DOWNSTREAM:  # the chunker's tokenizer changes too (cl100k_base)
             assert requested(switched, asset) == set(shard_keys(settings.shards)), asset
 
@@ -52,8 +55,7 @@ def test_only_the_refreshed_shard_moves_and_a_model_change_moves_all(
         new_table = store.table("openai:test-embed-64/native")
         assert new_table.name != old_table.name and new_table.schema.field("vector").type.list_size == 64
         rows = new_table.search().select(["chunk_id", "doc_id", "chunk_hash", "model_version"]).to_arrow().to_pylist()
-        assert {r["chunk_id"]: (r["doc_id"], r["chunk_hash"]) for r in rows} == expected_index(
-            other, other.embedder())
+        assert {r["chunk_id"]: (r["doc_id"], r["chunk_hash"]) for r in rows} == expected_index(other, other.embedder())
         assert {r["model_version"] for r in rows} == {"openai:test-embed-64/native"}
         old_table = store.table(minilm.model_version)
         assert (old_table.version, old_table.count_rows()) == (old_version, old_rows)

@@ -34,9 +34,22 @@ EXPECTED_SKIPS = {
     "records.jsonl:4": "record has no usable 'id' field",
     "dup-1": "duplicate document id, first read from records.jsonl",
 }
-EXPECTED_DOCUMENTS = {"assert.txt", "break.txt", "long-line.txt", "no-spaces.txt", "late-nul.md",
-                      "with space.md", "ünïcødé.md", "-leading-dash.md", "quote'name.md", "semi;colon.md",
-                      "page.html", "dup-1", "x' OR '1'='1", "'; DROP TABLE chunks; --"}
+EXPECTED_DOCUMENTS = {
+    "assert.txt",
+    "break.txt",
+    "long-line.txt",
+    "no-spaces.txt",
+    "late-nul.md",
+    "with space.md",
+    "ünïcødé.md",
+    "-leading-dash.md",
+    "quote'name.md",
+    "semi;colon.md",
+    "page.html",
+    "dup-1",
+    "x' OR '1'='1",
+    "'; DROP TABLE chunks; --",
+}
 
 
 def hostile_corpus(root: Path, outside: Path) -> None:
@@ -59,27 +72,36 @@ def hostile_corpus(root: Path, outside: Path) -> None:
     os.symlink(root, root / "loop")  # a directory symlink back to the root: never followed
     os.mkfifo(root / "pipe.txt")
     (root / "broken.json").write_text('{"id": "b1", "text": ')
-    (root / "records.jsonl").write_text("\n".join([
-        json.dumps({"id": "dup-1", "text": "first of two records with one id"}),
-        '{"id": "trunc',
-        json.dumps({"id": "x' OR '1'='1", "text": "an id that tries SQL injection"}),
-        json.dumps({"text": "no id at all"}),
-        json.dumps({"id": "'; DROP TABLE chunks; --", "text": "another hostile id"}),
-        json.dumps({"id": "dup-1", "text": "second record, same id"}),
-    ]))
+    (root / "records.jsonl").write_text(
+        "\n".join(
+            [
+                json.dumps({"id": "dup-1", "text": "first of two records with one id"}),
+                '{"id": "trunc',
+                json.dumps({"id": "x' OR '1'='1", "text": "an id that tries SQL injection"}),
+                json.dumps({"text": "no id at all"}),
+                json.dumps({"id": "'; DROP TABLE chunks; --", "text": "another hostile id"}),
+                json.dumps({"id": "dup-1", "text": "second record, same id"}),
+            ]
+        )
+    )
 
 
 def test_every_bad_document_is_indexed_or_skipped_with_a_reason(
-        tmp_path: Path, minilm: Embedder, reliability_log: Callable[[dict], None]) -> None:
+    tmp_path: Path, minilm: Embedder, reliability_log: Callable[[dict], None]
+) -> None:
     root = tmp_path / "source"
     root.mkdir()
     hostile_corpus(root, tmp_path / "secret.txt")
-    settings = Settings(source_dir=str(root), lancedb_uri=str(tmp_path / "lancedb"),
-                        staging_dir=str(tmp_path / "staging"), shards=4)
+    settings = Settings(
+        source_dir=str(root), lancedb_uri=str(tmp_path / "lancedb"), staging_dir=str(tmp_path / "staging"), shards=4
+    )
     with dg.instance_for_test() as instance:
         assert materialize(settings, instance).success
-        skipped = {s["doc_id"]: s["reason"] for shard in shard_keys(4)
-                   for s in metadata(instance, "raw_documents", shard)["skipped_documents"]}
+        skipped = {
+            s["doc_id"]: s["reason"]
+            for shard in shard_keys(4)
+            for s in metadata(instance, "raw_documents", shard)["skipped_documents"]
+        }
     assert set(skipped) == set(EXPECTED_SKIPS)
     for doc_id, reason in EXPECTED_SKIPS.items():
         assert reason is None or reason in skipped[doc_id], (doc_id, skipped[doc_id])
@@ -88,8 +110,9 @@ def test_every_bad_document_is_indexed_or_skipped_with_a_reason(
     assert {r["doc_id"] for r in rows} == EXPECTED_DOCUMENTS
     assert all(SECRET not in r["text"] and "\x00" not in r["text"] and "alert(" not in r["text"] for r in rows)
     index = {(d, h) for d, h in expected_index(settings, minilm).values()}
-    assert index == {(r["doc_id"], r["chunk_hash"]) for r in table.search().select(
-        ["doc_id", "chunk_hash"]).to_arrow().to_pylist()}
+    assert index == {
+        (r["doc_id"], r["chunk_hash"]) for r in table.search().select(["doc_id", "chunk_hash"]).to_arrow().to_pylist()
+    }
     hostile = "x' OR '1'='1"
     records = root / "records.jsonl"
     records.write_text("\n".join(line for line in records.read_text().splitlines() if "SQL injection" not in line))
@@ -98,9 +121,16 @@ def test_every_bad_document_is_indexed_or_skipped_with_a_reason(
     table = VectorStore(settings.lancedb_uri).table(minilm.model_version)
     after = {r["doc_id"] for r in table.search().select(["doc_id"]).to_arrow().to_pylist()}
     assert after == EXPECTED_DOCUMENTS - {hostile}, "deleting a hostile id must delete exactly its rows"
-    reliability_log({"suite": "bad input (hostile corpus)", "trials": 2,
-                     "faults": {f"skipped: {reason or 'malformed JSON'}": 1 for reason in EXPECTED_SKIPS.values()},
-                     "rows_checked": len(rows) + len(after), "rows_lost": 0, "duplicates": 0})
+    reliability_log(
+        {
+            "suite": "bad input (hostile corpus)",
+            "trials": 2,
+            "faults": {f"skipped: {reason or 'malformed JSON'}": 1 for reason in EXPECTED_SKIPS.values()},
+            "rows_checked": len(rows) + len(after),
+            "rows_lost": 0,
+            "duplicates": 0,
+        }
+    )
 
 
 def test_unreadable_files_are_skipped(tmp_path: Path) -> None:
@@ -108,11 +138,16 @@ def test_unreadable_files_are_skipped(tmp_path: Path) -> None:
     (tmp_path / "open.txt").write_text("anyone can read this")
     (tmp_path / "locked.txt").write_text("nobody may read this")
     os.chmod(tmp_path / "locked.txt", 0o000)
-    code = ("import json, sys; from embedding_assets.core.sources import SourceFolder;"
-            "items = [i for s in ('s000', 's001') for i in SourceFolder(sys.argv[1]).read_shard(s, 2)];"
-            "print(json.dumps({i.doc_id: getattr(i, 'reason', 'indexed') for i in items}))")
-    unprivileged = ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
-                    "--bounding-set=-dac_override,-dac_read_search"]
+    code = (
+        "import json, sys; from embedding_assets.core.sources import SourceFolder;"
+        "items = [i for s in ('s000', 's001') for i in SourceFolder(sys.argv[1]).read_shard(s, 2)];"
+        "print(json.dumps({i.doc_id: getattr(i, 'reason', 'indexed') for i in items}))"
+    )
+    unprivileged = [
+        "setpriv",
+        "--inh-caps=-dac_override,-dac_read_search",
+        "--bounding-set=-dac_override,-dac_read_search",
+    ]
     done = subprocess.run([*unprivileged, sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout) == {"open.txt": "indexed", "locked.txt": "Permission denied"}

@@ -1,6 +1,7 @@
 """Real parallel processes: different shards write one table without losing anything; runs of one
 shard never interleave."""
 
+import itertools
 import os
 import subprocess
 import sys
@@ -23,22 +24,45 @@ ASSETS = "raw_documents,chunks,embeddings,vector_table"
 
 def parallel_materializations(env: dict[str, str], shards: list[str]) -> None:
     """One `dagster asset materialize` process per shard, all at once; every one must succeed."""
-    procs = [subprocess.Popen([str(PROJECT_ROOT / ".venv/bin/dagster"), "asset", "materialize", "-m",
-                               "embedding_assets.definitions", "--select", ASSETS, "--partition", shard],
-                              cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-             for shard in shards]
+    procs = [
+        subprocess.Popen(
+            [
+                str(PROJECT_ROOT / ".venv/bin/dagster"),
+                "asset",
+                "materialize",
+                "-m",
+                "embedding_assets.definitions",
+                "--select",
+                ASSETS,
+                "--partition",
+                shard,
+            ],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for shard in shards
+    ]
     for proc in procs:
         _, stderr = proc.communicate(timeout=600)
         assert proc.returncode == 0, stderr.decode()[-3000:]
 
 
 def table_rows(settings: Settings, embedder: Embedder) -> list[dict]:
-    return VectorStore(settings.lancedb_uri).table(embedder.model_version).search() \
-        .select(["chunk_id", "doc_id", "chunk_hash"]).to_arrow().to_pylist()
+    return (
+        VectorStore(settings.lancedb_uri)
+        .table(embedder.model_version)
+        .search()
+        .select(["chunk_id", "doc_id", "chunk_hash"])
+        .to_arrow()
+        .to_pylist()
+    )
 
 
-def test_parallel_runs_lose_nothing_and_duplicate_nothing(tmp_path: Path, minilm: Embedder,
-                                                          reliability_log: Callable[[dict], None]) -> None:
+def test_parallel_runs_lose_nothing_and_duplicate_nothing(
+    tmp_path: Path, minilm: Embedder, reliability_log: Callable[[dict], None]
+) -> None:
     env = project_env(tmp_path, shards="4")
     source = write_topics(tmp_path / "source")
     settings = Settings.from_env(env)
@@ -55,22 +79,31 @@ def test_parallel_runs_lose_nothing_and_duplicate_nothing(tmp_path: Path, minilm
         assert len(stored) == len(rows), "duplicate rows"
         assert stored == expected_index(settings, minilm)
         checked += len(rows)
-    reliability_log({"suite": "concurrency (5 processes, 4 shards, one table)", "trials": 2,
-                     "faults": {"racing writers of one shard": 2}, "rows_checked": checked, "rows_lost": 0,
-                     "duplicates": 0})
+    reliability_log(
+        {
+            "suite": "concurrency (5 processes, 4 shards, one table)",
+            "trials": 2,
+            "faults": {"racing writers of one shard": 2},
+            "rows_checked": checked,
+            "rows_lost": 0,
+            "duplicates": 0,
+        }
+    )
 
 
 def test_the_shard_lock_serializes_processes(tmp_path: Path) -> None:
     log = tmp_path / "intervals.txt"
-    code = ("import sys, time; from embedding_assets.core.staging import Staging\n"
-            "with Staging(sys.argv[1]).lock('s001'):\n"
-            "    start = time.monotonic(); time.sleep(0.4)\n"
-            "    open(sys.argv[2], 'a').write(f'{start} {time.monotonic()}\\n')\n")
+    code = (
+        "import sys, time; from embedding_assets.core.staging import Staging\n"
+        "with Staging(sys.argv[1]).lock('s001'):\n"
+        "    start = time.monotonic(); time.sleep(0.4)\n"
+        "    open(sys.argv[2], 'a').write(f'{start} {time.monotonic()}\\n')\n"
+    )
     procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "staging"), str(log)]) for _ in range(4)]
     assert all(p.wait(timeout=60) == 0 for p in procs)
     intervals = sorted(tuple(map(float, line.split())) for line in log.read_text().splitlines())
     assert len(intervals) == 4
-    assert all(earlier[1] <= later[0] for earlier, later in zip(intervals, intervals[1:], strict=False))
+    assert all(earlier[1] <= later[0] for earlier, later in itertools.pairwise(intervals))
     assert os.path.exists(tmp_path / "staging" / "locks" / "s001.lock")
 
 
@@ -90,8 +123,9 @@ for n in range(int(sys.argv[2])):
 """
 
 
-def test_readers_see_a_whole_shard_before_or_after_a_commit(tmp_path: Path,
-                                                             reliability_log: Callable[[dict], None]) -> None:
+def test_readers_see_a_whole_shard_before_or_after_a_commit(
+    tmp_path: Path, reliability_log: Callable[[dict], None]
+) -> None:
     uri = str(tmp_path / "lancedb")
     subprocess.run([sys.executable, "-c", WRITER, uri, "1"], check=True)  # the table exists, in state 0
     writer = subprocess.Popen([sys.executable, "-c", WRITER, uri, "40"])
@@ -104,6 +138,13 @@ def test_readers_see_a_whole_shard_before_or_after_a_commit(tmp_path: Path,
         seen |= versions
         reads += 1
     assert writer.returncode == 0 and seen == {"v0", "v1"}
-    reliability_log({"suite": "atomic shard commits (reader vs writer)", "trials": reads,
-                     "faults": {"concurrent commits": 40}, "rows_checked": reads * 25, "rows_lost": 0,
-                     "duplicates": 0})
+    reliability_log(
+        {
+            "suite": "atomic shard commits (reader vs writer)",
+            "trials": reads,
+            "faults": {"concurrent commits": 40},
+            "rows_checked": reads * 25,
+            "rows_lost": 0,
+            "duplicates": 0,
+        }
+    )

@@ -29,8 +29,11 @@ def refreshes(home: Path) -> Counter:
 
 def idle(home: Path) -> bool:
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        busy = instance.get_runs(filters=dg.RunsFilter(statuses=[
-            dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]))
+        busy = instance.get_runs(
+            filters=dg.RunsFilter(
+                statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+            )
+        )
         return not busy and all(b.status.value != "REQUESTED" for b in instance.get_backfills())
 
 
@@ -40,24 +43,48 @@ def test_the_daemon_keeps_the_index_equal_to_the_source(tmp_path: Path, minilm: 
     settings = Settings.from_env(env)
     home = tmp_path / "home"
     with dagster_dev(env, tmp_path / "dagster-dev.log") as dev:
-        dev.wait_for(lambda: indexed(settings, minilm.model_version) == expected_index(settings, minilm),
-                     "first index built by the sensors", TIMEOUT)
+        dev.wait_for(
+            lambda: indexed(settings, minilm.model_version) == expected_index(settings, minilm),
+            "first index built by the sensors",
+            TIMEOUT,
+        )
         dev.wait_for(lambda: idle(home), "idle daemon", TIMEOUT)
         before = refreshes(home)
         assert set(before) == {"s000", "s001", "s002", "s003"}
 
         (tmp_path / "source" / "while.txt").write_text("The while statement\n\nNow a one-line document.")
-        dev.wait_for(lambda: indexed(settings, minilm.model_version) == expected_index(settings, minilm),
-                     "the edit indexed", TIMEOUT)
+        dev.wait_for(
+            lambda: indexed(settings, minilm.model_version) == expected_index(settings, minilm),
+            "the edit indexed",
+            TIMEOUT,
+        )
         time.sleep(15)  # several sensor and automation ticks: nothing else may run
         dev.wait_for(lambda: idle(home), "idle daemon", TIMEOUT)
         after = refreshes(home)
         assert after - before == Counter({shard_of("while.txt", settings.shards): 1})
 
         backfill = subprocess.run(
-            [str(PROJECT_ROOT / ".venv/bin/dagster"), "job", "backfill", "-w", "workspace.yaml", "-j", "refresh_job",
-             "--partitions", "s000,s001", "--noprompt"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
+            [
+                str(PROJECT_ROOT / ".venv/bin/dagster"),
+                "job",
+                "backfill",
+                "-w",
+                "workspace.yaml",
+                "-j",
+                "refresh_job",
+                "--partitions",
+                "s000,s001",
+                "--noprompt",
+            ],
+            cwd=PROJECT_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         assert backfill.returncode == 0, backfill.stderr[-2000:]
-        dev.wait_for(lambda: refreshes(home)["s001"] > after["s001"] and refreshes(home)["s000"] > after["s000"],
-                     "the queued backfill executed by the daemon", TIMEOUT)
+        dev.wait_for(
+            lambda: refreshes(home)["s001"] > after["s001"] and refreshes(home)["s000"] > after["s000"],
+            "the queued backfill executed by the daemon",
+            TIMEOUT,
+        )
         assert indexed(settings, minilm.model_version) == expected_index(settings, minilm)

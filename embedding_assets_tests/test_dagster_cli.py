@@ -20,11 +20,21 @@ ASSETS = "raw_documents,chunks,embeddings,vector_table"
 
 def dagster(settings: Settings, home: Path, *args: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EMBEDDING_ASSETS_")}
-    env.update({f"EMBEDDING_ASSETS_{f.name.upper()}": str(getattr(settings, f.name))
-                for f in dataclasses.fields(Settings) if getattr(settings, f.name) is not None})
+    env.update(
+        {
+            f"EMBEDDING_ASSETS_{f.name.upper()}": str(getattr(settings, f.name))
+            for f in dataclasses.fields(Settings)
+            if getattr(settings, f.name) is not None
+        }
+    )
     env["DAGSTER_HOME"] = str(home)
-    done = subprocess.run([str(DAGSTER), "asset", "materialize", "-m", "embedding_assets.definitions", *args],
-                          env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [str(DAGSTER), "asset", "materialize", "-m", "embedding_assets.definitions", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
 
 

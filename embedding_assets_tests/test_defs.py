@@ -1,5 +1,6 @@
 """The definitions load, have the documented shape, and refuse misconfiguration with one clear message."""
 
+import itertools
 import os
 import shutil
 import subprocess
@@ -26,7 +27,7 @@ def test_asset_graph_is_the_partitioned_chain(settings: Settings) -> None:
     assert keys == {*CHAIN, "retrieval_eval"}
     evaluation = graph.get(dg.AssetKey("retrieval_eval"))
     assert evaluation.parent_keys == {dg.AssetKey("vector_table")} and evaluation.partitions_def is None
-    for upstream, downstream in zip(CHAIN, CHAIN[1:], strict=False):
+    for upstream, downstream in itertools.pairwise(CHAIN):
         assert graph.get(dg.AssetKey(downstream)).parent_keys == {dg.AssetKey(upstream)}
     for name in CHAIN:
         node = graph.get(dg.AssetKey(name))
@@ -34,14 +35,16 @@ def test_asset_graph_is_the_partitioned_chain(settings: Settings) -> None:
         assert node.backfill_policy == (dg.BackfillPolicy.single_run() if node.is_materializable else None)
     assert graph.get(dg.AssetKey("embeddings")).code_version == "local:all-MiniLM-L6-v2-onnx-int8@1.0.0/384d"
     assert graph.get(dg.AssetKey("chunks")).code_version == (
-        f"chunker-v{CHUNKER_VERSION}/max200/overlap32/wordpiece:all-MiniLM-L6-v2-onnx-int8")
+        f"chunker-v{CHUNKER_VERSION}/max200/overlap32/wordpiece:all-MiniLM-L6-v2-onnx-int8"
+    )
     assert defs.resolve_assets_def(dg.AssetKey("embeddings")).op.pool == "embedding_api_local"
     checks = {k.name for k in graph.asset_check_keys if k.asset_key == dg.AssetKey("vector_table")}
     assert checks == {VECTOR_TABLE_INTEGRITY, INDEX_MATCHES_SOURCE, EMBEDDING_DRIFT}
 
 
-def test_the_openai_key_reaches_the_resource_only_as_an_env_var(settings: Settings,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_openai_key_reaches_the_resource_only_as_an_env_var(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-never-in-metadata")
     openai_settings = Settings(**{**settings.__dict__, "model": "openai:text-embedding-3-small"})
     embedder = build_resources(openai_settings)["embedder"]
@@ -49,7 +52,8 @@ def test_the_openai_key_reaches_the_resource_only_as_an_env_var(settings: Settin
     assert build_resources(settings)["embedder"].api_key is None
     defs = build_definitions(openai_settings)
     assert defs.resolve_asset_graph().get(dg.AssetKey("embeddings")).code_version == (
-        "openai:text-embedding-3-small/1536d")
+        "openai:text-embedding-3-small/1536d"
+    )
 
 
 def test_chunks_longer_than_the_model_reads_are_refused(settings: Settings) -> None:
@@ -57,17 +61,28 @@ def test_chunks_longer_than_the_model_reads_are_refused(settings: Settings) -> N
         build_definitions(Settings(**{**settings.__dict__, "chunk_tokens": 300, "chunk_overlap": 32}))
 
 
-@pytest.mark.parametrize(("env", "message"), [
-    ({"EMBEDDING_ASSETS_MODEL": "local:bert"}, "unknown embedding model 'local:bert'"),
-    ({"EMBEDDING_ASSETS_MODEL": "openai:text-embedding-3-small"}, 
-     "model openai:text-embedding-3-small needs an API key: set OPENAI_API_KEY"),
-    ({"EMBEDDING_ASSETS_SHARDS": "lots"}, "EMBEDDING_ASSETS_SHARDS must be an integer"),
-])
-def test_loading_the_module_fails_fast_with_one_clear_message(env: dict[str, str], message: str,
-                                                              tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"EMBEDDING_ASSETS_MODEL": "local:bert"}, "unknown embedding model 'local:bert'"),
+        (
+            {"EMBEDDING_ASSETS_MODEL": "openai:text-embedding-3-small"},
+            "model openai:text-embedding-3-small needs an API key: set OPENAI_API_KEY",
+        ),
+        ({"EMBEDDING_ASSETS_SHARDS": "lots"}, "EMBEDDING_ASSETS_SHARDS must be an integer"),
+    ],
+)
+def test_loading_the_module_fails_fast_with_one_clear_message(
+    env: dict[str, str], message: str, tmp_path: Path
+) -> None:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("EMBEDDING_ASSETS_", "OPENAI_"))}
-    done = subprocess.run([sys.executable, "-c", "import embedding_assets.definitions"], cwd=tmp_path,
-                          env={**clean, **env}, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", "import embedding_assets.definitions"],
+        cwd=tmp_path,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode != 0
     assert done.stderr.strip().splitlines()[-1].startswith(f"embedding_assets.core.errors.ConfigError: {message}")
 

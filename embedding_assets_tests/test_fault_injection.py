@@ -27,8 +27,14 @@ RANDOM_TIME_TRIALS = 6
 
 def check_table(settings: Settings, embedder: Embedder) -> tuple[int, int, int]:
     """(rows checked, rows lost, duplicate rows) of the table against the oracle; fails on any mismatch."""
-    rows = VectorStore(settings.lancedb_uri).table(embedder.model_version).search() \
-        .select(["chunk_id", "doc_id", "chunk_hash", "model_version"]).to_arrow().to_pylist()
+    rows = (
+        VectorStore(settings.lancedb_uri)
+        .table(embedder.model_version)
+        .search()
+        .select(["chunk_id", "doc_id", "chunk_hash", "model_version"])
+        .to_arrow()
+        .to_pylist()
+    )
     stored = {r["chunk_id"]: (r["doc_id"], r["chunk_hash"]) for r in rows}
     oracle = expected_index(settings, embedder)
     lost = len(oracle.keys() - stored.keys())
@@ -39,15 +45,20 @@ def check_table(settings: Settings, embedder: Embedder) -> tuple[int, int, int]:
 
 
 def test_sigkill_anywhere_then_rerun_restores_the_exact_index(
-        tmp_path: Path, minilm: Embedder, reliability_log: Callable[[dict], None]) -> None:
+    tmp_path: Path, minilm: Embedder, reliability_log: Callable[[dict], None]
+) -> None:
     env = project_env(tmp_path, shards="4")
     source = write_topics(tmp_path / "source")
-    (source / "records.jsonl").write_text("\n".join(
-        json.dumps({"id": f"rec-{i}", "text": f"Record {i} about statement number {i}."}) for i in range(6)))
+    (source / "records.jsonl").write_text(
+        "\n".join(json.dumps({"id": f"rec-{i}", "text": f"Record {i} about statement number {i}."}) for i in range(6))
+    )
     settings = Settings.from_env(env)
     rng, spare = random.Random(5), list(SPARE_TOPICS)
-    trials = [(p, nth, round(rng.uniform(0.0, 0.05), 3)) for p in sorted(POINTS, key=lambda p: not p.startswith(
-        "registry")) for nth in (1, 2, 3)]
+    trials = [
+        (p, nth, round(rng.uniform(0.0, 0.05), 3))
+        for p in sorted(POINTS, key=lambda p: not p.startswith("registry"))
+        for nth in (1, 2, 3)
+    ]
     trials += [("random", 0, round(rng.uniform(2.0, 4.5), 2)) for _ in range(RANDOM_TIME_TRIALS)]
     faults: Counter = Counter()
     rows_checked = lost = duplicates = 0
@@ -56,9 +67,20 @@ def test_sigkill_anywhere_then_rerun_restores_the_exact_index(
             if faults.total():  # the first trial builds the index from nothing
                 random_edit(source, rng, spare)
                 random_edit(source, rng, spare)
-            worker = subprocess.Popen([sys.executable, "-m", "embedding_assets_tests.fault_worker",
-                                       "none" if point == "random" else point, str(nth), str(delay)],
-                                      cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            worker = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "embedding_assets_tests.fault_worker",
+                    "none" if point == "random" else point,
+                    str(nth),
+                    str(delay),
+                ],
+                cwd=PROJECT_ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
             if point == "random":
                 time.sleep(delay)
                 worker.kill()
@@ -70,6 +92,14 @@ def test_sigkill_anywhere_then_rerun_restores_the_exact_index(
             checked, missing, doubled = check_table(settings, minilm)
             rows_checked, lost, duplicates = rows_checked + checked, lost + missing, duplicates + doubled
             assert refresh(settings, instance).runs == [], "after recovery nothing may be stale"
-    reliability_log({"suite": "fault injection (SIGKILL)", "trials": len(trials), "faults": dict(faults),
-                     "rows_checked": rows_checked, "rows_lost": lost, "duplicates": duplicates})
+    reliability_log(
+        {
+            "suite": "fault injection (SIGKILL)",
+            "trials": len(trials),
+            "faults": dict(faults),
+            "rows_checked": rows_checked,
+            "rows_lost": lost,
+            "duplicates": duplicates,
+        }
+    )
     assert faults.total() >= 20, faults

@@ -30,8 +30,12 @@ pytestmark = pytest.mark.slow
 def table_rows(settings: Settings, model_version: str) -> dict[str, dict]:
     """chunk_id → stored row (without the vector); fails on duplicate chunk ids."""
     table = VectorStore(settings.lancedb_uri).table(model_version)
-    rows = table.search().select(["chunk_id", "doc_id", "shard", "chunk_hash", "model_version", "embedded_at"]) \
-        .to_arrow().to_pylist()
+    rows = (
+        table.search()
+        .select(["chunk_id", "doc_id", "shard", "chunk_hash", "model_version", "embedded_at"])
+        .to_arrow()
+        .to_pylist()
+    )
     by_id = {r["chunk_id"]: r for r in rows}
     assert len(by_id) == len(rows), "duplicate chunk ids in the table"
     return by_id
@@ -39,9 +43,12 @@ def table_rows(settings: Settings, model_version: str) -> dict[str, dict]:
 
 def test_randomized_changes_keep_the_table_equal_to_the_source(settings: Settings, minilm: Embedder) -> None:
     source = Path(settings.source_dir)
-    (source / "records.jsonl").write_text("\n".join(
-        json.dumps({"id": f"rec-{i}", "text": f"Record {i} describes keyword number {i} of the language."})
-        for i in range(10)))
+    (source / "records.jsonl").write_text(
+        "\n".join(
+            json.dumps({"id": f"rec-{i}", "text": f"Record {i} describes keyword number {i} of the language."})
+            for i in range(10)
+        )
+    )
     rng, spare = random.Random(20261125), list(SPARE_TOPICS)
     model = minilm.model_version
     with dg.instance_for_test() as instance:
@@ -58,8 +65,11 @@ def test_randomized_changes_keep_the_table_equal_to_the_source(settings: Setting
             assert {r["model_version"] for r in after.values()} == {model}
             untouched = [k for k, r in after.items() if r["doc_id"] not in touched]
             assert all(after[k] == before[k] for k in untouched), "untouched rows must keep embedded_at"
-            assert set(report.stale) == {shard_of(d, settings.shards) for d in touched
-                                         if any(v[0] == d for v in (*oracle.values(), *oracle_before.values()))}
+            assert set(report.stale) == {
+                shard_of(d, settings.shards)
+                for d in touched
+                if any(v[0] == d for v in (*oracle.values(), *oracle_before.values()))
+            }
             # Only text this shard has never embedded reaches the model.
             hashes_before = {(r["shard"], r["chunk_hash"]) for r in before.values()}
             new_text = sum(1 for r in after.values() if (r["shard"], r["chunk_hash"]) not in hashes_before)
@@ -68,8 +78,12 @@ def test_randomized_changes_keep_the_table_equal_to_the_source(settings: Setting
 
 
 def test_verify_finds_drift_the_check_reports_it_and_repair_fixes_it(
-        settings: Settings, minilm: Embedder, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    settings: Settings,
+    minilm: Embedder,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     for field in dataclasses.fields(Settings):
         if getattr(settings, field.name) is not None:
             monkeypatch.setenv(f"EMBEDDING_ASSETS_{field.name.upper()}", str(getattr(settings, field.name)))

@@ -26,8 +26,11 @@ GOLDEN = [  # written for the 12 test topics
     {"query": "run code only when a condition holds", "relevant": ["if.txt"]},
     {"query": "repeat statements as long as an expression is true", "relevant": ["while.txt"]},
     {"query": "load a module from a package", "relevant": ["import.txt"]},
-    {"query": "signal an error condition to the caller", "relevant": ["raise.txt", "exceptions.txt"],
-     "grades": {"raise.txt": 2, "exceptions.txt": 1}},
+    {
+        "query": "signal an error condition to the caller",
+        "relevant": ["raise.txt", "exceptions.txt"],
+        "grades": {"raise.txt": 2, "exceptions.txt": 1},
+    },
     {"query": "remove a name binding or a list item", "relevant": ["del.txt"]},
     {"query": "debugging checks that can be disabled", "relevant": ["assert.txt"]},
 ]
@@ -53,8 +56,9 @@ def candidate(settings: Settings, **changes) -> Settings:
     return dataclasses.replace(settings, model="openai:test-embed-64", **changes)
 
 
-def test_promote_refuse_force_rollback_and_drop(env: Settings, minilm: Embedder,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_promote_refuse_force_rollback_and_drop(
+    env: Settings, minilm: Embedder, capsys: pytest.CaptureFixture[str]
+) -> None:
     store = VectorStore(env.lancedb_uri)
     with dg.instance_for_test() as instance:
         materialize(env, instance)
@@ -105,7 +109,8 @@ def test_budget_refuses_a_run_before_any_request(env: Settings, server_url: str)
         assert not result.success
         failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
         assert "over the run budget of $0.0000 (EMBEDDING_ASSETS_RUN_BUDGET_USD)" in str(
-            failure.event_specific_data.error.message)
+            failure.event_specific_data.error.message
+        )
         assert call(server_url, "/stats")["embeddings_served"] == 0
 
 
@@ -123,8 +128,9 @@ def test_rate_limits_are_retried_and_counted(env: Settings, server_url: str) -> 
 def test_drift_check_warns_when_stored_vectors_change(env: Settings, minilm: Embedder) -> None:
     with dg.instance_for_test() as instance:
         materialize(env, instance, partition="s002")
-        assert (EMBEDDING_DRIFT, "s002", True) in check_evaluations(run_checks(env, instance, "s002",
-                                                                             [EMBEDDING_DRIFT]))
+        assert (EMBEDDING_DRIFT, "s002", True) in check_evaluations(
+            run_checks(env, instance, "s002", [EMBEDDING_DRIFT])
+        )
         table = VectorStore(env.lancedb_uri).table(minilm.model_version)
         rows = table.search().where("shard = 's002'").to_arrow()
         noise = np.random.default_rng(0).normal(size=(rows.num_rows, 384)).astype(np.float32)
@@ -133,7 +139,8 @@ def test_drift_check_warns_when_stored_vectors_change(env: Settings, minilm: Emb
         table.merge_insert("chunk_id").when_matched_update_all().execute(perturbed.cast(table.schema))
         result = run_checks(env, instance, "s002", [EMBEDDING_DRIFT])
         assert (EMBEDDING_DRIFT, "s002", False) in check_evaluations(result)
-        evaluation = next(e.event_specific_data for e in result.all_events
-                          if e.event_type_value == "ASSET_CHECK_EVALUATION")
+        evaluation = next(
+            e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        )
         assert evaluation.severity == dg.AssetCheckSeverity.WARN
         assert evaluation.metadata["min_cosine"].value < 0.5

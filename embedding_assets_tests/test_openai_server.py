@@ -63,8 +63,9 @@ def test_vectors_are_deterministic_and_roughly_semantic(server_url: str) -> None
 def test_dimensions_truncates_and_renormalises(server_url: str) -> None:
     c = client(server_url)
     full = np.array(c.embeddings.create(model="text-embedding-3-large", input="hello").data[0].embedding)
-    short = np.array(c.embeddings.create(model="text-embedding-3-large", input="hello", dimensions=256)
-                     .data[0].embedding)
+    short = np.array(
+        c.embeddings.create(model="text-embedding-3-large", input="hello", dimensions=256).data[0].embedding
+    )
     assert full.shape == (3072,) and short.shape == (256,)
     assert np.linalg.norm(short) == pytest.approx(1.0, abs=1e-6)
     np.testing.assert_allclose(short, full[:256] / np.linalg.norm(full[:256]), atol=1e-6)
@@ -113,16 +114,18 @@ def test_unknown_model_is_not_found(server_url: str) -> None:
 
 
 def test_missing_key_is_unauthorised(server_url: str) -> None:
-    req = urllib.request.Request(server_url + "/embeddings", method="POST",
-                                 data=json.dumps({"model": "test-embed-64", "input": "x"}).encode())
+    req = urllib.request.Request(
+        server_url + "/embeddings", method="POST", data=json.dumps({"model": "test-embed-64", "input": "x"}).encode()
+    )
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(req, timeout=10)
     assert info.value.code == 401
     assert json.load(info.value)["error"]["type"] == "invalid_request_error"
     # The client refuses api_key="" itself; a per-call omitted header gets the request sent without one.
     with pytest.raises(openai.AuthenticationError):
-        client(server_url).embeddings.create(model="test-embed-64", input="x",
-                                             extra_headers={"Authorization": openai.Omit()})
+        client(server_url).embeddings.create(
+            model="test-embed-64", input="x", extra_headers={"Authorization": openai.Omit()}
+        )
 
 
 def test_wrong_key_is_unauthorised_when_the_server_has_one() -> None:

@@ -1,6 +1,7 @@
 """The production profile on one machine: the Dagster instance on a real PostgreSQL server, LanceDB on a
 real S3-compatible server (moto), runs queued and launched in separate processes by the daemon."""
 
+import itertools
 import json
 import os
 import random
@@ -42,8 +43,9 @@ class Production:
 
 
 @pytest.fixture
-def production(tmp_path: Path, postgres: Postgres, object_store: ObjectStore,
-               monkeypatch: pytest.MonkeyPatch) -> Production:
+def production(
+    tmp_path: Path, postgres: Postgres, object_store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> Production:
     """A fresh database and bucket, DAGSTER_HOME holding deploy/production/dagster.yaml, 4 shards."""
     name = f"t{uuid.uuid4().hex[:12]}"
     db, uri = postgres.create_database(name), object_store.create_bucket(f"ea-{name}")
@@ -57,8 +59,9 @@ def production(tmp_path: Path, postgres: Postgres, object_store: ObjectStore,
     return Production(env, Settings.from_env(env), home, db, uri.removeprefix("s3://"))
 
 
-def assert_secret_never_stored(production: Production, instance: dg.DagsterInstance, postgres: Postgres,
-                               object_store: ObjectStore) -> None:
+def assert_secret_never_stored(
+    production: Production, instance: dg.DagsterInstance, postgres: Postgres, object_store: ObjectStore
+) -> None:
     """The S3 secret is in no event, log, run record, database row, table object or staged file."""
     for run in instance.get_runs():
         assert S3_SECRET not in str(run.run_config) and S3_SECRET not in str(run.tags)
@@ -72,14 +75,21 @@ def assert_secret_never_stored(production: Production, instance: dg.DagsterInsta
 
 
 @pytest.mark.slow
-def test_the_index_follows_the_source_on_postgres_and_s3(production: Production, minilm: Embedder,
-                                                          postgres: Postgres, object_store: ObjectStore,
-                                                          capfd: pytest.CaptureFixture[str]) -> None:
+def test_the_index_follows_the_source_on_postgres_and_s3(
+    production: Production,
+    minilm: Embedder,
+    postgres: Postgres,
+    object_store: ObjectStore,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
     settings, source = production.settings, Path(production.settings.source_dir)
     assert settings.lancedb_uri.startswith("s3://")
-    (source / "records.jsonl").write_text("\n".join(
-        json.dumps({"id": f"rec-{i}", "text": f"Record {i} describes keyword number {i} of the language."})
-        for i in range(10)))
+    (source / "records.jsonl").write_text(
+        "\n".join(
+            json.dumps({"id": f"rec-{i}", "text": f"Record {i} describes keyword number {i} of the language."})
+            for i in range(10)
+        )
+    )
     rng, spare = random.Random(20261126), list(SPARE_TOPICS)
     with dg.DagsterInstance.from_config(str(production.home)) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
@@ -117,8 +127,8 @@ def finished_runs(home: Path, expected: int, proc: subprocess.Popen, log: Path) 
 
 @pytest.mark.slow
 def test_a_queued_backfill_runs_shards_in_parallel_processes_and_loses_nothing(
-        production: Production, minilm: Embedder, postgres: Postgres, object_store: ObjectStore,
-        tmp_path: Path) -> None:
+    production: Production, minilm: Embedder, postgres: Postgres, object_store: ObjectStore, tmp_path: Path
+) -> None:
     env, settings = production.env, production.settings
     dg.DagsterInstance.from_config(str(production.home)).dispose()  # create the schema once, before any racer
     for sensor in ("source_change_sensor", "pipeline_automation_sensor"):  # only the backfills run here
@@ -126,28 +136,49 @@ def test_a_queued_backfill_runs_shards_in_parallel_processes_and_loses_nothing(
     log = tmp_path / "daemon.log"
     with process_group([str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], env, log) as proc:
         # Every shard, and a second backfill of two of them racing the first: six runs, four shards.
-        dagster_cli(env, "job", "backfill", "-w", "workspace.yaml", "-j", "refresh_job", "--partitions",
-                    "s000,s001,s002,s003", "--noprompt")
-        dagster_cli(env, "job", "backfill", "-w", "workspace.yaml", "-j", "refresh_job", "--partitions",
-                    "s001,s002", "--noprompt")
+        dagster_cli(
+            env,
+            "job",
+            "backfill",
+            "-w",
+            "workspace.yaml",
+            "-j",
+            "refresh_job",
+            "--partitions",
+            "s000,s001,s002,s003",
+            "--noprompt",
+        )
+        dagster_cli(
+            env,
+            "job",
+            "backfill",
+            "-w",
+            "workspace.yaml",
+            "-j",
+            "refresh_job",
+            "--partitions",
+            "s001,s002",
+            "--noprompt",
+        )
         records = finished_runs(production.home, 6, proc, log)
     assert [r.dagster_run.status for r in records] == [dg.DagsterRunStatus.SUCCESS] * 6, log.read_text()[-3000:]
     assert indexed(settings, minilm.model_version) == expected_index(settings, minilm)
 
     spans: dict[str, list[tuple[float, float]]] = {}
     for record in records:
-        spans.setdefault(record.dagster_run.tags["dagster/partition"], []).append(
-            (record.start_time, record.end_time))
+        spans.setdefault(record.dagster_run.tags["dagster/partition"], []).append((record.start_time, record.end_time))
     assert sorted(len(s) for s in spans.values()) == [1, 1, 2, 2]
     for shard in ("s001", "s002"):  # the per-shard limit: two runs of one shard never overlap
         (_, first_end), (second_start, _) = sorted(spans[shard])
         assert first_end <= second_start, f"two runs of {shard} overlapped"
     intervals = sorted(s for pair in spans.values() for s in pair)
-    assert any(later[0] < earlier[1] for earlier, later in zip(intervals, intervals[1:], strict=False)), \
+    assert any(later[0] < earlier[1] for earlier, later in itertools.pairwise(intervals)), (
         "runs of different shards should run at the same time"
+    )
     with dg.DagsterInstance.from_config(str(production.home)) as instance:
-        pids = [{e.dagster_event.pid for e in instance.all_logs(r.dagster_run.run_id, of_type=STEP_START)}
-                for r in records]
+        pids = [
+            {e.dagster_event.pid for e in instance.all_logs(r.dagster_run.run_id, of_type=STEP_START)} for r in records
+        ]
         assert all(len(p) == 1 for p in pids), pids  # every step of a run in the run's process
         assert len(set().union(*pids) - {os.getpid()}) == 6, f"six runs, six separate processes: {pids}"
         assert_secret_never_stored(production, instance, postgres, object_store)
@@ -177,8 +208,9 @@ print(json.dumps(versions))
 
 @pytest.mark.slow
 @pytest.mark.reliability
-def test_concurrent_writers_on_object_storage_lose_nothing(object_store: ObjectStore, tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_concurrent_writers_on_object_storage_lose_nothing(
+    object_store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Writers of different shards commit at once, unserialized; two writers of one shard hold the shard
     lock, as the pipeline does (without it, two first inserts of the same new rows can both land: we saw
     20 duplicated rows once in a few runs, on S3, with every commit at its own version)."""
@@ -188,8 +220,15 @@ def test_concurrent_writers_on_object_storage_lose_nothing(object_store: ObjectS
     staging = str(tmp_path / "staging")  # in production: the volume every worker shares
     subprocess.run([sys.executable, "-c", WRITER, uri, "s000", "1", staging], check=True, capture_output=True)
     rounds, shards = 5, ["s001", "s002", "s003", "s004", "s005", "s001"]  # s001 written by two processes
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, uri, shard, str(rounds), staging], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for shard in shards]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, uri, shard, str(rounds), staging],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for shard in shards
+    ]
     versions = []
     for proc in procs:
         out, err = proc.communicate(timeout=300)
@@ -202,8 +241,7 @@ def test_concurrent_writers_on_object_storage_lose_nothing(object_store: ObjectS
     assert len({r["chunk_id"] for r in rows}) == len(rows), "duplicate rows"
     final = f"r{(rounds - 1) % 2}"  # every writer's last round wrote the same rows
     expected = {("s000", "r0", 20)} | {(s, final, 20 if final == "r0" else 30) for s in set(shards)}
-    assert {(s, r["doc_hash"], sum(1 for x in rows if x["shard"] == s)) for r in rows for s in [r["shard"]]} \
-        == expected
+    assert {(s, r["doc_hash"], sum(1 for x in rows if x["shard"] == s)) for r in rows for s in [r["shard"]]} == expected
     assert table.version == max(versions)
 
 
@@ -213,18 +251,32 @@ def test_the_profile_selects_the_instance_config_and_a_bad_one_fails_clearly() -
     production = Settings.from_env({"EMBEDDING_ASSETS_PROFILE": "production"})
     assert instance_config(production.profile) == PROJECT_ROOT / "deploy" / "production" / "dagster.yaml"
     assert "postgres:" in instance_config(production.profile).read_text()
-    with pytest.raises(ConfigError, match=r"^EMBEDDING_ASSETS_PROFILE must be one of local, production, "
-                                          r"got 'prod'$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^EMBEDDING_ASSETS_PROFILE must be one of local, production, "
+        r"got 'prod'$",
+    ):
         Settings.from_env({"EMBEDDING_ASSETS_PROFILE": "prod"})
-    done = subprocess.run([str(BIN / "embedding-assets"), "instance-config"], capture_output=True, text=True,
-                          env=os.environ | {"EMBEDDING_ASSETS_PROFILE": "production"})
+    done = subprocess.run(
+        [str(BIN / "embedding-assets"), "instance-config"],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"EMBEDDING_ASSETS_PROFILE": "production"},
+    )
     assert done.stdout.strip() == str(instance_config("production"))
 
 
 def test_storage_options_carry_the_endpoint_and_never_a_credential() -> None:
-    environ = {"AWS_ENDPOINT_URL": "http://127.0.0.1:9000", "AWS_REGION": "eu-west-1",
-               "AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": S3_SECRET}
+    environ = {
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9000",
+        "AWS_REGION": "eu-west-1",
+        "AWS_ACCESS_KEY_ID": "id",
+        "AWS_SECRET_ACCESS_KEY": S3_SECRET,
+    }
     assert storage_options("/data/lancedb", environ) is None
     assert storage_options("s3://bucket/lancedb", environ) == {
-        "aws_endpoint": "http://127.0.0.1:9000", "allow_http": "true", "aws_region": "eu-west-1"}
+        "aws_endpoint": "http://127.0.0.1:9000",
+        "allow_http": "true",
+        "aws_region": "eu-west-1",
+    }
     assert storage_options("s3://bucket/lancedb", {"AWS_REGION": "us-east-1"}) == {"aws_region": "us-east-1"}

@@ -38,8 +38,14 @@ def fresh_server(server_url: str) -> None:
 def embedder(url: str, slept: list[float]) -> OpenAIEmbedder:
     policy = RetryPolicy(max_attempts=MAX_ATTEMPTS, base_delay=BASE_DELAY, sleep=slept.append)
     # A known model with a requested dimension, so the embedder knows what length to expect.
-    return OpenAIEmbedder("text-embedding-3-small", dimensions=64, api_key="test-key", base_url=url,
-                          retry_policy=policy, timeout_seconds=0.3)
+    return OpenAIEmbedder(
+        "text-embedding-3-small",
+        dimensions=64,
+        api_key="test-key",
+        base_url=url,
+        retry_policy=policy,
+        timeout_seconds=0.3,
+    )
 
 
 def inject(url: str, kind: str, count: int) -> None:
@@ -89,7 +95,8 @@ def test_unknown_fault_kinds_are_refused(server_url: str) -> None:
 
 
 def test_a_step_that_exhausts_its_retries_is_retried_by_dagster_and_succeeds(
-        settings: Settings, server_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings: Settings, server_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "test-key")
     monkeypatch.setenv("OPENAI_BASE_URL", server_url)
     openai_settings = Settings(**{**settings.__dict__, "model": "openai:text-embedding-3-small", "dimensions": 32})

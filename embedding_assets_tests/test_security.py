@@ -15,13 +15,16 @@ KEY = "sk-proj-DO-NOT-LEAK-8f3a1c9e77d24b6a"
 
 
 def test_the_api_key_never_reaches_metadata_logs_tables_or_files(
-        settings: Settings, server_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capfd: pytest.CaptureFixture[str]) -> None:
+    settings: Settings,
+    server_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     monkeypatch.setenv("OPENAI_BASE_URL", server_url)
     call(server_url, "/control", {"reset": True, "rate_limit_first": 1, "retry_after": 0.05})  # a retry logs too
-    openai_settings = Settings(**{**settings.__dict__, "model": "openai:text-embedding-3-small",
-                                  "dimensions": 64})
+    openai_settings = Settings(**{**settings.__dict__, "model": "openai:text-embedding-3-small", "dimensions": 64})
     home = tmp_path / "dagster_home"
     home.mkdir()
     with dg.DagsterInstance.from_config(str(home)) as instance:
@@ -33,8 +36,12 @@ def test_the_api_key_never_reaches_metadata_logs_tables_or_files(
             assert KEY not in str(run.run_config) and KEY not in str(run.tags)
             for record in instance.all_logs(run.run_id):
                 assert KEY not in str(record)
-    written = [p for root in (home, Path(settings.lancedb_uri), Path(settings.staging_dir)) for p in root.rglob("*")
-               if p.is_file()]
+    written = [
+        p
+        for root in (home, Path(settings.lancedb_uri), Path(settings.staging_dir))
+        for p in root.rglob("*")
+        if p.is_file()
+    ]
     assert len(written) > 20  # instance databases, Lance fragments and manifests, Parquet, scan state
     assert not [p for p in written if KEY.encode() in p.read_bytes()]
     out, err = capfd.readouterr()
@@ -48,7 +55,7 @@ def listening_addresses(port: int) -> set[str]:
         local, state = line.split()[1], line.split()[3]
         address, hex_port = local.split(":")
         if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
-            addresses.add(".".join(str(int(address[i:i + 2], 16)) for i in (6, 4, 2, 0)))
+            addresses.add(".".join(str(int(address[i : i + 2], 16)) for i in (6, 4, 2, 0)))
     return addresses
 
 

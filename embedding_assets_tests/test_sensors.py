@@ -17,8 +17,9 @@ RANGE = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_e
 
 def tick(settings: Settings, instance: dg.DagsterInstance, name: str, cursor: str | None = None):
     defs = build_definitions(settings)
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs,
-                                      resources=build_resources(settings))
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, definitions=defs, resources=build_resources(settings)
+    )
     return defs.resolve_sensor_def(name)(context)
 
 
@@ -57,7 +58,8 @@ def test_ttl_sensor_and_ttl_refresh_re_embed_expired_vectors(settings: Settings,
         off = tick(settings, instance, "ttl_expiry_sensor")
         assert isinstance(off, dg.SkipReason) and "TTL_DAYS is not set" in off.skip_message
         assert build_definitions(settings).resolve_sensor_def("ttl_expiry_sensor").default_status == (
-            dg.DefaultSensorStatus.STOPPED)
+            dg.DefaultSensorStatus.STOPPED
+        )
 
         expiring = Settings(**{**settings.__dict__, "ttl_days": 1e-9})  # every stored vector has expired
         expired = tick(expiring, instance, "ttl_expiry_sensor")
@@ -65,8 +67,11 @@ def test_ttl_sensor_and_ttl_refresh_re_embed_expired_vectors(settings: Settings,
         assert expired.run_requests[0].asset_selection == [dg.AssetKey("embeddings"), dg.AssetKey("vector_table")]
 
         job = build_definitions(expiring).resolve_implicit_global_asset_job_def()
-        job.execute_in_process(instance=instance, partition_key="s001",
-                               asset_selection=[dg.AssetKey("embeddings"), dg.AssetKey("vector_table")])
+        job.execute_in_process(
+            instance=instance,
+            partition_key="s001",
+            asset_selection=[dg.AssetKey("embeddings"), dg.AssetKey("vector_table")],
+        )
         figures = metadata(instance, "embeddings", "s001")
         assert figures["chunks_embedded"] == figures["chunks"] > 0 and figures["chunks_reused"] == 0
         assert metadata(instance, "vector_table", "s001")["chunks_updated"] == figures["chunks"]
@@ -79,8 +84,11 @@ def test_refresh_schedule_reconciles_with_the_table(settings: Settings, minilm: 
     assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
 
     def run_schedule(instance: dg.DagsterInstance):
-        context = dg.build_schedule_context(instance=instance, resources=build_resources(settings),
-                                            scheduled_execution_time=datetime(2026, 11, 25, 13, tzinfo=UTC))
+        context = dg.build_schedule_context(
+            instance=instance,
+            resources=build_resources(settings),
+            scheduled_execution_time=datetime(2026, 11, 25, 13, tzinfo=UTC),
+        )
         return schedule.evaluate_tick(context)
 
     with dg.instance_for_test() as instance:

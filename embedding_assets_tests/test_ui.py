@@ -34,8 +34,8 @@ def test_assets_form_the_partitioned_chain(nodes: dict[str, dict[str, Any]]) -> 
     assert set(nodes) == {*CHAIN, "retrieval_eval"}
     assert keys(nodes["retrieval_eval"]["dependencyKeys"]) == ["vector_table"]
     for i, name in enumerate(CHAIN):
-        assert keys(nodes[name]["dependencyKeys"]) == CHAIN[max(i - 1, 0):i], name
-        assert keys(nodes[name]["dependedByKeys"]) == (CHAIN[i + 1:i + 2] or ["retrieval_eval"]), name
+        assert keys(nodes[name]["dependencyKeys"]) == CHAIN[max(i - 1, 0) : i], name
+        assert keys(nodes[name]["dependedByKeys"]) == (CHAIN[i + 1 : i + 2] or ["retrieval_eval"]), name
         assert nodes[name]["partitionKeys"] == SHARDS, name
         assert nodes[name]["repository"]["location"]["name"] == "embedding_assets"
 

@@ -31,8 +31,9 @@ LOAD_QUERY = """{ assetNodes { id } workspaceOrError { ... on Workspace { locati
 
 
 def graphql(base: str, query: str) -> dict[str, Any]:
-    req = urllib.request.Request(f"{base}/graphql", json.dumps({"query": query}).encode(),
-                                 {"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"{base}/graphql", json.dumps({"query": query}).encode(), {"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.load(resp).get("data") or {}
 
@@ -65,10 +66,27 @@ def capture(url: str, out: Path, budget_ms: int) -> None:
     out.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
         done = subprocess.run(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
-             f"--user-data-dir={profile}", f"--window-size={WINDOW}", f"--virtual-time-budget={budget_ms}",
-             f"--screenshot={out}", url], timeout=180, capture_output=True, text=True)
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--hide-scrollbars",
+                f"--user-data-dir={profile}",
+                f"--window-size={WINDOW}",
+                f"--virtual-time-budget={budget_ms}",
+                f"--screenshot={out}",
+                url,
+            ],
+            timeout=180,
+            capture_output=True,
+            text=True,
+        )
     if done.returncode != 0 or not out.exists():
         sys.exit(f"chromium failed (exit code {done.returncode}):\n{done.stderr[-2000:]}")
 
@@ -89,9 +107,14 @@ def main(argv: list[str]) -> None:
     # A new session, so the whole group can be signalled, with SIGINT restored: under an inherited SIG_IGN
     # `dagster dev` ignores SIGTERM and leaves its webserver, daemon and code servers running.
     with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen([dagster, "dev", "-h", "127.0.0.1", "-p", str(port)], cwd=ROOT, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True,
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        proc = subprocess.Popen(
+            [dagster, "dev", "-h", "127.0.0.1", "-p", str(port)],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
         try:
             wait_until_ready(base, proc, log)
             # Dismiss the "Join the Dagster community" dialog, which would cover the graph, as its "Skip" does

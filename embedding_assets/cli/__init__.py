@@ -30,8 +30,11 @@ def parser() -> argparse.ArgumentParser:
     verify.add_argument("--repair", action="store_true", help="then re-materialize the shards that differ")
     shards = command("shards", index.shards, "list the shard (partition) keys")
     shards.add_argument("--range", action="store_true", help="print first...last, for --partition-range")
-    command("instance-config", index.instance_config,
-            "print the path of the profile's dagster.yaml (EMBEDDING_ASSETS_PROFILE)")
+    command(
+        "instance-config",
+        index.instance_config,
+        "print the path of the profile's dagster.yaml (EMBEDDING_ASSETS_PROFILE)",
+    )
     export = command("export-demo-corpus", index.export, "write pydoc_data topics as .txt files")
     export.add_argument("folder", nargs="?", help="target folder (default: EMBEDDING_ASSETS_SOURCE_DIR)")
 

@@ -72,9 +72,11 @@ def refresh(settings: Settings, args: argparse.Namespace, shards: list[str] | No
         report = run_refresh(settings, instance, shards=shards, progress=print)
     for shard, figures in sorted(report.per_shard.items()):
         print(f"  {shard}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
-    print(f"refreshed {len(report.stale)} shard(s) in {len(report.runs)} run(s): "
-          f"{report.total('chunks_embedded')} chunks embedded, {report.total('chunks_reused')} reused, "
-          f"{report.total('chunks_deleted')} deleted, {report.total('tokens_embedded')} tokens")
+    print(
+        f"refreshed {len(report.stale)} shard(s) in {len(report.runs)} run(s): "
+        f"{report.total('chunks_embedded')} chunks embedded, {report.total('chunks_reused')} reused, "
+        f"{report.total('chunks_deleted')} deleted, {report.total('tokens_embedded')} tokens"
+    )
     return 0
 
 
@@ -115,7 +117,6 @@ def export(settings: Settings, args: argparse.Namespace) -> int:
     folder = args.folder or settings.source_dir
     print(f"exported {export_pydoc_topics(folder)} pydoc topics to {folder}")
     return 0
-
 
 
 def query_embedder(info: TableInfo) -> Embedder:

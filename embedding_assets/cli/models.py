@@ -32,12 +32,16 @@ def promote(settings: Settings, args: argparse.Namespace) -> int:
     if check.comparison():
         print(check.comparison())
     if check.stale:
-        print(f"refused: {len(check.stale)} shard(s) are missing or stale for {check.candidate}: "
-              f"{', '.join(check.stale[:20])}; materialize them first")
+        print(
+            f"refused: {len(check.stale)} shard(s) are missing or stale for {check.candidate}: "
+            f"{', '.join(check.stale[:20])}; materialize them first"
+        )
         return 1
     if check.refusals and not args.force:
-        print("refused by the eval gate (EMBEDDING_ASSETS_EVAL_MARGIN="
-              f"{settings.eval_margin}):\n  " + "\n  ".join(check.refusals) + "\nuse --force to promote anyway")
+        print(
+            "refused by the eval gate (EMBEDDING_ASSETS_EVAL_MARGIN="
+            f"{settings.eval_margin}):\n  " + "\n  ".join(check.refusals) + "\nuse --force to promote anyway"
+        )
         return 1
     Registry(store.db).promote(check.candidate, "forced past the eval gate" if check.refusals else "")
     print(f"{check.candidate} is live" + (f" (was {check.live})" if check.live else ""))
@@ -68,9 +72,18 @@ def estimate(settings: Settings, args: argparse.Namespace) -> int:
     embedder = make_embedder(spec, dimensions=args.dimensions if args.model else settings.dimensions)
     store = VectorStore(settings.lancedb_uri) if args.stale_only else None
     shards = stale_shards(settings.scan(), store, embedder.model_version) if store else None
-    result = estimate_cost(settings.source_folder(), settings.shards, settings.chunking, embedder, store, shards,
-                           settings.price_per_mtok if spec == settings.model else None)
+    result = estimate_cost(
+        settings.source_folder(),
+        settings.shards,
+        settings.chunking,
+        embedder,
+        store,
+        shards,
+        settings.price_per_mtok if spec == settings.model else None,
+    )
     scope = f"{result.shards} stale shard(s), new text only" if store else f"full re-embed, {result.shards} shards"
-    print(f"{result.model_version} ({scope}): {result.documents:,} documents, {result.chunks:,} chunks, "
-          f"{result.tokens:,} tokens, ${result.cost_usd:.4f} at ${result.price_per_mtok}/1M tokens")
+    print(
+        f"{result.model_version} ({scope}): {result.documents:,} documents, {result.chunks:,} chunks, "
+        f"{result.tokens:,} tokens, ${result.cost_usd:.4f} at ${result.price_per_mtok}/1M tokens"
+    )
     return 0

@@ -3,8 +3,9 @@
 from collections.abc import Sequence
 
 
-def length_sorted_batches(token_counts: Sequence[int], *, max_items: int,
-                          max_tokens: int | None = None) -> list[list[int]]:
+def length_sorted_batches(
+    token_counts: Sequence[int], *, max_items: int, max_tokens: int | None = None
+) -> list[list[int]]:
     """Indices of the texts grouped into batches, shortest texts first.
 
     Texts of similar length share a batch so padded models waste little work. A batch holds at most

@@ -68,8 +68,10 @@ def chunk_document(doc_id: str, text: str, config: ChunkingConfig, count_tokens:
     units = _fit_units(_units(text), config.max_tokens, count_tokens)
     texts = [_join(group) for group in _pack(units, config)]
     counts = count_tokens(texts) if texts else []
-    return [Chunk(chunk_id(doc_id, i), doc_id, i, t, content_hash(t), n)
-            for i, (t, n) in enumerate(zip(texts, counts, strict=True))]
+    return [
+        Chunk(chunk_id(doc_id, i), doc_id, i, t, content_hash(t), n)
+        for i, (t, n) in enumerate(zip(texts, counts, strict=True))
+    ]
 
 
 def _units(text: str) -> list[tuple[str, str, bool]]:
@@ -84,9 +86,11 @@ def _units(text: str) -> list[tuple[str, str, bool]]:
             units.append(("\n".join(lines[:2]), "\n\n", True))
             paragraph = "\n".join(lines[2:])
         pieces = _SENTENCE_BREAK.split(paragraph.strip())
-        for i in range(0, len(pieces), 2):
-            if pieces[i].strip():
-                units.append((pieces[i], "\n\n" if i == 0 else pieces[i - 1], False))
+        units.extend(
+            (pieces[i], "\n\n" if i == 0 else pieces[i - 1], False)
+            for i in range(0, len(pieces), 2)
+            if pieces[i].strip()
+        )
     return units
 
 
@@ -110,8 +114,9 @@ def _fit_units(raw: list[tuple[str, str, bool]], max_tokens: int, count_tokens: 
             units.append(_Unit(text, separator, tokens, is_heading))
         else:
             pieces = _split_to_fit(text, max_tokens, count_tokens)
-            units.extend(_Unit(p, separator if i == 0 else sep, n, is_heading and i == 0)
-                         for i, (p, sep, n) in enumerate(pieces))
+            units.extend(
+                _Unit(p, separator if i == 0 else sep, n, is_heading and i == 0) for i, (p, sep, n) in enumerate(pieces)
+            )
     return units
 
 
@@ -129,8 +134,8 @@ def _split_to_fit(text: str, max_tokens: int, count_tokens: TokenCounter) -> lis
             cut, width = best.start(), best.end() - best.start()
             break
     left = _split_to_fit(text[:cut], max_tokens, count_tokens)
-    right = _split_to_fit(text[cut + width:], max_tokens, count_tokens)
-    right[0] = (right[0][0], text[cut:cut + width] or "", right[0][2])
+    right = _split_to_fit(text[cut + width :], max_tokens, count_tokens)
+    right[0] = (right[0][0], text[cut : cut + width] or "", right[0][2])
     return left + right
 
 

@@ -46,14 +46,22 @@ class Estimate:
 def check_budget(tokens: int, price: float, budget_usd: float | None, what: str) -> None:
     """Refuse, before any request, work that would cost more than ``budget_usd``."""
     if budget_usd is not None and cost_usd(tokens, price) > budget_usd:
-        raise ConfigError(f"{what} would embed {tokens:,} tokens for ${cost_usd(tokens, price):.4f}, over the "
-                          f"run budget of ${budget_usd:.4f} (EMBEDDING_ASSETS_RUN_BUDGET_USD); run fewer shards "
-                          "or raise the budget")
+        raise ConfigError(
+            f"{what} would embed {tokens:,} tokens for ${cost_usd(tokens, price):.4f}, over the "
+            f"run budget of ${budget_usd:.4f} (EMBEDDING_ASSETS_RUN_BUDGET_USD); run fewer shards "
+            "or raise the budget"
+        )
 
 
-def estimate(folder: SourceFolder, shard_count: int, config: ChunkingConfig, embedder: Embedder,
-             store: VectorStore | None = None, shards: Sequence[str] | None = None,
-             price_override: float | None = None) -> Estimate:
+def estimate(
+    folder: SourceFolder,
+    shard_count: int,
+    config: ChunkingConfig,
+    embedder: Embedder,
+    store: VectorStore | None = None,
+    shards: Sequence[str] | None = None,
+    price_override: float | None = None,
+) -> Estimate:
     """Documents, chunks and tokens the model would embed, counted with its own tokenizer, without
     calling it. With ``store``, chunks whose text the model's table already holds for the shard are
     left out (what a refresh would really send); ``shards`` limits the count to those shards."""
@@ -65,9 +73,13 @@ def estimate(folder: SourceFolder, shard_count: int, config: ChunkingConfig, emb
         for doc in folder.read_shard(shard, shard_count):
             if isinstance(doc, Document):
                 documents += 1
-                new = [c for c in chunk_document(doc.doc_id, doc.text, config, embedder.count_tokens)
-                       if c.chunk_hash not in known]
+                new = [
+                    c
+                    for c in chunk_document(doc.doc_id, doc.text, config, embedder.count_tokens)
+                    if c.chunk_hash not in known
+                ]
                 chunks += len(new)
                 tokens += sum(c.token_count for c in new)
-    return Estimate(embedder.model_version, len(selected), documents, chunks, tokens,
-                    price_per_mtok(embedder.spec, price_override))
+    return Estimate(
+        embedder.model_version, len(selected), documents, chunks, tokens, price_per_mtok(embedder.spec, price_override)
+    )

@@ -34,8 +34,9 @@ def load_golden(path: str | Path) -> list[GoldenQuery]:
             continue
         try:
             item = json.loads(line)
-            query = GoldenQuery(str(item["query"]), tuple(item["relevant"]),
-                                {k: float(v) for k, v in item.get("grades", {}).items()})
+            query = GoldenQuery(
+                str(item["query"]), tuple(item["relevant"]), {k: float(v) for k, v in item.get("grades", {}).items()}
+            )
         except (ValueError, KeyError, TypeError, AttributeError) as err:
             raise ValueError(f"{path}:{number}: not a golden query ({err})") from None
         if not query.relevant or set(query.grades) - set(query.relevant):
@@ -56,8 +57,9 @@ def reciprocal_rank(ranked: Sequence[str], query: GoldenQuery) -> float:
 
 def ndcg_at(ranked: Sequence[str], query: GoldenQuery, k: int = NDCG_AT) -> float:
     """Normalised discounted cumulative gain with graded relevance (gain = 2^grade - 1)."""
+
     def dcg(grades: Sequence[float]) -> float:
-        return sum((2 ** g - 1) / math.log2(i + 2) for i, g in enumerate(grades[:k]))
+        return sum((2**g - 1) / math.log2(i + 2) for i, g in enumerate(grades[:k]))
 
     ideal = dcg(sorted((query.grade(d) for d in query.relevant), reverse=True))
     return dcg([query.grade(d) for d in ranked]) / ideal if ideal else 0.0
@@ -77,8 +79,9 @@ class EvalReport:
         return self.metrics[name]
 
 
-def evaluate(model_version: str, golden: Sequence[GoldenQuery],
-             search: Callable[[Sequence[str]], list[list[str]]]) -> EvalReport:
+def evaluate(
+    model_version: str, golden: Sequence[GoldenQuery], search: Callable[[Sequence[str]], list[list[str]]]
+) -> EvalReport:
     """Average metrics over ``golden``; ``search`` maps query texts to ranked chunk doc ids per query."""
     rankings = [distinct_in_order(hits) for hits in search([q.query for q in golden])]
     totals = {f"recall@{k}": 0.0 for k in K_VALUES} | {"mrr": 0.0, f"ndcg@{NDCG_AT}": 0.0}

@@ -3,8 +3,30 @@
 from html.parser import HTMLParser
 
 _SKIPPED = {"script", "style", "head", "template", "noscript", "svg"}
-_BLOCKS = {"p", "div", "section", "article", "li", "ul", "ol", "table", "tr", "pre", "blockquote",
-           "br", "dd", "dt", "dl", "header", "footer", "main", "nav", "aside", "figure", "hr"}
+_BLOCKS = {
+    "p",
+    "div",
+    "section",
+    "article",
+    "li",
+    "ul",
+    "ol",
+    "table",
+    "tr",
+    "pre",
+    "blockquote",
+    "br",
+    "dd",
+    "dt",
+    "dl",
+    "header",
+    "footer",
+    "main",
+    "nav",
+    "aside",
+    "figure",
+    "hr",
+}
 _HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 
 

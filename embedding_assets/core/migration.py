@@ -22,11 +22,12 @@ EmbedderFor = Callable[[TableInfo], Embedder]
 
 def table_embedder(info: TableInfo, *, api_key: str | None = None, base_url: str | None = None) -> Embedder:
     """The embedder that produced a table (from the spec in its metadata), to embed queries for it."""
-    embedder = make_embedder(info.model_spec, dimensions=info.requested_dimensions, api_key=api_key,
-                             base_url=base_url)
+    embedder = make_embedder(info.model_spec, dimensions=info.requested_dimensions, api_key=api_key, base_url=base_url)
     if embedder.model_version != info.model_version:
-        raise ConfigError(f"table {info.name} was built by {info.model_version}, but {info.model_spec!r} now "
-                          f"gives {embedder.model_version}; install the model version the table was built with")
+        raise ConfigError(
+            f"table {info.name} was built by {info.model_version}, but {info.model_spec!r} now "
+            f"gives {embedder.model_version}; install the model version the table was built with"
+        )
     return embedder
 
 
@@ -35,24 +36,30 @@ def live_model_version(store: VectorStore, fallback: str) -> str:
     return Registry(store.db).state().live or fallback
 
 
-def evaluate_table(store: VectorStore, model_version: str, golden: Sequence[GoldenQuery],
-                   embedder_for: EmbedderFor) -> EvalReport:
+def evaluate_table(
+    store: VectorStore, model_version: str, golden: Sequence[GoldenQuery], embedder_for: EmbedderFor
+) -> EvalReport:
     info = store.info(model_version)
     if info is None:
         raise LookupError(f"no table for {model_version} in {store.uri}")
     embedder = embedder_for(info)
 
     def search(queries: Sequence[str]) -> list[list[str]]:
-        return [store.search(model_version, vector, CHUNKS_PER_QUERY).column("doc_id").to_pylist()
-                for vector in embedder.embed(list(queries))]
+        return [
+            store.search(model_version, vector, CHUNKS_PER_QUERY).column("doc_id").to_pylist()
+            for vector in embedder.embed(list(queries))
+        ]
 
     return evaluate(model_version, golden, search)
 
 
 def gate(candidate: EvalReport, live: EvalReport, margin: float) -> list[str]:
     """Why ``candidate`` may not replace ``live`` (empty: it may)."""
-    return [f"{metric} {candidate[metric]:.3f} is worse than live {live[metric]:.3f} by more than {margin:.3f}"
-            for metric in GATED_METRICS if live[metric] - candidate[metric] > margin]
+    return [
+        f"{metric} {candidate[metric]:.3f} is worse than live {live[metric]:.3f} by more than {margin:.3f}"
+        for metric in GATED_METRICS
+        if live[metric] - candidate[metric] > margin
+    ]
 
 
 @dataclass(frozen=True)
@@ -67,8 +74,14 @@ class PromotionCheck:
         return comparison_table(self.reports, self.live) if self.reports else ""
 
 
-def check_promotion(store: VectorStore, scan: ScanResult, candidate: str, golden: Sequence[GoldenQuery],
-                    margin: float, embedder_for: EmbedderFor) -> PromotionCheck:
+def check_promotion(
+    store: VectorStore,
+    scan: ScanResult,
+    candidate: str,
+    golden: Sequence[GoldenQuery],
+    margin: float,
+    embedder_for: EmbedderFor,
+) -> PromotionCheck:
     """Everything ``promote`` decides on: completeness against the source, then the eval gate."""
     if store.info(candidate) is None:
         raise LookupError(f"no table for {candidate}; materialize the pipeline with that model first")

@@ -11,8 +11,13 @@ class TokenBucket:
     which later requests pay back by waiting.
     """
 
-    def __init__(self, per_minute: float, *, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        per_minute: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         if per_minute <= 0:
             raise ValueError("tokens per minute must be positive")
         self.rate = per_minute / 60.0

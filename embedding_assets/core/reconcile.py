@@ -41,14 +41,27 @@ class ShardDiff:
     def describe(self) -> str:
         if self.matches:
             return f"{self.shard}: {self.stored} rows match the source"
-        parts = [f"{len(ids)} {name} {ids[:MAX_LISTED]}" for name, ids in
-                 (("missing", self.missing), ("extra", self.extra), ("changed", self.changed),
-                  ("wrong model", self.wrong_model)) if ids]
+        parts = [
+            f"{len(ids)} {name} {ids[:MAX_LISTED]}"
+            for name, ids in (
+                ("missing", self.missing),
+                ("extra", self.extra),
+                ("changed", self.changed),
+                ("wrong model", self.wrong_model),
+            )
+            if ids
+        ]
         return f"{self.shard}: " + "; ".join(parts)
 
 
-def expected_chunks(folder: SourceFolder, shard: str, shard_count: int, config: ChunkingConfig,
-                    embedder: Embedder, cached: pa.Table | None = None) -> dict[str, ExpectedChunk]:
+def expected_chunks(
+    folder: SourceFolder,
+    shard: str,
+    shard_count: int,
+    config: ChunkingConfig,
+    embedder: Embedder,
+    cached: pa.Table | None = None,
+) -> dict[str, ExpectedChunk]:
     """chunk_id → what the table must hold for it, computed from the source folder. ``cached`` chunk
     rows (made by the same chunker) stand in for re-cutting the documents whose hash they carry."""
     known: dict[tuple[str, str], list[dict]] = {}
@@ -59,25 +72,38 @@ def expected_chunks(folder: SourceFolder, shard: str, shard_count: int, config: 
         if isinstance(doc, Document):
             chunks = known.get((doc.doc_id, doc.doc_hash)) or [
                 {"chunk_id": c.chunk_id, "chunk_hash": c.chunk_hash}
-                for c in chunk_document(doc.doc_id, doc.text, config, embedder.count_tokens)]
+                for c in chunk_document(doc.doc_id, doc.text, config, embedder.count_tokens)
+            ]
             for chunk in chunks:
                 expected[chunk["chunk_id"]] = ExpectedChunk(doc.doc_id, chunk["chunk_hash"], doc.doc_hash)
     return expected
 
 
-def diff_shard(shard: str, expected: dict[str, ExpectedChunk], stored: pa.Table | None,
-               model_version: str) -> ShardDiff:
+def diff_shard(
+    shard: str, expected: dict[str, ExpectedChunk], stored: pa.Table | None, model_version: str
+) -> ShardDiff:
     """Compare the stored rows of ``shard`` (None: no table yet) with the expected chunks."""
-    rows = {} if stored is None else {
-        r["chunk_id"]: r for r in stored.select(["chunk_id", "doc_id", "chunk_hash", "doc_hash", "model_version"])
-        .to_pylist()}
+    rows = (
+        {}
+        if stored is None
+        else {
+            r["chunk_id"]: r
+            for r in stored.select(["chunk_id", "doc_id", "chunk_hash", "doc_hash", "model_version"]).to_pylist()
+        }
+    )
     both = sorted(expected.keys() & rows.keys())
     return ShardDiff(
-        shard, len(expected), 0 if stored is None else stored.num_rows,
+        shard,
+        len(expected),
+        0 if stored is None else stored.num_rows,
         missing=sorted(expected.keys() - rows.keys()),
         extra=sorted(rows.keys() - expected.keys()) + _duplicates(stored),
-        changed=[k for k in both if (rows[k]["doc_id"], rows[k]["chunk_hash"], rows[k]["doc_hash"])
-                 != (expected[k].doc_id, expected[k].chunk_hash, expected[k].doc_hash)],
+        changed=[
+            k
+            for k in both
+            if (rows[k]["doc_id"], rows[k]["chunk_hash"], rows[k]["doc_hash"])
+            != (expected[k].doc_id, expected[k].chunk_hash, expected[k].doc_hash)
+        ],
         wrong_model=sorted(k for k, r in rows.items() if r["model_version"] != model_version),
     )
 
@@ -89,11 +115,15 @@ def _duplicates(stored: pa.Table | None) -> list[str]:
     return sorted(c["values"] for c in counts if c["counts"] > 1)
 
 
-def stale_shards(scan: ScanResult, store: VectorStore, model_version: str,
-                 expire_before: datetime | None = None) -> list[str]:
+def stale_shards(
+    scan: ScanResult, store: VectorStore, model_version: str, expire_before: datetime | None = None
+) -> list[str]:
     """Shards whose table rows do not come from exactly the scanned documents, or hold vectors
     embedded before ``expire_before``. Costs one read of three table columns, no chunking."""
     indexed = store.documents_by_shard(model_version)
     expired = set(store.expired_shards(model_version, expire_before)) if expire_before else set()
-    return [shard for shard, state in scan.shards.items()
-            if state.fingerprint != fingerprint(indexed.get(shard, ())) or shard in expired]
+    return [
+        shard
+        for shard, state in scan.shards.items()
+        if state.fingerprint != fingerprint(indexed.get(shard, ())) or shard in expired
+    ]

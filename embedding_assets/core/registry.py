@@ -15,8 +15,14 @@ import pyarrow as pa
 from embedding_assets.core.errors import ConfigError
 
 REGISTRY_TABLE = "index_registry"
-_SCHEMA = pa.schema([("at", pa.timestamp("us", tz="UTC")), ("action", pa.string()),
-                     ("model_version", pa.string()), ("note", pa.string())])
+_SCHEMA = pa.schema(
+    [
+        ("at", pa.timestamp("us", tz="UTC")),
+        ("action", pa.string()),
+        ("model_version", pa.string()),
+        ("note", pa.string()),
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,7 @@ class Registry:
         self._append("drop", model_version, "")
 
     def _append(self, action: str, model_version: str, note: str) -> None:
-        row = pa.Table.from_pylist([{"at": datetime.now(UTC), "action": action, "model_version": model_version,
-                                     "note": note}], schema=_SCHEMA)
+        row = pa.Table.from_pylist(
+            [{"at": datetime.now(UTC), "action": action, "model_version": model_version, "note": note}], schema=_SCHEMA
+        )
         self._db.create_table(REGISTRY_TABLE, schema=_SCHEMA, exist_ok=True).add(row)

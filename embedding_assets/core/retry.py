@@ -46,8 +46,9 @@ class Retryable(Exception):
         self.rate_limited = rate_limited
 
 
-def call_with_retries(call: Callable[[], T], classify: Callable[[Exception], Retryable | None],
-                      policy: RetryPolicy, stats: RetryStats) -> T:
+def call_with_retries(
+    call: Callable[[], T], classify: Callable[[Exception], Retryable | None], policy: RetryPolicy, stats: RetryStats
+) -> T:
     """Run ``call``; retry errors that ``classify`` marks retryable, honouring their advised delay.
 
     Raises the last error once ``policy.max_attempts`` calls have failed.

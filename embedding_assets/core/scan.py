@@ -101,17 +101,24 @@ class SourceScanner:
 
     def _remember(self, db: sqlite3.Connection, rel: str, size: int, mtime: int, *, trusted: bool) -> None:
         db.execute("DELETE FROM items WHERE path = ?", (rel,))
-        db.executemany("INSERT INTO items VALUES (?, ?, ?, ?, ?)", [
-            (rel, i, item.doc_id, item.doc_hash, None) if isinstance(item, Document)
-            else (rel, i, item.doc_id, None, item.reason)
-            for i, item in enumerate(self.folder.read_file(rel))])
+        db.executemany(
+            "INSERT INTO items VALUES (?, ?, ?, ?, ?)",
+            [
+                (rel, i, item.doc_id, item.doc_hash, None)
+                if isinstance(item, Document)
+                else (rel, i, item.doc_id, None, item.reason)
+                for i, item in enumerate(self.folder.read_file(rel))
+            ],
+        )
         db.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", (rel, size, mtime, int(trusted)))
 
     def _shard_states(self, db: sqlite3.Connection) -> dict[str, ShardState]:
         states = {shard: ShardState({}) for shard in shard_keys(self.shard_count)}
         rows = db.execute("SELECT path, doc_id, doc_hash, skip_reason FROM items ORDER BY path, position")
-        items = ((path, Skip(doc_id, reason) if reason is not None else Document(doc_id, "", doc_hash, path))
-                 for path, doc_id, doc_hash, reason in rows)
+        items = (
+            (path, Skip(doc_id, reason) if reason is not None else Document(doc_id, "", doc_hash, path))
+            for path, doc_id, doc_hash, reason in rows
+        )
         for item in first_id_wins(items):
             state = states[shard_of(item.doc_id, self.shard_count)]
             if isinstance(item, Document):

@@ -55,8 +55,15 @@ class Settings:
             raise ConfigError(f"{PREFIX}SHARDS must be between 1 and {MAX_SHARDS}, got {self.shards}")
         if self.batch_size < 1:
             raise ConfigError(f"{PREFIX}BATCH_SIZE must be at least 1, got {self.batch_size}")
-        for name in ("dimensions", "ttl_days", "freshness_hours", "scan_interval_seconds",
-                     "automation_interval_seconds", "tokens_per_minute", "max_file_bytes"):
+        for name in (
+            "dimensions",
+            "ttl_days",
+            "freshness_hours",
+            "scan_interval_seconds",
+            "automation_interval_seconds",
+            "tokens_per_minute",
+            "max_file_bytes",
+        ):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be positive, got {value}")
@@ -71,13 +78,19 @@ class Settings:
 
     def embedder(self) -> Embedder:
         """The configured embedder; OpenAI credentials come from the environment, never from settings."""
-        return make_embedder(self.model, dimensions=self.dimensions, batch_size=self.batch_size,
-                             tokens_per_minute=self.tokens_per_minute,
-                             api_key=os.environ.get("OPENAI_API_KEY"), base_url=os.environ.get("OPENAI_BASE_URL"))
+        return make_embedder(
+            self.model,
+            dimensions=self.dimensions,
+            batch_size=self.batch_size,
+            tokens_per_minute=self.tokens_per_minute,
+            api_key=os.environ.get("OPENAI_API_KEY"),
+            base_url=os.environ.get("OPENAI_BASE_URL"),
+        )
 
     def source_folder(self) -> SourceFolder:
-        return SourceFolder(self.source_dir, id_field=self.id_field, text_field=self.text_field,
-                            max_file_bytes=self.max_file_bytes)
+        return SourceFolder(
+            self.source_dir, id_field=self.id_field, text_field=self.text_field, max_file_bytes=self.max_file_bytes
+        )
 
     def scan(self) -> ScanResult:
         """A change scan of the source folder, sharing its state table with the sensor."""
@@ -102,8 +115,14 @@ class Settings:
             if raw:
                 values[field.name] = _parse(field.name, raw, field.type)
         settings = cls(**values)
-        return cls(**{**settings.__dict__, "source_dir": _absolute(settings.source_dir),
-                      "staging_dir": _absolute(settings.staging_dir), "lancedb_uri": _absolute(settings.lancedb_uri)})
+        return cls(
+            **{
+                **settings.__dict__,
+                "source_dir": _absolute(settings.source_dir),
+                "staging_dir": _absolute(settings.staging_dir),
+                "lancedb_uri": _absolute(settings.lancedb_uri),
+            }
+        )
 
 
 def _parse(name: str, raw: str, kind: object) -> object:
@@ -113,8 +132,9 @@ def _parse(name: str, raw: str, kind: object) -> object:
             try:
                 return number(raw)
             except ValueError:
-                raise ConfigError(f"{PREFIX}{name.upper()} must be {'an integer' if number is int else 'a number'}, "
-                                  f"got {raw!r}") from None
+                raise ConfigError(
+                    f"{PREFIX}{name.upper()} must be {'an integer' if number is int else 'a number'}, got {raw!r}"
+                ) from None
     return raw
 
 

@@ -26,8 +26,9 @@ def shard_of(doc_id: str, shard_count: int) -> str:
 RUN_THROUGH_CLEAN_SHARDS = 4
 
 
-def shard_ranges(shards: list[str], shard_count: int, max_per_range: int = 256,
-                 max_gap: int = 0) -> list[tuple[str, str]]:
+def shard_ranges(
+    shards: list[str], shard_count: int, max_per_range: int = 256, max_gap: int = 0
+) -> list[tuple[str, str]]:
     """Cover ``shards`` with inclusive ranges of consecutive keys (one Dagster run each), none longer
     than ``max_per_range``. Two ranges at most ``max_gap`` unlisted shards apart become one: an
     unchanged shard inside a run costs milliseconds (its stages find their inputs unchanged), a run

@@ -46,8 +46,14 @@ class SourceError(Exception):
 class SourceFolder:
     """Documents under ``root``; ``read_shard`` yields only those whose id belongs to the shard."""
 
-    def __init__(self, root: str | Path, *, id_field: str = "id", text_field: str = "text",
-                 max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        id_field: str = "id",
+        text_field: str = "text",
+        max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    ) -> None:
         self.root = Path(root)
         self.id_field = id_field
         self.text_field = text_field
@@ -55,8 +61,10 @@ class SourceFolder:
 
     def check(self) -> None:
         if not self.root.is_dir():
-            raise SourceError(f"source folder {str(self.root)!r} does not exist or is not a directory "
-                              "(set EMBEDDING_ASSETS_SOURCE_DIR)")
+            raise SourceError(
+                f"source folder {str(self.root)!r} does not exist or is not a directory "
+                "(set EMBEDDING_ASSETS_SOURCE_DIR)"
+            )
 
     def files(self) -> list[str]:
         """Relative posix paths of supported files, sorted; directory symlinks are never followed."""
@@ -70,11 +78,13 @@ class SourceFolder:
 
     def read_shard(self, shard: str, shard_count: int) -> Iterator[Document | Skip]:
         """The shard's documents and skips. Text files of other shards are not even opened."""
+
         def owned() -> Iterator[tuple[str, Document | Skip]]:
             for rel in self.files():
                 if _suffix(rel) in RECORD_SUFFIXES or shard_of(rel, shard_count) == shard:
-                    yield from ((rel, item) for item in self.read_file(rel)
-                                if shard_of(item.doc_id, shard_count) == shard)
+                    yield from (
+                        (rel, item) for item in self.read_file(rel) if shard_of(item.doc_id, shard_count) == shard
+                    )
 
         yield from first_id_wins(owned())
 
@@ -98,8 +108,10 @@ class SourceFolder:
         if not stat.S_ISREG(info.st_mode):  # a FIFO would block forever, a device never end
             raise OSError("not a regular file")
         if info.st_size > self.max_file_bytes:
-            raise OSError(f"file is {info.st_size} bytes, over the {self.max_file_bytes}-byte limit "
-                          "(EMBEDDING_ASSETS_MAX_FILE_BYTES)")
+            raise OSError(
+                f"file is {info.st_size} bytes, over the {self.max_file_bytes}-byte limit "
+                "(EMBEDDING_ASSETS_MAX_FILE_BYTES)"
+            )
         return path.read_bytes()
 
     def _read_text(self, rel: str) -> str:

@@ -26,11 +26,21 @@ from embedding_assets.core.sources import Document, Skip, SourceFolder
 from embedding_assets.core.staging import Staging
 from embedding_assets.core.store import ShardWrite, VectorStore, row_schema
 
-RAW_SCHEMA = pa.schema([("doc_id", pa.string()), ("doc_hash", pa.string()),
-                        ("source_path", pa.string()), ("text", pa.string())])
-CHUNK_SCHEMA = pa.schema([("chunk_id", pa.string()), ("doc_id", pa.string()), ("shard", pa.string()),
-                          ("position", pa.int32()), ("text", pa.string()), ("chunk_hash", pa.string()),
-                          ("doc_hash", pa.string()), ("token_count", pa.int32())])
+RAW_SCHEMA = pa.schema(
+    [("doc_id", pa.string()), ("doc_hash", pa.string()), ("source_path", pa.string()), ("text", pa.string())]
+)
+CHUNK_SCHEMA = pa.schema(
+    [
+        ("chunk_id", pa.string()),
+        ("doc_id", pa.string()),
+        ("shard", pa.string()),
+        ("position", pa.int32()),
+        ("text", pa.string()),
+        ("chunk_hash", pa.string()),
+        ("doc_hash", pa.string()),
+        ("token_count", pa.int32()),
+    ]
+)
 EMBED_BATCH_ROWS = 256
 KEY = "embedding_assets.key"  # footer metadata: what a staged file was derived from
 MADE_BY = "embedding_assets.made_by"  # footer metadata: the code that made it (chunker or model identity)
@@ -60,8 +70,7 @@ class EmbedStats:
     dimensions: int
 
 
-def read_raw_documents(source: SourceFolder, shard: str, shard_count: int, out: Path,
-                       staging: Staging) -> RawStats:
+def read_raw_documents(source: SourceFolder, shard: str, shard_count: int, out: Path, staging: Staging) -> RawStats:
     """Read the shard's documents from the source folder into ``out``; unreadable ones are skipped.
     The file's key is the hash of every (doc_id, doc_hash, source_path) it holds, in order."""
     skipped: list[Skip] = []
@@ -86,8 +95,9 @@ def _raw_row(doc: Document) -> dict:
     return {"doc_id": doc.doc_id, "doc_hash": doc.doc_hash, "source_path": doc.source_path, "text": doc.text}
 
 
-def chunk_raw_documents(raw: Path, out: Path, shard: str, config: ChunkingConfig, embedder: Embedder,
-                        staging: Staging) -> ChunkStats:
+def chunk_raw_documents(
+    raw: Path, out: Path, shard: str, config: ChunkingConfig, embedder: Embedder, staging: Staging
+) -> ChunkStats:
     """Chunk every document of the shard with the embedder's own tokenizer. A document whose hash is
     unchanged keeps the chunks it had (same chunker); nothing is rewritten when no document changed."""
     made_by = chunker_identity(config, embedder)
@@ -105,10 +115,19 @@ def chunk_raw_documents(raw: Path, out: Path, shard: str, config: ChunkingConfig
                 doc_hash, chunks = kept.get(doc["doc_id"], ("", []))
                 if doc_hash != doc["doc_hash"]:
                     totals["rechunked"] += 1
-                    chunks = [{"chunk_id": c.chunk_id, "doc_id": c.doc_id, "shard": shard, "position": c.position,
-                               "text": c.text, "chunk_hash": c.chunk_hash, "doc_hash": doc["doc_hash"],
-                               "token_count": c.token_count}
-                              for c in chunk_document(doc["doc_id"], doc["text"], config, embedder.count_tokens)]
+                    chunks = [
+                        {
+                            "chunk_id": c.chunk_id,
+                            "doc_id": c.doc_id,
+                            "shard": shard,
+                            "position": c.position,
+                            "text": c.text,
+                            "chunk_hash": c.chunk_hash,
+                            "doc_hash": doc["doc_hash"],
+                            "token_count": c.token_count,
+                        }
+                        for c in chunk_document(doc["doc_id"], doc["text"], config, embedder.count_tokens)
+                    ]
                 totals["tokens"] += sum(c["token_count"] for c in chunks)
                 yield from chunks
 
@@ -140,13 +159,26 @@ def _chunks_by_document(chunks: pa.Table) -> dict[str, tuple[str, list[dict]]]:
 
 
 def _chunk_stats(chunks: pa.Table, rechunked: int) -> ChunkStats:
-    return ChunkStats(pc.count_distinct(chunks.column("doc_id")).as_py(), chunks.num_rows,
-                      pc.sum(chunks.column("token_count")).as_py() or 0, rechunked)
+    return ChunkStats(
+        pc.count_distinct(chunks.column("doc_id")).as_py(),
+        chunks.num_rows,
+        pc.sum(chunks.column("token_count")).as_py() or 0,
+        rechunked,
+    )
 
 
-def embed_chunks(chunks: Path, out: Path, embedder: Embedder, store: VectorStore, shard: str,
-                 shard_count: int, staging: Staging, *, expire_before: datetime | None = None,
-                 now: datetime | None = None) -> EmbedStats:
+def embed_chunks(
+    chunks: Path,
+    out: Path,
+    embedder: Embedder,
+    store: VectorStore,
+    shard: str,
+    shard_count: int,
+    staging: Staging,
+    *,
+    expire_before: datetime | None = None,
+    now: datetime | None = None,
+) -> EmbedStats:
     """Vectors for the shard's chunks: reused from the table when this model already embedded the
     same ``chunk_hash`` (keeping its ``embedded_at``) after ``expire_before``, computed otherwise.
     Rows get the table's exact schema."""
@@ -155,8 +187,13 @@ def embed_chunks(chunks: Path, out: Path, embedder: Embedder, store: VectorStore
     if _up_to_date(out, key, expire_before, staging):
         rows = staging.row_count(out) or 0
         return EmbedStats(rows, 0, rows, 0, embedder.dimensions)
-    schema = row_schema(embedder.dimensions, model_version=model, shard_count=shard_count,
-                        model_spec=embedder.spec, requested_dimensions=embedder.requested_dimensions)
+    schema = row_schema(
+        embedder.dimensions,
+        model_version=model,
+        shard_count=shard_count,
+        model_spec=embedder.spec,
+        requested_dimensions=embedder.requested_dimensions,
+    )
     stamp = now or datetime.now(UTC)
     reusable = _stored_vectors(store, model, shard, expire_before)
     embedded = reused = tokens = 0
@@ -173,11 +210,15 @@ def embed_chunks(chunks: Path, out: Path, embedder: Embedder, store: VectorStore
             reused += len(hashes) - len(missing)
             vectors = pa.array([np.asarray(v, dtype=np.float32) for v, _ in rows], type=schema.field("vector").type)
             stamps = pa.array([t for _, t in rows], type=schema.field("embedded_at").type)
-            writer.write_table(pa.Table.from_batches([batch]).select(CHUNK_SCHEMA.names)
-                               .append_column("vector", vectors)
-                               .append_column("model_version", pa.array([model] * len(hashes)))
-                               .append_column("embedded_at", stamps)
-                               .select(schema.names).cast(schema))
+            writer.write_table(
+                pa.Table.from_batches([batch])
+                .select(CHUNK_SCHEMA.names)
+                .append_column("vector", vectors)
+                .append_column("model_version", pa.array([model] * len(hashes)))
+                .append_column("embedded_at", stamps)
+                .select(schema.names)
+                .cast(schema)
+            )
     return EmbedStats(embedded + reused, embedded, reused, tokens, embedder.dimensions)
 
 
@@ -189,27 +230,41 @@ def _up_to_date(embeddings: Path, key: str | None, expire_before: datetime | Non
     return expire_before is None or oldest is None or oldest >= expire_before
 
 
-def tokens_to_embed(chunks: Path, embeddings: Path, store: VectorStore, model_version: str, shard: str,
-                    expire_before: datetime | None, staging: Staging) -> int:
+def tokens_to_embed(
+    chunks: Path,
+    embeddings: Path,
+    store: VectorStore,
+    model_version: str,
+    shard: str,
+    expire_before: datetime | None,
+    staging: Staging,
+) -> int:
     """Tokens ``embed_chunks`` would send to the model for this shard now (what the budget counts)."""
     if _up_to_date(embeddings, _derived_key(staging, chunks, model_version), expire_before, staging):
         return 0
     reusable = _stored_vectors(store, model_version, shard, expire_before, with_vectors=False)
-    return sum(n for batch in staging.read_batches(chunks)
-               for h, n in zip(batch.column("chunk_hash").to_pylist(), batch.column("token_count").to_pylist(),
-                               strict=True) if h not in reusable)
+    return sum(
+        n
+        for batch in staging.read_batches(chunks)
+        for h, n in zip(batch.column("chunk_hash").to_pylist(), batch.column("token_count").to_pylist(), strict=True)
+        if h not in reusable
+    )
 
 
-def _stored_vectors(store: VectorStore, model_version: str, shard: str, expire_before: datetime | None,
-                    with_vectors: bool = True) -> dict[str, tuple[list | None, datetime]]:
+def _stored_vectors(
+    store: VectorStore, model_version: str, shard: str, expire_before: datetime | None, with_vectors: bool = True
+) -> dict[str, tuple[list | None, datetime]]:
     """chunk_hash → (vector, embedded_at) of the shard's stored rows that have not expired."""
     stored = store.shard_rows(model_version, shard, ["chunk_hash", "embedded_at"] + ["vector"] * with_vectors)
     if stored is None:
         return {}
     hashes, stamps = stored.column("chunk_hash").to_pylist(), stored.column("embedded_at").to_pylist()
     vectors = stored.column("vector").to_pylist() if with_vectors else [None] * len(hashes)
-    return {h: (v, t) for h, v, t in zip(hashes, vectors, stamps, strict=True)
-            if expire_before is None or t >= expire_before}
+    return {
+        h: (v, t)
+        for h, v, t in zip(hashes, vectors, stamps, strict=True)
+        if expire_before is None or t >= expire_before
+    }
 
 
 def write_vector_table(embeddings: Path, store: VectorStore, shard: str, staging: Staging) -> ShardWrite:

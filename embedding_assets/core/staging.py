@@ -59,12 +59,16 @@ class Staging:
         """The key-value metadata a stage wrote into the file's footer ({} when there is no file)."""
         if not path.exists():
             return {}
-        return {k.decode(): v.decode() for k, v in (pq.read_metadata(path).metadata or {}).items()
-                if not k.startswith(b"ARROW:")}
+        return {
+            k.decode(): v.decode()
+            for k, v in (pq.read_metadata(path).metadata or {}).items()
+            if not k.startswith(b"ARROW:")
+        }
 
     @contextmanager
-    def writer(self, path: Path, schema: pa.Schema,
-               metadata: Mapping[str, str] | None = None) -> Iterator[pq.ParquetWriter]:
+    def writer(
+        self, path: Path, schema: pa.Schema, metadata: Mapping[str, str] | None = None
+    ) -> Iterator[pq.ParquetWriter]:
         """A Parquet writer whose file appears only if the block completes (write, then rename).
         ``metadata`` goes into the footer when the block ends, so it may be filled while rows stream.
 
@@ -82,8 +86,9 @@ class Staging:
         finally:
             partial.unlink(missing_ok=True)
 
-    def write_rows(self, path: Path, schema: pa.Schema, rows: Iterable[dict],
-                   metadata: Mapping[str, str] | None = None) -> int:
+    def write_rows(
+        self, path: Path, schema: pa.Schema, rows: Iterable[dict], metadata: Mapping[str, str] | None = None
+    ) -> int:
         """Stream ``rows`` to ``path`` in bounded batches; returns the row count."""
         count = 0
         with self.writer(path, schema, metadata) as out:

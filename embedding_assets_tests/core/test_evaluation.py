@@ -47,7 +47,7 @@ def test_golden_files_are_validated(tmp_path: Path) -> None:
     assert [q.query for q in load_golden(good)] == ["q", "r"]
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"query": "q", "relevant": ["a"], "grades": {"z": 1}}\n')
-    with pytest.raises(ValueError, match="bad.jsonl:1"):
+    with pytest.raises(ValueError, match=r"bad\.jsonl:1"):
         load_golden(bad)
     bad.write_text('{"relevant": ["a"]}\n')
     with pytest.raises(ValueError, match="not a golden query"):

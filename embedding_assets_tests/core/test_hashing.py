@@ -6,12 +6,15 @@ import pytest
 from embedding_assets.core.hashing import content_hash, normalize_text, stable_bucket
 
 
-@pytest.mark.parametrize("variant", [
-    "Title\r\n\r\nBody text.\r\n",
-    "Title  \n\n\n\nBody text.   \n",
-    "\n\nTitle\n\nBody text.",
-    "Title\n\nBody\x00 text.",
-])
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "Title\r\n\r\nBody text.\r\n",
+        "Title  \n\n\n\nBody text.   \n",
+        "\n\nTitle\n\nBody text.",
+        "Title\n\nBody\x00 text.",
+    ],
+)
 def test_cosmetic_variants_normalise_to_the_same_text(variant: str) -> None:
     assert normalize_text(variant) == "Title\n\nBody text."
 
@@ -29,9 +32,9 @@ def test_content_hash_tells_texts_apart() -> None:
 def test_stable_bucket_is_the_same_in_another_process() -> None:
     keys = ["doc-1", "guide/intro.md", "ünïcødé", ""]
     here = [stable_bucket(k, 1024) for k in keys]
-    code = ("from embedding_assets.core.hashing import stable_bucket;"
-            f"print([stable_bucket(k, 1024) for k in {keys!r}])")
-    there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                           env={"PYTHONHASHSEED": "12345"}).stdout.strip()
+    code = f"from embedding_assets.core.hashing import stable_bucket;print([stable_bucket(k, 1024) for k in {keys!r}])"
+    there = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"PYTHONHASHSEED": "12345"}
+    ).stdout.strip()
     assert str(here) == there
     assert all(0 <= b < 1024 for b in here)

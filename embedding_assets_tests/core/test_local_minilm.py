@@ -12,15 +12,18 @@ def test_vectors_are_unit_length_and_384_wide(minilm: Embedder) -> None:
 
 
 def test_similar_meanings_are_closer_than_unrelated_ones(minilm: Embedder) -> None:
-    a, b, c = minilm.embed(["How do I raise an exception in Python?",
-                            "Throwing an error in a Python program",
-                            "Recipe for a chocolate cake"])
+    a, b, c = minilm.embed(
+        [
+            "How do I raise an exception in Python?",
+            "Throwing an error in a Python program",
+            "Recipe for a chocolate cake",
+        ]
+    )
     assert a @ b > 0.5 > a @ c + 0.3
 
 
 def test_batching_and_order_do_not_change_vectors(minilm: Embedder) -> None:
-    texts = [f"Sentence number {i} about {'loops' if i % 2 else 'functions'}." + " pad" * (i * 7)
-             for i in range(20)]
+    texts = [f"Sentence number {i} about {'loops' if i % 2 else 'functions'}." + " pad" * (i * 7) for i in range(20)]
     together = minilm.embed(texts)
     alone = np.vstack([minilm.embed([t]) for t in reversed(texts)])[::-1]
     assert np.min(np.sum(together * alone, axis=1)) > 0.995  # int8 activations scale per batch

@@ -47,6 +47,6 @@ def test_gives_up_after_max_attempts() -> None:
 
 def test_does_not_retry_what_is_not_retryable() -> None:
     call = Flaky([ValueError("bad request")])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="bad request"):
         call_with_retries(call, classify, policy([]), RetryStats())
     assert call.calls == 1

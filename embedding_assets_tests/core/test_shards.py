@@ -28,10 +28,16 @@ def test_documents_spread_evenly_and_stay_put() -> None:
 
 def test_shard_ranges_cover_exactly_the_listed_shards() -> None:
     assert shard_ranges(["s001", "s002", "s003", "s005", "s007", "s000"], 8) == [
-        ("s000", "s003"), ("s005", "s005"), ("s007", "s007")]
+        ("s000", "s003"),
+        ("s005", "s005"),
+        ("s007", "s007"),
+    ]
     assert shard_ranges([], 8) == []
-    assert shard_ranges(list(shard_keys(8)), 8, max_per_range=3) == [("s000", "s002"), ("s003", "s005"),
-                                                                       ("s006", "s007")]
+    assert shard_ranges(list(shard_keys(8)), 8, max_per_range=3) == [
+        ("s000", "s002"),
+        ("s003", "s005"),
+        ("s006", "s007"),
+    ]
 
 
 def test_nearby_ranges_merge_across_small_gaps() -> None:

@@ -35,15 +35,20 @@ def folder(tmp_path: Path) -> Path:
     (tmp_path / "api.rst").write_text("API\n===\n\nThe API.")
     (tmp_path / "page.html").write_text(
         "<html><head><title>t</title><style>p{}</style></head><body><h1>Page</h1><p>First &amp; only."
-        "<script>alert(1)</script></p></body></html>")
-    (tmp_path / "records.jsonl").write_text("\n".join([
-        json.dumps({"id": "r1", "text": "Record one."}),
-        "{not json",
-        json.dumps({"id": 7, "text": "Record seven."}),
-        json.dumps({"text": "no id"}),
-        json.dumps({"id": "r1", "text": "Duplicate of r1."}),
-        json.dumps({"id": "r9", "text": 42}),
-    ]))
+        "<script>alert(1)</script></p></body></html>"
+    )
+    (tmp_path / "records.jsonl").write_text(
+        "\n".join(
+            [
+                json.dumps({"id": "r1", "text": "Record one."}),
+                "{not json",
+                json.dumps({"id": 7, "text": "Record seven."}),
+                json.dumps({"text": "no id"}),
+                json.dumps({"id": "r1", "text": "Duplicate of r1."}),
+                json.dumps({"id": "r9", "text": 42}),
+            ]
+        )
+    )
     (tmp_path / "list.json").write_text(json.dumps([{"id": "j1", "text": "From a JSON list."}]))
     (tmp_path / "ignored.png").write_bytes(b"\x89PNG")
     (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))

@@ -49,8 +49,9 @@ def write_docs(folder: Path, count: int, seed: int = 0) -> None:
         (folder / f"doc{i:03}.txt").write_text("\n\n".join(paragraph(rng, 6) for _ in range(rng.randint(1, 5))))
 
 
-def run_stages(source: Path, root: Path, embedder: CountingToy, config: ChunkingConfig = SMALL_CHUNKS
-               ) -> tuple[stages.ChunkStats, stages.EmbedStats, pa.Table]:
+def run_stages(
+    source: Path, root: Path, embedder: CountingToy, config: ChunkingConfig = SMALL_CHUNKS
+) -> tuple[stages.ChunkStats, stages.EmbedStats, pa.Table]:
     """raw → chunks → embeddings for the one shard; returns the chunk and embedding figures and the chunks."""
     staging, store = Staging(root / "staging"), VectorStore(str(root / "lancedb"))
     raw, chunks, vectors = (staging.path(a, SHARD) for a in ("raw_documents", "chunks", "embeddings"))

@@ -22,10 +22,21 @@ def rows(shard: str, docs: dict[str, list[str]], shard_count: int = SHARDS) -> p
     for doc_id, texts in docs.items():
         for position, text in enumerate(texts):
             vector = np.ones(4, dtype=np.float32) * (position + 1)
-            records.append({"chunk_id": f"{doc_id}#{position}", "doc_id": doc_id, "shard": shard,
-                            "position": position, "text": text, "vector": (vector / np.linalg.norm(vector)).tolist(),
-                            "chunk_hash": content_hash(text), "doc_hash": content_hash("".join(texts)),
-                            "token_count": len(text.split()), "model_version": MODEL, "embedded_at": WHEN})
+            records.append(
+                {
+                    "chunk_id": f"{doc_id}#{position}",
+                    "doc_id": doc_id,
+                    "shard": shard,
+                    "position": position,
+                    "text": text,
+                    "vector": (vector / np.linalg.norm(vector)).tolist(),
+                    "chunk_hash": content_hash(text),
+                    "doc_hash": content_hash("".join(texts)),
+                    "token_count": len(text.split()),
+                    "model_version": MODEL,
+                    "embedded_at": WHEN,
+                }
+            )
     return pa.Table.from_pylist(records, schema=row_schema(4, model_version=MODEL, shard_count=shard_count))
 
 

@@ -18,8 +18,9 @@ def shard_rows() -> tuple[str, pa.Table]:
 
 def test_a_sound_shard_passes_every_part() -> None:
     shard, table = shard_rows()
-    outcome = check_shard(shard, table, INFO, model_version=MODEL, dimensions=4,
-                          expected_chunk_ids=table.column("chunk_id").to_pylist())
+    outcome = check_shard(
+        shard, table, INFO, model_version=MODEL, dimensions=4, expected_chunk_ids=table.column("chunk_id").to_pylist()
+    )
     assert outcome.name == VECTOR_TABLE_INTEGRITY and outcome.passed
     assert all(outcome.metadata[part] for part in INTEGRITY_PARTS)
 
@@ -29,8 +30,11 @@ def test_each_broken_part_is_named() -> None:
     expected = table.column("chunk_id").to_pylist()
     vectors = table.column("vector").to_pylist()
     vectors[0] = [float("nan")] * 4
-    broken = table.set_column(table.schema.get_field_index("vector"), table.schema.field("vector"),
-                              pa.array(vectors, type=table.schema.field("vector").type))
+    broken = table.set_column(
+        table.schema.get_field_index("vector"),
+        table.schema.field("vector"),
+        pa.array(vectors, type=table.schema.field("vector").type),
+    )
     broken = pa.concat_tables([broken, broken.slice(1, 1)])  # a duplicated row
     outcome = check_shard(shard, broken, INFO, model_version=MODEL, dimensions=4, expected_chunk_ids=expected)
     assert not outcome.passed

@@ -5,20 +5,32 @@ from embedding_assets.core.errors import ConfigError
 
 LOCAL_MODELS = ("all-MiniLM-L6-v2",)
 
-__all__ = ["Embedder", "make_embedder", "model_version", "LOCAL_MODELS"]
+__all__ = ["LOCAL_MODELS", "Embedder", "make_embedder", "model_version"]
 
 
-def make_embedder(spec: str, *, dimensions: int | None = None, api_key: str | None = None,
-                  base_url: str | None = None, batch_size: int = 16,
-                  tokens_per_minute: float | None = None) -> Embedder:
+def make_embedder(
+    spec: str,
+    *,
+    dimensions: int | None = None,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    batch_size: int = 16,
+    tokens_per_minute: float | None = None,
+) -> Embedder:
     """Build the embedder a model spec names; unknown specs fail with the list of valid ones."""
     embedder = _build(spec, dimensions, api_key, base_url, batch_size, tokens_per_minute)
     embedder.spec, embedder.requested_dimensions = spec, dimensions
     return embedder
 
 
-def _build(spec: str, dimensions: int | None, api_key: str | None, base_url: str | None,
-           batch_size: int, tokens_per_minute: float | None) -> Embedder:
+def _build(
+    spec: str,
+    dimensions: int | None,
+    api_key: str | None,
+    base_url: str | None,
+    batch_size: int,
+    tokens_per_minute: float | None,
+) -> Embedder:
     provider, _, name = spec.partition(":")
     if provider == "local" and name in LOCAL_MODELS:
         if dimensions not in (None, 384):
@@ -29,8 +41,9 @@ def _build(spec: str, dimensions: int | None, api_key: str | None, base_url: str
     if provider == "openai" and name:
         from embedding_assets.core.embedders.openai_api import OpenAIEmbedder
 
-        return OpenAIEmbedder(name, api_key=api_key, base_url=base_url, dimensions=dimensions,
-                              tokens_per_minute=tokens_per_minute)
+        return OpenAIEmbedder(
+            name, api_key=api_key, base_url=base_url, dimensions=dimensions, tokens_per_minute=tokens_per_minute
+        )
     if provider == "toy" and name == "hashing":
         from embedding_assets.core.embedders.toy import ToyEmbedder
 

@@ -24,8 +24,7 @@ MAX_INPUTS_PER_REQUEST = 2048
 MAX_TOKENS_PER_REQUEST = 300_000
 MAX_TOKENS_PER_INPUT = 8192
 REQUEST_TIMEOUT_SECONDS = 60.0
-NATIVE_DIMENSIONS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072,
-                     "text-embedding-ada-002": 1536}
+NATIVE_DIMENSIONS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
 
 
 @cache
@@ -40,10 +39,18 @@ class OpenAIEmbedder(Embedder):
 
     max_input_tokens = MAX_TOKENS_PER_INPUT
 
-    def __init__(self, model: str, *, api_key: str | None, base_url: str | None = None,
-                 dimensions: int | None = None, revision: str = "",
-                 retry_policy: RetryPolicy | None = None, tokens_per_minute: float | None = None,
-                 timeout_seconds: float = REQUEST_TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self,
+        model: str,
+        *,
+        api_key: str | None,
+        base_url: str | None = None,
+        dimensions: int | None = None,
+        revision: str = "",
+        retry_policy: RetryPolicy | None = None,
+        tokens_per_minute: float | None = None,
+        timeout_seconds: float = REQUEST_TIMEOUT_SECONDS,
+    ) -> None:
         super().__init__()
         if dimensions is not None and model in NATIVE_DIMENSIONS and not model.startswith("text-embedding-3"):
             raise ConfigError(f"{model} does not accept a dimensions setting (only text-embedding-3-* do)")
@@ -60,8 +67,9 @@ class OpenAIEmbedder(Embedder):
 
     @property
     def model_version(self) -> str:
-        return model_version("openai", self.model, self._requested_dimensions
-                             or NATIVE_DIMENSIONS.get(self.model), self.revision)
+        return model_version(
+            "openai", self.model, self._requested_dimensions or NATIVE_DIMENSIONS.get(self.model), self.revision
+        )
 
     @property
     def dimensions(self) -> int:
@@ -81,11 +89,12 @@ class OpenAIEmbedder(Embedder):
         counts = self.count_tokens(texts)
         too_long = [i for i, n in enumerate(counts) if n > MAX_TOKENS_PER_INPUT]
         if too_long:
-            raise EmbeddingError(f"{len(too_long)} input(s) exceed {MAX_TOKENS_PER_INPUT} tokens "
-                                 f"(first: {counts[too_long[0]]} tokens); chunk smaller")
+            raise EmbeddingError(
+                f"{len(too_long)} input(s) exceed {MAX_TOKENS_PER_INPUT} tokens "
+                f"(first: {counts[too_long[0]]} tokens); chunk smaller"
+            )
         rows: list[np.ndarray | None] = [None] * len(texts)
-        for batch in length_sorted_batches(counts, max_items=MAX_INPUTS_PER_REQUEST,
-                                           max_tokens=MAX_TOKENS_PER_REQUEST):
+        for batch in length_sorted_batches(counts, max_items=MAX_INPUTS_PER_REQUEST, max_tokens=MAX_TOKENS_PER_REQUEST):
             if self.pacing is not None:
                 self.retry_stats.paced_seconds += self.pacing.acquire(sum(counts[i] for i in batch))
             vectors = self._request([texts[i] for i in batch])
@@ -104,8 +113,9 @@ class OpenAIEmbedder(Embedder):
             self.check_credentials()
             from openai import OpenAI
 
-            self._client = OpenAI(api_key=self._api_key, base_url=self._base_url, max_retries=0,
-                                  timeout=self._timeout_seconds)
+            self._client = OpenAI(
+                api_key=self._api_key, base_url=self._base_url, max_retries=0, timeout=self._timeout_seconds
+            )
         extra = {"dimensions": self._requested_dimensions} if self._requested_dimensions else {}
 
         def call() -> np.ndarray:
@@ -117,8 +127,10 @@ class OpenAIEmbedder(Embedder):
             return call_with_retries(call, _classify, self.retry_policy, self.retry_stats)
         except Exception as err:
             attempts = self.retry_stats.requests - requests_before
-            raise EmbeddingError(f"embedding request to {self.model} failed after {attempts} attempt(s): "
-                                 f"{_describe(err, self._timeout_seconds)}") from err
+            raise EmbeddingError(
+                f"embedding request to {self.model} failed after {attempts} attempt(s): "
+                f"{_describe(err, self._timeout_seconds)}"
+            ) from err
 
 
 class _InvalidResponse(Exception):
@@ -138,8 +150,9 @@ def _vectors(response: Any, n_inputs: int, expected_dims: int | None) -> np.ndar
         raise _InvalidResponse(f"returned {len(data)} vectors for {n_inputs} inputs")
     lengths = sorted({len(d.embedding) for d in data})
     if len(lengths) > 1 or (expected_dims and lengths != [expected_dims]):
-        raise _InvalidResponse(f"returned vectors of {'/'.join(map(str, lengths))} dimensions, "
-                               f"expected {expected_dims or 'one length'}")
+        raise _InvalidResponse(
+            f"returned vectors of {'/'.join(map(str, lengths))} dimensions, expected {expected_dims or 'one length'}"
+        )
     return np.array([d.embedding for d in sorted(data, key=lambda d: d.index)], dtype=np.float32)
 
 
@@ -152,8 +165,14 @@ def _classify(err: Exception) -> Retryable | None:
         return Retryable(err, delay=_retry_after(err.response.headers), rate_limited=True)
     # APITimeoutError is an APIConnectionError; a body that is not JSON surfaces as a bare
     # json.JSONDecodeError from the client (or APIResponseValidationError with strict validation).
-    if isinstance(err, openai.InternalServerError | openai.APIConnectionError | openai.APIResponseValidationError
-                  | json.JSONDecodeError | _InvalidResponse):
+    if isinstance(
+        err,
+        openai.InternalServerError
+        | openai.APIConnectionError
+        | openai.APIResponseValidationError
+        | json.JSONDecodeError
+        | _InvalidResponse,
+    ):
         return Retryable(err)
     if isinstance(err, openai.APIStatusError) and err.status_code in (408, 409):
         return Retryable(err)
