@@ -33,7 +33,8 @@ class Postgres:
     db: str
 
     def env(self, db: str | None = None) -> dict[str, str]:
-        """The variables deploy/production/dagster.yaml reads (for database ``db``, else the default one)."""
+        """The variables embedding_assets/deploy/production/dagster.yaml reads (for database ``db``, else the
+        default one)."""
         return {
             "DAGSTER_PG_HOST": self.host,
             "DAGSTER_PG_PORT": str(self.port),
