@@ -8,11 +8,14 @@ removes a retired version. Rollback is instant: it only appends an event.
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from embedding_assets.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from lancedb import DBConnection
 
 REGISTRY_TABLE = "index_registry"
 _SCHEMA = pa.schema(
@@ -48,7 +51,7 @@ class RegistryState:
 class Registry:
     """The promotion log in the LanceDB database ``db``."""
 
-    def __init__(self, db: Any) -> None:
+    def __init__(self, db: "DBConnection") -> None:
         self._db = db
 
     def events(self) -> list[Event]:

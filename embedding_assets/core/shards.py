@@ -36,7 +36,9 @@ def shard_ranges(
     keys = shard_keys(shard_count)
     index = {key: i for i, key in enumerate(keys)}
     ranges: list[tuple[str, str]] = []
-    start = previous = None
+    # The open range is keys[start..previous]; previous is read only once start is set.
+    start: int | None = None
+    previous = 0
     for i in sorted(index[s] for s in set(shards)):
         if start is None or i > previous + 1 + max_gap or i - start >= max_per_range:
             if start is not None:

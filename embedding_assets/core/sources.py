@@ -12,6 +12,7 @@ import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias
 
 from embedding_assets.core.hashing import content_hash, normalize_text
 from embedding_assets.core.html_text import html_to_text
@@ -21,6 +22,8 @@ TEXT_SUFFIXES = frozenset({".md", ".markdown", ".txt", ".rst", ".html", ".htm"})
 RECORD_SUFFIXES = frozenset({".json", ".jsonl"})
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | RECORD_SUFFIXES
 DEFAULT_MAX_FILE_BYTES = 10 * 1024 * 1024  # ~2.5M tokens: beyond this a file is rarely one document
+_JSONObject: TypeAlias = dict[str, object]
+"""A parsed JSON object (a record); its values are checked where they are read."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ class SourceFolder:
     def files(self) -> list[str]:
         """Relative posix paths of supported files, sorted; directory symlinks are never followed."""
         self.check()
-        found = []
+        found: list[str] = []
         prefix = len(str(self.root)) + 1
         for dirpath, _, filenames in os.walk(self.root):
             folder = (dirpath[prefix:].replace(os.sep, "/") + "/") if len(dirpath) >= prefix else ""
@@ -144,7 +147,7 @@ class SourceFolder:
                 items.append(_document(str(doc_id), normalize_text(text), rel))
         return items
 
-    def _parse_records(self, rel: str) -> Iterator[tuple[str, dict | str]]:
+    def _parse_records(self, rel: str) -> Iterator[tuple[str, _JSONObject | str]]:
         """(location, record) pairs; a record that fails to parse is given as its error message."""
         text = self._read_text(rel)
         if rel.lower().endswith(".jsonl"):
@@ -172,7 +175,7 @@ def first_id_wins(items: Iterable[tuple[str, Document | Skip]]) -> Iterator[Docu
         yield item
 
 
-def _parse_object(line: str) -> dict | str:
+def _parse_object(line: str) -> _JSONObject | str:
     try:
         value = json.loads(line)
     except ValueError as err:

