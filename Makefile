@@ -9,7 +9,8 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 MODULE := embedding_assets.definitions
 DEMO_QUERY ?= how do I catch an exception and clean up afterwards
 
-.PHONY: install instance demo materialize refresh verify search test reliability bench lint ui screenshot clean
+.PHONY: install instance demo materialize refresh verify search test test-fast check typecheck reliability bench lint \
+	format ui screenshot clean
 
 install: $(STAMP)
 
@@ -24,7 +25,8 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	touch $(BENCH_STAMP)
 
-# The Dagster instance of the profile EMBEDDING_ASSETS_PROFILE (local unless set): deploy/<profile>/dagster.yaml.
+# The Dagster instance of the profile EMBEDDING_ASSETS_PROFILE (local unless set):
+# embedding_assets/deploy/<profile>/dagster.yaml, located by `embedding-assets instance-config`.
 instance: install
 	mkdir -p $(DAGSTER_HOME)
 	config="$$($(BIN)/embedding-assets instance-config)" && cp "$$config" $(DAGSTER_HOME)/dagster.yaml
@@ -47,9 +49,19 @@ verify: install
 search: install
 	$(BIN)/embedding-assets search "$(DEMO_QUERY)" -k 5
 
-test: install
-	$(BIN)/ruff check embedding_assets embedding_assets_tests
+# Everything CI runs: the static checks, then the whole test suite.
+test: check
 	$(BIN)/pytest
+
+# The contributor's loop: the static checks and the tests that neither run the real model end to end
+# nor start servers (under 2 minutes).
+test-fast: check
+	$(BIN)/pytest -m "not slow"
+
+check: lint typecheck
+
+typecheck: install
+	$(BIN)/mypy
 
 # The fault-injection, concurrency and bad-input suites (also part of `make test`), with their figures.
 reliability: install
@@ -62,8 +74,15 @@ reliability: install
 bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/run.py
 
+LINTED := embedding_assets embedding_assets_tests benchmarks scripts
+
 lint: install
-	$(BIN)/ruff check embedding_assets embedding_assets_tests
+	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/ruff check $(LINTED)
+
+format: install
+	$(BIN)/ruff format $(LINTED)
+	$(BIN)/ruff check --fix $(LINTED)
 
 ui: instance
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000

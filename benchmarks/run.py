@@ -25,6 +25,7 @@ from corpus import kernel_sections, pydoc_sections, write_corpus
 from peers import PEERS, run_peer
 from workload import CountingEmbedder, audit, edit_corpus, folder_chunks, keys, naive_embed
 
+from embedding_assets.core.index import Index
 from embedding_assets.core.settings import Settings
 from embedding_assets.core.shards import shard_keys
 from embedding_assets.core.store import VectorStore
@@ -52,8 +53,9 @@ def ingest_peak_rss(sections: list, root: Path) -> float:
     write_corpus(sections, root / "source")
     code = (
         "import sys, resource, dagster as dg; sys.path.insert(0, 'benchmarks'); from run import settings_for;"
-        "from pathlib import Path; from embedding_assets.refresh import refresh;"
-        "refresh(settings_for(Path(sys.argv[1])), dg.DagsterInstance.ephemeral());"
+        "from pathlib import Path; from embedding_assets.core.index import Index;"
+        "from embedding_assets.refresh import refresh;"
+        "refresh(Index(settings_for(Path(sys.argv[1]))), dg.DagsterInstance.ephemeral());"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
     )
     done = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True, text=True, check=True)
@@ -76,7 +78,8 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-"))
     settings = settings_for(root)
     write_corpus(docs, root / "source")
-    embedder = settings.embedder()
+    index = Index(settings)
+    embedder = index.embedder
     figures: dict = {"corpus": corpus_name, "documents": len(docs), "shards": settings.shards}
 
     # 1. The bare model over exactly the pipeline's chunks: a plain loop in document order (what the model
@@ -95,7 +98,7 @@ def main() -> None:
     # 2. Full ingest through Dagster, as `embedding-assets refresh` runs it: on a SQLite instance on disk, like
     # the local profile's DAGSTER_HOME (an in-memory instance would hide the cost of storing every event).
     instance = dg.DagsterInstance.local_temp(tempfile.mkdtemp(prefix="bench-dagster-"))
-    report, full = timed(lambda: refresh(settings, instance))
+    report, full = timed(lambda: refresh(index, instance))
     figures |= {"full_s": full, "full_chunks_per_s": report.total("chunks_embedded") / full}
     figures["full_ratio"] = figures["full_chunks_per_s"] / figures["bare_chunks_per_s"]
     figures["full_ratio_sorted"] = figures["full_chunks_per_s"] / figures["bare_sorted_chunks_per_s"]
@@ -104,7 +107,7 @@ def main() -> None:
     added = sections[args.docs : args.docs + 3]
     edit_corpus(root / "source", added)
     after = folder_chunks(root / "source", settings.chunking, embedder.count_tokens)
-    report, incremental = timed(lambda: refresh(settings, instance))
+    report, incremental = timed(lambda: refresh(index, instance))
     figures |= {
         "incremental_s": incremental,
         "incremental_embedded": report.total("chunks_embedded"),
@@ -113,7 +116,7 @@ def main() -> None:
     }
 
     # 4. Nothing changed.
-    report, noop = timed(lambda: refresh(settings, instance))
+    report, noop = timed(lambda: refresh(index, instance))
     figures |= {"noop_s": noop, "noop_embedded": report.total("chunks_embedded")}
     store = VectorStore(settings.lancedb_uri)
     table = store.table(embedder.model_version)
@@ -132,8 +135,8 @@ def main() -> None:
         raise SystemExit(f"the index is not exactly the source after the refresh (measured, expected): {wrong}")
 
     # 4b. What a refresh pays besides the model: a run of one unchanged shard, and of every shard unchanged.
-    _, one_run = timed(lambda: refresh(settings, instance, shards=["s000"]))
-    _, all_runs = timed(lambda: refresh(settings, instance, shards=shard_keys(settings.shards)))
+    _, one_run = timed(lambda: refresh(index, instance, shards=["s000"]))
+    _, all_runs = timed(lambda: refresh(index, instance, shards=shard_keys(settings.shards)))
     figures |= {"run_overhead_s": one_run, "shard_overhead_s": (all_runs - one_run) / (settings.shards - 1)}
 
     # 6. Query latency, exact and with an ANN index, and the ANN's recall@10 against exact search.

@@ -7,28 +7,21 @@ in one process with one model load. Each shard's figures are recorded on its own
 
 import dataclasses
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypedDict
 
 import dagster as dg
 
-from embedding_assets.automation import evaluate_after_refresh, follow_upstream, index_freshness
-from embedding_assets.core import stages
+from embedding_assets.automation import Condition, evaluate_after_refresh, follow_upstream, index_freshness
 from embedding_assets.core.cost import check_budget, cost_usd
 from embedding_assets.core.errors import ConfigError
 from embedding_assets.core.evaluation import comparison_table
-from embedding_assets.core.migration import evaluate_table, gate, live_model_version
-from embedding_assets.core.registry import Registry
-from embedding_assets.core.staging import Staging
+from embedding_assets.core.index import Index
+from embedding_assets.core.migration import evaluate_table, gate
+from embedding_assets.core.shard_work import ShardWork
 from embedding_assets.core.store import table_name
-from embedding_assets.resources import (
-    ChunkingResource,
-    EmbedderResource,
-    EvalResource,
-    LanceDBResource,
-    SourceFolderResource,
-    StagingResource,
-)
+from embedding_assets.core.table_policy import settle_table
+from embedding_assets.resources import PipelineResource
 
 GROUP = "embedding_pipeline"
 SOURCE_DOCUMENTS = "source_documents"
@@ -50,73 +43,67 @@ def source_documents_spec(partitions: dg.PartitionsDefinition) -> dg.AssetSpec:
     )
 
 
+class _Shared(TypedDict, total=False):
+    """The ``@dg.asset`` options the partitioned assets share."""
+
+    partitions_def: dg.PartitionsDefinition
+    group_name: str
+    backfill_policy: dg.BackfillPolicy
+    automation_condition: Condition
+
+
 def build_pipeline_assets(
     partitions: dg.PartitionsDefinition, *, model_version: str, chunking_version: str, freshness_hours: float
 ) -> list[dg.AssetsDefinition]:
     """The four partitioned assets and retrieval_eval. Code versions carry the chunker and model
     identity, so changing either marks every partition stale."""
-    shard_count = len(partitions.get_partition_keys())
-    common: dict[str, Any] = {
-        "partitions_def": partitions,
-        "group_name": GROUP,
-        "backfill_policy": dg.BackfillPolicy.single_run(),
-    }
-    downstream: dict[str, Any] = {**common, "automation_condition": follow_upstream()}
+    common = _Shared(partitions_def=partitions, group_name=GROUP, backfill_policy=dg.BackfillPolicy.single_run())
+    downstream = _Shared(**common, automation_condition=follow_upstream())
     # Requests to one provider share a Dagster concurrency pool across runs
     # (limit it with `dagster instance concurrency set embedding_api_openai N`).
     embedding_pool = "embedding_api_" + model_version.split(":", 1)[0]
 
     @dg.asset(deps=[SOURCE_DOCUMENTS], code_version=SOURCE_READER_VERSION, kinds={"parquet"}, **common)
-    def raw_documents(
-        context: dg.AssetExecutionContext, source: SourceFolderResource, staging: StagingResource
-    ) -> dg.MaterializeResult:
+    def raw_documents(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult[None]:
         """The shard's documents, read from the source folder into Parquet. Unreadable documents are
         skipped with their reason recorded. A re-run rewrites the file atomically."""
-        folder, stage = source.folder(), staging.staging()
+        index = pipeline.get()
+        index.source.check()
 
-        def one(shard: str) -> dict[str, Any]:
-            out = stage.path("raw_documents", shard)
-            stats = stages.read_raw_documents(folder, shard, shard_count, out, stage)
+        def one(work: ShardWork) -> dict[str, Any]:
+            stats = work.read_raw_documents(index.source)
             for skip in stats.skipped:
-                context.log.warning(f"{shard}: skipped {skip.doc_id!r}: {skip.reason}")
+                context.log.warning(f"{work.shard}: skipped {skip.doc_id!r}: {skip.reason}")
+            skipped = [{"doc_id": s.doc_id, "reason": s.reason} for s in stats.skipped[:MAX_SKIPS_IN_METADATA]]
             return {
                 "documents": stats.documents,
                 "characters": stats.characters,
                 "skipped": len(stats.skipped),
                 "dagster/row_count": stats.documents,
-                "skipped_documents": dg.MetadataValue.json(
-                    [{"doc_id": s.doc_id, "reason": s.reason} for s in stats.skipped[:MAX_SKIPS_IN_METADATA]]
-                ),
-                "path": dg.MetadataValue.path(str(out)),
+                "skipped_documents": dg.MetadataValue.json(skipped),
+                "path": dg.MetadataValue.path(str(work.raw_path)),
             }
 
-        return _for_each_shard(context, stage, one)
+        return _for_each_shard(context, index, one)
 
     @dg.asset(deps=[raw_documents], code_version=chunking_version, kinds={"parquet"}, **downstream)
-    def chunks(
-        context: dg.AssetExecutionContext,
-        staging: StagingResource,
-        chunking: ChunkingResource,
-        embedder: EmbedderResource,
-    ) -> dg.MaterializeResult:
+    def chunks(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult[None]:
         """The shard's documents cut into chunks sized in the embedding model's tokens, each with a
         stable id (doc_id#position) and a content hash. Only documents whose hash changed are re-cut;
         deterministic, so a re-run is a no-op."""
-        stage, config, model = staging.staging(), chunking.config(), embedder.get()
 
-        def one(shard: str) -> dict[str, Any]:
-            out = stage.path("chunks", shard)
-            stats = stages.chunk_raw_documents(stage.path("raw_documents", shard), out, shard, config, model, stage)
+        def one(work: ShardWork) -> dict[str, Any]:
+            stats = work.chunk()
             return {
                 "documents": stats.documents,
                 "documents_rechunked": stats.rechunked,
                 "chunks": stats.chunks,
                 "tokens": stats.tokens,
                 "dagster/row_count": stats.chunks,
-                "path": dg.MetadataValue.path(str(out)),
+                "path": dg.MetadataValue.path(str(work.chunks_path)),
             }
 
-        return _for_each_shard(context, stage, one)
+        return _for_each_shard(context, pipeline.get(), one)
 
     # A step that fails for good (provider retries exhausted) is retried whole: re-running is idempotent.
     @dg.asset(
@@ -127,41 +114,17 @@ def build_pipeline_assets(
         retry_policy=EMBEDDING_RETRIES,
         **downstream,
     )
-    def embeddings(
-        context: dg.AssetExecutionContext,
-        staging: StagingResource,
-        embedder: EmbedderResource,
-        vector_store: LanceDBResource,
-    ) -> dg.MaterializeResult:
+    def embeddings(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult[None]:
         """A vector for every chunk of the shard. Chunks this model already embedded (same chunk_hash)
         reuse the stored vector; only new or changed text is sent to the model. A run whose new text
         would cost more than the run budget fails before its first request."""
-        stage, model, store = staging.staging(), embedder.get(), vector_store.store()
-        variant, expiry, price = table_name(model.model_version), vector_store.expire_before(), embedder.price()
-        planned = sum(
-            stages.tokens_to_embed(
-                stage.path("chunks", s),
-                stage.path("embeddings", s, variant),
-                store,
-                model.model_version,
-                s,
-                expiry,
-                stage,
-            )
-            for s in context.partition_keys
-        )
-        try:
-            check_budget(planned, price, embedder.run_budget_usd, f"this run ({len(context.partition_keys)} shards)")
-        except ConfigError as err:
-            # Deterministic, so not worth a retry: the same run would be refused again.
-            raise dg.Failure(str(err), metadata={"planned_tokens": planned}, allow_retries=False) from None
+        index = pipeline.get()
+        model, price = index.embedder, index.price_per_mtok()
+        _refuse_over_budget(index, context.partition_keys)
 
-        def one(shard: str) -> dict[str, Any]:
-            out = stage.path("embeddings", shard, variant)
+        def one(work: ShardWork) -> dict[str, Any]:
             before = dataclasses.replace(model.retry_stats)
-            stats = stages.embed_chunks(
-                stage.path("chunks", shard), out, model, store, shard, shard_count, stage, expire_before=expiry
-            )
+            stats = work.embed()
             calls = model.retry_stats.since(before)
             return {
                 "model_version": model.model_version,
@@ -176,10 +139,10 @@ def build_pipeline_assets(
                 "rate_limited": calls.rate_limited,
                 "paced_seconds": round(calls.paced_seconds, 3),
                 "dagster/row_count": stats.chunks,
-                "path": dg.MetadataValue.path(str(out)),
+                "path": dg.MetadataValue.path(str(work.embeddings_path)),
             }
 
-        return _for_each_shard(context, stage, one)
+        return _for_each_shard(context, index, one)
 
     @dg.asset(
         deps=[embeddings],
@@ -188,30 +151,22 @@ def build_pipeline_assets(
         freshness_policy=index_freshness(freshness_hours),
         **downstream,
     )
-    def vector_table(
-        context: dg.AssetExecutionContext,
-        staging: StagingResource,
-        embedder: EmbedderResource,
-        vector_store: LanceDBResource,
-    ) -> dg.MaterializeResult:
+    def vector_table(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult[None]:
         """The shard's rows in the model's LanceDB table, replaced in one merge_insert commit keyed on
         chunk_id: changed rows updated, new inserted, vanished deleted. Unchanged shards commit nothing.
         The first table ever written becomes the live one; later models' tables wait for ``promote``."""
-        stage, store = staging.staging(), vector_store.store()
-        model = embedder.get().model_version
-        variant = table_name(model)
-        registry = Registry(store.db)
-        live = registry.state().live
+        index = pipeline.get()
+        model = index.embedder.model_version
+        live = index.registry.state().live
 
-        def one(shard: str) -> dict[str, Any]:
-            staged = stage.path("embeddings", shard, variant)
-            write = stages.write_vector_table(staged, store, shard, stage)
+        def one(work: ShardWork) -> dict[str, Any]:
+            write = work.write()
             rows = write.inserted + write.updated + write.unchanged
             return {
                 "model_version": model,
                 "live_model_version": live or model,
                 "is_live": live in (None, model),
-                "table": variant,
+                "table": table_name(model),
                 "table_version": write.table_version,
                 "rows": rows,
                 "chunks_inserted": write.inserted,
@@ -223,17 +178,12 @@ def build_pipeline_assets(
                 "dagster/row_count": rows,
             }
 
-        result = _for_each_shard(context, stage, one)
-        try:
-            fragments = store.compact(model)
-        except Exception as err:  # a concurrent writer won the commit; the next run compacts
-            context.log.warning(f"compaction of {variant} skipped: {err}")
-        else:
-            if fragments is not None:
-                context.log.info(f"compacted {variant}: {fragments} fragments merged")
-        if live is None:
-            registry.promote(model, "the first table is live")
-            context.log.info(f"{model} is the first table and is now live")
+        result = _for_each_shard(context, index, one)
+        settled = settle_table(index.store, index.registry, model)
+        for note in settled.notes:
+            context.log.info(note)
+        for warning in settled.warnings:
+            context.log.warning(warning)
         return result
 
     # Unpartitioned; the single-run policy only lets `--select '*' --partition-range` include it.
@@ -244,18 +194,14 @@ def build_pipeline_assets(
         automation_condition=evaluate_after_refresh(),
         backfill_policy=dg.BackfillPolicy.single_run(),
     )
-    def retrieval_eval(
-        context: dg.AssetExecutionContext,
-        embedder: EmbedderResource,
-        vector_store: LanceDBResource,
-        evals: EvalResource,
-    ) -> dg.MaterializeResult:
+    def retrieval_eval(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult[None]:
         """Recall@k, MRR and nDCG@10 of the configured model's table on the golden set, beside the live
         table's when that is another model: the evidence ``promote`` asks for, plotted over time."""
-        store, model = vector_store.store(), embedder.get().model_version
-        live = live_model_version(store, model)
+        index = pipeline.get()
+        store, model, live = index.store, index.embedder.model_version, index.live_model_version()
+        golden = index.golden()
         reports = {
-            v: evaluate_table(store, v, evals.golden(), embedder.query_embedder_for)
+            v: evaluate_table(store, v, golden, index.query_embedder)
             for v in dict.fromkeys([live, model])
             if store.info(v) is not None
         }
@@ -269,27 +215,43 @@ def build_pipeline_assets(
         if model != live and model in reports:
             for name, value in reports[live].metrics.items():
                 metadata["live_" + name.replace("@", "_at_")] = round(value, 4)
-            metadata["gate_refusals"] = dg.MetadataValue.json(gate(reports[model], reports[live], evals.margin))
+            refusals = gate(reports[model], reports[live], index.settings.eval_margin)
+            metadata["gate_refusals"] = dg.MetadataValue.json(refusals)
         return dg.MaterializeResult(metadata=metadata)
 
     return [raw_documents, chunks, embeddings, vector_table, retrieval_eval]
 
 
+def _refuse_over_budget(index: Index, shards: Sequence[str]) -> None:
+    """With EMBEDDING_ASSETS_RUN_BUDGET_USD set, fail before the first request when the new text of the
+    run's shards would cost more (a pass over the shards before any is embedded, outside their locks)."""
+    budget = index.settings.run_budget_usd
+    if budget is None:
+        return
+    planned = sum(index.shard_work(shard).tokens_to_embed() for shard in shards)
+    try:
+        check_budget(planned, index.price_per_mtok(), budget, f"this run ({len(shards)} shards)")
+    except ConfigError as err:
+        # Deterministic, so not worth a retry: the same run would be refused again.
+        raise dg.Failure(str(err), metadata={"planned_tokens": planned}, allow_retries=False) from None
+
+
 def _for_each_shard(
-    context: dg.AssetExecutionContext, stage: Staging, work: Callable[[str], dict[str, Any]]
-) -> dg.MaterializeResult:
-    """Run ``work`` for every shard of the run under the shard's lock, recording metadata per shard.
+    context: dg.AssetExecutionContext, index: Index, work: Callable[[ShardWork], dict[str, Any]]
+) -> dg.MaterializeResult[None]:
+    """Run ``work`` on a fresh unit of work for every shard of the run, under the shard's lock,
+    recording metadata per shard.
     Shards that take a while are logged as they finish (every log line is an event the instance stores,
     so quick shards show only in their metadata)."""
     keys = context.partition_keys
     asset = context.asset_key.to_user_string()
-    for index, shard in enumerate(keys, start=1):
+    for position, shard in enumerate(keys, start=1):
         started = time.perf_counter()
-        with stage.lock(shard):
-            metadata = work(shard)
+        with index.staging.lock(shard):
+            metadata = work(index.shard_work(shard))
         metadata["duration_s"] = round(time.perf_counter() - started, 3)
         context.add_asset_metadata(metadata, partition_key=shard)
         if metadata["duration_s"] >= SLOW_SHARD_SECONDS:
             figures = ", ".join(f"{k}={v}" for k, v in metadata.items() if isinstance(v, int | float))
-            context.log.info(f"[{index}/{len(keys)}] {asset} {shard}: {figures}")
+            context.log.info(f"[{position}/{len(keys)}] {asset} {shard}: {figures}")
     return dg.MaterializeResult()

@@ -1,23 +1,29 @@
 """When assets re-materialize on their own, and when the UI calls them late. Each part says why."""
 
 from datetime import timedelta
+from typing import Any
 
 import dagster as dg
 
+# Conditions on assets. Dagster 1.13 types some builders for assets and others for assets-or-checks,
+# and its generic is invariant, so the combinations below (all documented) are typed loosely.
+Condition = dg.AutomationCondition[Any]
 
-def follow_upstream() -> dg.AutomationCondition:
+
+def follow_upstream() -> Condition:
     """For chunks, embeddings and vector_table: refresh exactly the shards that need it."""
+    code_version_changed: Condition = dg.AutomationCondition.code_version_changed()
     return (
         # A shard's upstream was re-materialized (the change sensor, the TTL sensor, a manual run):
         # eager() requests that shard only, and never while its upstream is missing or running.
         dg.AutomationCondition.eager()
         # The code version changed (the embedding model, its dimensions, the chunker or its sizes):
         # every shard's vectors are stale, so every shard is requested once.
-        | dg.AutomationCondition.code_version_changed().since_last_handled()
+        | code_version_changed.since_last_handled()
     )
 
 
-def evaluate_after_refresh() -> dg.AutomationCondition:
+def evaluate_after_refresh() -> Condition:
     """For retrieval_eval: re-evaluate once the table changed and no shard is still being written."""
     # eager() waits for upstream runs in progress and for missing shards, so one eval follows a backfill.
     return dg.AutomationCondition.eager()

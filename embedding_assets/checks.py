@@ -1,8 +1,9 @@
 """Asset checks of the vector table, one result per shard.
 
-Each multi-asset check reports every shard of its run on that shard's own partition (through
-``AssetCheckEvaluation`` events), which also works for ranged single-run backfills, where a
-returned ``AssetCheckResult`` would carry no partition.
+One multi-asset check evaluates all three, so one read of each shard's stored rows (only the
+columns the selected checks compare) serves them all. Each result is reported on its shard's own
+partition through an ``AssetCheckEvaluation`` event, which also works for ranged single-run
+backfills, where a returned ``AssetCheckResult`` would carry no partition.
 """
 
 import random
@@ -11,36 +12,43 @@ from datetime import date
 
 import dagster as dg
 import numpy as np
+import pyarrow as pa
 
-from embedding_assets.core.reconcile import diff_shard, expected_chunks
-from embedding_assets.core.stages import staged_chunks
+from embedding_assets.core.reconcile import CHUNK_COLUMNS, STORED_COLUMNS, diff_shard, expected_chunks
 from embedding_assets.core.table_checks import (
+    DRIFT_COLUMNS,
     EMBEDDING_DRIFT,
+    INTEGRITY_COLUMNS,
     VECTOR_TABLE_INTEGRITY,
     CheckOutcome,
     check_shard,
     drift_outcome,
     sample_quota,
 )
-from embedding_assets.resources import (
-    ChunkingResource,
-    EmbedderResource,
-    EvalResource,
-    LanceDBResource,
-    SourceFolderResource,
-    StagingResource,
-)
+from embedding_assets.resources import PipelineResource
 
 INDEX_MATCHES_SOURCE = "index_matches_source"
+DESCRIPTIONS = {
+    VECTOR_TABLE_INTEGRITY: "Dimensions, valid vectors, unique chunk ids, one model version, and one row per "
+    "staged chunk.",
+    INDEX_MATCHES_SOURCE: "Reconciliation: the shard's rows are exactly the chunks its source documents produce "
+    "now (ids, text hashes, document hashes, model version), listing every difference. Documents whose hash "
+    "the staged chunks carry are not re-cut (`embedding-assets verify` re-cuts them all).",
+    EMBEDDING_DRIFT: "Drift sentinel: re-embeds a few random stored chunks of the run's shards with the table's "
+    "own model and warns when a stored vector no longer matches (a silent provider-side change, broken "
+    "preprocessing). The sample is per run, so its cost does not grow with the number of shards; only the "
+    "sampled shards get a result.",
+}
+COLUMNS = {VECTOR_TABLE_INTEGRITY: INTEGRITY_COLUMNS, INDEX_MATCHES_SOURCE: STORED_COLUMNS}
 
 
 def build_table_checks(
     vector_table: dg.AssetsDefinition, partitions: dg.PartitionsDefinition
 ) -> list[dg.AssetChecksDefinition]:
-    shard_count = len(partitions.get_partition_keys())
-
-    def specs(*names: str) -> list[dg.AssetCheckSpec]:
-        return [dg.AssetCheckSpec(n, asset=vector_table.key, partitions_def=partitions) for n in names]
+    specs = [
+        dg.AssetCheckSpec(name, asset=vector_table.key, partitions_def=partitions, description=description)
+        for name, description in DESCRIPTIONS.items()
+    ]
 
     def report(
         context: dg.AssetCheckExecutionContext,
@@ -48,8 +56,10 @@ def build_table_checks(
         outcome: CheckOutcome,
         severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
     ) -> None:
+        # log_event is typed for materializations and observations only; check evaluations work (and
+        # are the one way to give each shard of a ranged run its own result).
         context.op_execution_context.log_event(
-            dg.AssetCheckEvaluation(
+            dg.AssetCheckEvaluation(  # type: ignore[arg-type]
                 asset_key=vector_table.key,
                 check_name=outcome.name,
                 passed=outcome.passed,
@@ -60,111 +70,53 @@ def build_table_checks(
             )
         )
 
-    @dg.multi_asset_check(specs=specs(VECTOR_TABLE_INTEGRITY), can_subset=True)
-    def vector_table_integrity(
-        context: dg.AssetCheckExecutionContext,
-        staging: StagingResource,
-        embedder: EmbedderResource,
-        vector_store: LanceDBResource,
-    ) -> Iterator:
-        """Dimensions, valid vectors, unique chunk ids, one model version, and one row per staged chunk."""
-        model, store, stage = embedder.get(), vector_store.store(), staging.staging()
+    @dg.multi_asset_check(specs=specs, can_subset=True, name="vector_table_checks")
+    def vector_table_checks(
+        context: dg.AssetCheckExecutionContext, pipeline: PipelineResource
+    ) -> Iterator[dg.AssetCheckResult]:
+        """The selected checks of every shard of the run, from one read of each shard's stored rows."""
+        index = pipeline.get()
+        model, store, keys = index.embedder, index.store, context.partition_keys
+        selected = {key.name for key in context.selected_asset_check_keys}
         info = store.info(model.model_version)
-        for shard in context.partition_keys:
-            rows = store.shard_rows(model.model_version, shard)
-            if info is None or rows is None:
-                raise dg.Failure(f"no vector table for {model.model_version}; materialize vector_table first")
-            expected = stage.read(stage.path("chunks", shard)).column("chunk_id").to_pylist()
-            report(
-                context,
-                shard,
-                check_shard(
+        rng = random.Random(f"{keys[0]}:{keys[-1]}:{date.today()}")
+        quota = sample_quota(list(keys), index.settings.drift_sample, rng) if EMBEDDING_DRIFT in selected else {}
+        samples: dict[str, pa.Table] = {}
+        for shard in keys:
+            work = index.shard_work(shard)
+            columns = {c for name in selected for c in COLUMNS.get(name, ())}
+            if quota.get(shard):
+                columns |= set(DRIFT_COLUMNS)
+            rows = store.shard_rows(model.model_version, shard, sorted(columns))
+            if VECTOR_TABLE_INTEGRITY in selected:
+                staged = index.staging.read(work.chunks_path, ["chunk_id"]).column("chunk_id").to_pylist()
+                outcome = check_shard(
                     shard,
                     rows,
                     info,
                     model_version=model.model_version,
                     dimensions=model.dimensions,
-                    expected_chunk_ids=expected,
-                ),
-            )
+                    expected_chunk_ids=staged,
+                )
+                report(context, shard, outcome)
+            if INDEX_MATCHES_SOURCE in selected:
+                cached = work.staged_chunks(CHUNK_COLUMNS)
+                expected = expected_chunks(index.source, shard, index.shard_count, index.chunking, model, cached)
+                diff = diff_shard(shard, expected, rows, model.model_version)
+                report(
+                    context, shard, CheckOutcome(INDEX_MATCHES_SOURCE, diff.matches, diff.describe(), diff.figures())
+                )
+            if quota.get(shard) and rows is not None:
+                picked = rng.sample(range(rows.num_rows), min(quota[shard], rows.num_rows))
+                samples[shard] = rows.take(pa.array(picked, type=pa.int64()))  # typed: it may be empty
+        # Not sampled in this run: no result (each result is an event the instance stores).
+        texts = [text for picked in samples.values() for text in picked.column("text").to_pylist()]
+        fresh = iter(model.embed(texts) if texts else [])
+        for shard, picked in samples.items():
+            stored = np.array(picked.column("vector").to_pylist(), dtype=np.float32)
+            again = np.array([next(fresh) for _ in range(picked.num_rows)], dtype=np.float32)
+            outcome = drift_outcome(stored, again, index.settings.drift_threshold)
+            report(context, shard, outcome, dg.AssetCheckSeverity.WARN)
         yield from ()
 
-    @dg.multi_asset_check(specs=specs(INDEX_MATCHES_SOURCE), can_subset=True)
-    def index_matches_source(
-        context: dg.AssetCheckExecutionContext,
-        source: SourceFolderResource,
-        staging: StagingResource,
-        chunking: ChunkingResource,
-        embedder: EmbedderResource,
-        vector_store: LanceDBResource,
-    ) -> Iterator:
-        """Reconciliation: the shard's rows are exactly the chunks its source documents produce now
-        (ids, text hashes, document hashes, model version), listing every difference. Documents whose
-        hash the staged chunks carry are not re-cut (`embedding-assets verify` re-cuts them all)."""
-        model, store, folder, stage, config = (
-            embedder.get(),
-            vector_store.store(),
-            source.folder(),
-            staging.staging(),
-            chunking.config(),
-        )
-        for shard in context.partition_keys:
-            cached = staged_chunks(stage, stage.path("chunks", shard), config, model)
-            expected = expected_chunks(folder, shard, shard_count, config, model, cached)
-            diff = diff_shard(shard, expected, store.shard_rows(model.model_version, shard), model.model_version)
-            report(
-                context,
-                shard,
-                CheckOutcome(
-                    INDEX_MATCHES_SOURCE,
-                    diff.matches,
-                    diff.describe(),
-                    {
-                        "expected_rows": diff.expected,
-                        "stored_rows": diff.stored,
-                        "missing": len(diff.missing),
-                        "extra": len(diff.extra),
-                        "changed": len(diff.changed),
-                        "wrong_model": len(diff.wrong_model),
-                    },
-                ),
-            )
-        yield from ()
-
-    @dg.multi_asset_check(specs=specs(EMBEDDING_DRIFT), can_subset=True)
-    def embedding_drift(
-        context: dg.AssetCheckExecutionContext,
-        embedder: EmbedderResource,
-        vector_store: LanceDBResource,
-        evals: EvalResource,
-    ) -> Iterator:
-        """Drift sentinel: re-embeds a few random stored chunks of the run's shards with the table's own
-        model and warns when a stored vector no longer matches (a silent provider-side change, broken
-        preprocessing). The sample is per run, so its cost does not grow with the number of shards; only
-        the sampled shards get a result."""
-        model, store, keys = embedder.get(), vector_store.store(), context.partition_keys
-        rng = random.Random(f"{keys[0]}:{keys[-1]}:{date.today()}")
-        samples: dict[str, tuple[list[str], list[list[float]]]] = {}
-        for shard, quota in sample_quota(keys, evals.drift_sample, rng).items():
-            if not quota:  # not sampled in this run: no result (each result is an event the instance stores)
-                continue
-            rows = store.shard_rows(model.model_version, shard, ["text", "vector"])
-            picked = rows.take(rng.sample(range(rows.num_rows), min(quota, rows.num_rows))) if rows else None
-            samples[shard] = (
-                (picked.column("text").to_pylist(), picked.column("vector").to_pylist()) if picked else ([], [])
-            )
-        texts_to_embed = [t for texts, _ in samples.values() for t in texts]
-        fresh = iter(model.embed(texts_to_embed) if texts_to_embed else [])
-        for shard, (texts, stored) in samples.items():
-            again = [next(fresh) for _ in texts]
-            report(
-                context,
-                shard,
-                drift_outcome(
-                    np.array(stored, dtype=np.float32), np.array(again, dtype=np.float32), evals.drift_threshold
-                ),
-                dg.AssetCheckSeverity.WARN,
-            )
-        yield from ()
-
-    return [vector_table_integrity, index_matches_source, embedding_drift]
+    return [vector_table_checks]

@@ -11,12 +11,9 @@ from typing import Any
 
 import dagster as dg
 
-from embedding_assets.core.reconcile import stale_shards
-from embedding_assets.core.settings import Settings
-from embedding_assets.core.shards import RUN_THROUGH_CLEAN_SHARDS, shard_ranges
-from embedding_assets.core.store import VectorStore, expire_before
-from embedding_assets.definitions import REFRESH_JOB, build_definitions
-from embedding_assets.sensors import range_tags, source_observation
+from embedding_assets.assembly import REFRESH_JOB, build_definitions
+from embedding_assets.core.index import Index
+from embedding_assets.shard_runs import range_tags, run_ranges, source_observation
 
 REPORTED = (
     "chunks_embedded",
@@ -41,34 +38,28 @@ class RefreshReport:
 
 
 def refresh(
-    settings: Settings,
+    index: Index,
     instance: dg.DagsterInstance,
     *,
     shards: list[str] | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> RefreshReport:
     """Scan, then materialize the stale shards (or exactly ``shards``, to repair them); raises if a run fails."""
-    scan = settings.scan()
-    stale = (
-        shards
-        if shards is not None
-        else stale_shards(
-            scan, VectorStore(settings.lancedb_uri), settings.embedder().model_version, expire_before(settings.ttl_days)
-        )
-    )
+    scan = index.scan()
+    stale = shards if shards is not None else index.stale_shards(scan)
     report = RefreshReport(scan.files, scan.files_read, stale)
     progress(
         f"scanned {scan.files} files ({scan.files_read} read) in {scan.seconds:.2f} s; "
-        f"{len(stale)} of {settings.shards} shards stale"
+        f"{len(stale)} of {index.shard_count} shards stale"
     )
-    job = build_definitions(settings).resolve_job_def(REFRESH_JOB)
-    for first, last in shard_ranges(stale, settings.shards, max_gap=RUN_THROUGH_CLEAN_SHARDS):
+    job = build_definitions(index.settings).resolve_job_def(REFRESH_JOB)
+    for first, last in run_ranges(stale, index.shard_count):
         progress(f"refreshing {first}...{last}")
         result = job.execute_in_process(instance=instance, tags=range_tags(first, last), raise_on_error=True)
         report.runs.append(result.run_id)
-        for event in result.all_events:
-            if event.event_type_value == "ASSET_MATERIALIZATION":
-                materialization = event.event_specific_data.materialization
+        for event in result.get_asset_materialization_events():
+            materialization = event.materialization
+            if materialization.partition is not None:
                 figures = report.per_shard.setdefault(materialization.partition, {})
                 figures.update({k: v.value for k, v in materialization.metadata.items() if k in REPORTED})
     for shard in stale:  # the UI's source_documents now shows what these runs indexed

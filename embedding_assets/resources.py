@@ -1,121 +1,70 @@
-"""Dagster resources: thin, typed configuration over the plain classes in ``core``."""
+"""The pipeline's one Dagster resource: the index's settings, shown in the UI, and the ``Index`` they build."""
 
-from datetime import datetime
+import dataclasses
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from embedding_assets.core.chunking import ChunkingConfig
-from embedding_assets.core.cost import price_per_mtok
-from embedding_assets.core.embedders import Embedder, make_embedder
-from embedding_assets.core.evaluation import GoldenQuery, load_golden
-from embedding_assets.core.migration import table_embedder
-from embedding_assets.core.sources import DEFAULT_MAX_FILE_BYTES, SourceFolder
-from embedding_assets.core.staging import Staging
-from embedding_assets.core.store import TableInfo, VectorStore, expire_before
+from embedding_assets.core.index import Credentials, Index
+from embedding_assets.core.settings import Settings
 
 
-class SourceFolderResource(dg.ConfigurableResource):
-    """The folder of source documents (.md, .txt, .rst, .html, .json, .jsonl)."""
+# The resource's value is the resource itself, which Dagster leaves implicit (as its own resources do).
+class PipelineResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """Every ``EMBEDDING_ASSETS_*`` setting of the index (one field each, same name in lower case).
 
-    path: str = Field(description="Folder to read documents from (EMBEDDING_ASSETS_SOURCE_DIR).")
-    id_field: str = Field(default="id", description="Id field of .json/.jsonl records.")
-    text_field: str = Field(default="text", description="Text field of .json/.jsonl records.")
-    max_file_bytes: int = Field(default=DEFAULT_MAX_FILE_BYTES, description="Larger files are skipped, with a reason.")
+    Assets, checks and sensors take the index's objects (source, staging, embedder, store, registry)
+    from ``get()``; the OpenAI key and endpoint arrive only through ``dg.EnvVar``."""
 
-    def folder(self) -> SourceFolder:
-        folder = SourceFolder(
-            self.path, id_field=self.id_field, text_field=self.text_field, max_file_bytes=self.max_file_bytes
-        )
-        folder.check()
-        return folder
+    profile: str = Field(description="Deployment profile (local or production).")
+    source_dir: str = Field(description="Folder of source documents.")
+    lancedb_uri: str = Field(description="LanceDB location: a folder or an object-store URI.")
+    staging_dir: str = Field(description="Parquet files of the intermediate assets, and the shard locks.")
+    model: str = Field(description="Embedding model spec, e.g. local:all-MiniLM-L6-v2 or openai:<model>.")
+    dimensions: int | None = Field(description="Shorter vectors for text-embedding-3-* models.")
+    shards: int = Field(description="Number of shards (partitions), fixed for the life of the index.")
+    chunk_tokens: int = Field(description="Target chunk size, in the model's tokens.")
+    chunk_overlap: int = Field(description="Sentence overlap between chunks, in tokens.")
+    batch_size: int = Field(description="Texts per forward pass of the local model.")
+    id_field: str = Field(description="Id field of .json/.jsonl records.")
+    text_field: str = Field(description="Text field of .json/.jsonl records.")
+    max_file_bytes: int = Field(description="Larger files are skipped, with a reason.")
+    scan_interval_seconds: int = Field(description="How often source_change_sensor scans.")
+    automation_interval_seconds: int = Field(description="How often pipeline_automation_sensor evaluates.")
+    refresh_cron: str = Field(description="Cron of refresh_schedule.")
+    ttl_days: float | None = Field(description="Re-embed vectors older than this.")
+    freshness_hours: float = Field(description="Freshness policy window of vector_table.")
+    tokens_per_minute: int | None = Field(description="Pace requests to this many tokens a minute per run.")
+    price_per_mtok: float | None = Field(description="USD per 1M tokens, overriding the price table.")
+    run_budget_usd: float | None = Field(description="Refuse a run whose new text would cost more.")
+    golden_set: str = Field(description="Golden set JSONL for evals (empty: the demo's).")
+    eval_margin: float = Field(description="Largest drop in recall@10 / nDCG@10 a promotion accepts.")
+    drift_sample: int = Field(description="Stored chunks per run re-embedded by the drift check.")
+    drift_threshold: float = Field(description="Lowest acceptable cosine of stored vs fresh vector.")
+    openai_api_key: str | None = Field(default=None, description="From the OPENAI_API_KEY variable (dg.EnvVar).")
+    openai_base_url: str | None = Field(default=None, description="From the OPENAI_BASE_URL variable (dg.EnvVar).")
 
+    _index: Index | None = PrivateAttr(default=None)
 
-class StagingResource(dg.ConfigurableResource):
-    """Where intermediate assets live, as one Parquet file per asset and shard."""
-
-    path: str = Field(description="Folder for raw_documents, chunks and embeddings (EMBEDDING_ASSETS_STAGING_DIR).")
-
-    def staging(self) -> Staging:
-        return Staging(self.path)
-
-
-class ChunkingResource(dg.ConfigurableResource):
-    """Chunk size and overlap, in tokens of the embedding model's tokenizer."""
-
-    max_tokens: int = Field(default=200, description="Target chunk size (EMBEDDING_ASSETS_CHUNK_TOKENS).")
-    overlap_tokens: int = Field(
-        default=32, description="Sentence overlap between chunks (EMBEDDING_ASSETS_CHUNK_OVERLAP)."
-    )
-
-    def config(self) -> ChunkingConfig:
-        return ChunkingConfig(self.max_tokens, self.overlap_tokens)
-
-
-class EmbedderResource(dg.ConfigurableResource):
-    """The embedding model. Secrets arrive only through ``dg.EnvVar`` and never reach metadata."""
-
-    model: str = Field(description="Model spec: local:all-MiniLM-L6-v2 or openai:<model> (EMBEDDING_ASSETS_MODEL).")
-    dimensions: int | None = Field(default=None, description="Shorter vectors for text-embedding-3-* models.")
-    api_key: str | None = Field(default=None, description="OpenAI API key; set from the OPENAI_API_KEY variable.")
-    base_url: str | None = Field(default=None, description="OpenAI-compatible endpoint (OPENAI_BASE_URL).")
-    batch_size: int = Field(default=16, description="Texts per forward pass of the local model.")
-    tokens_per_minute: int | None = Field(default=None, description="Pace requests to this many tokens a minute.")
-    price_per_mtok: float | None = Field(default=None, description="USD per 1M tokens, overriding the price table.")
-    run_budget_usd: float | None = Field(default=None, description="Refuse a run that would cost more than this.")
-
-    _embedder: Embedder | None = PrivateAttr(default=None)
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        openai_api_key: str | dg.EnvVar | None = None,
+        openai_base_url: str | dg.EnvVar | None = None,
+    ) -> "PipelineResource":
+        return cls(**dataclasses.asdict(settings), openai_api_key=openai_api_key, openai_base_url=openai_base_url)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self._embedder = self._build()
+        self._index = self._build()
 
-    def get(self) -> Embedder:
-        if self._embedder is None:
-            self._embedder = self._build()
-        return self._embedder
+    def get(self) -> Index:
+        """The index; its objects are built once per process (the model loads on its first embedding)."""
+        if self._index is None:
+            self._index = self._build()
+        return self._index
 
-    def _build(self) -> Embedder:
-        return make_embedder(
-            self.model,
-            dimensions=self.dimensions,
-            api_key=self.api_key,
-            base_url=self.base_url,
-            batch_size=self.batch_size,
-            tokens_per_minute=self.tokens_per_minute,
-        )
-
-    def price(self) -> float:
-        """USD per 1M tokens for this model."""
-        return price_per_mtok(self.model, self.price_per_mtok)
-
-    def query_embedder_for(self, info: TableInfo) -> Embedder:
-        """The embedder that built ``info``'s table, with this resource's credentials."""
-        return table_embedder(info, api_key=self.api_key, base_url=self.base_url)
-
-
-class EvalResource(dg.ConfigurableResource):
-    """The golden set and the thresholds of the eval gate and the drift sentinel."""
-
-    golden_set: str = Field(description="Golden set JSONL (EMBEDDING_ASSETS_GOLDEN_SET; default: the demo's).")
-    margin: float = Field(default=0.02, description="Largest drop in recall@10 / nDCG@10 a promotion accepts.")
-    drift_sample: int = Field(default=4, description="Stored chunks per run re-embedded by the drift check.")
-    drift_threshold: float = Field(default=0.98, description="Lowest acceptable cosine of stored vs fresh.")
-
-    def golden(self) -> list[GoldenQuery]:
-        return load_golden(self.golden_set)
-
-
-class LanceDBResource(dg.ConfigurableResource):
-    """The LanceDB database holding one vector table per model version."""
-
-    uri: str = Field(description="Local folder or object-store URI (EMBEDDING_ASSETS_LANCEDB_URI).")
-    ttl_days: float | None = Field(
-        default=None, description="Re-embed vectors older than this (EMBEDDING_ASSETS_TTL_DAYS)."
-    )
-
-    def store(self) -> VectorStore:
-        return VectorStore(self.uri)
-
-    def expire_before(self) -> datetime | None:
-        """Vectors embedded before this moment have expired (None: vectors never expire)."""
-        return expire_before(self.ttl_days)
+    def _build(self) -> Index:
+        settings = Settings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(Settings)})
+        return Index(settings, Credentials(self.openai_api_key, self.openai_base_url))

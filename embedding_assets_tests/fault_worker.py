@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 from lancedb.merge import LanceMergeInsertBuilder
 
 from embedding_assets.core.embedders.local_minilm import LocalMiniLM
+from embedding_assets.core.index import Index
 from embedding_assets.core.registry import Registry
-from embedding_assets.core.settings import Settings
 from embedding_assets.refresh import refresh
 
 TARGETS: dict[str, tuple[Any, str]] = {
@@ -59,7 +59,7 @@ def main(point: str, nth: str, delay: str) -> int:
     if point != "none":
         arm(point, int(nth), float(delay))
     with dg.DagsterInstance.get() as instance:
-        refresh(Settings.from_env(), instance)
+        refresh(Index.from_env(), instance)
     return 0
 
 

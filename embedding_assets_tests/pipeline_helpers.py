@@ -1,5 +1,6 @@
 """Running the pipeline in tests the way Dagster runs it, and reading back what it recorded."""
 
+import dataclasses
 import json
 import random
 from pathlib import Path
@@ -8,13 +9,13 @@ from typing import Any
 
 import dagster as dg
 
+from embedding_assets.assembly import REFRESH_JOB, build_definitions
 from embedding_assets.core.chunking import chunk_document
 from embedding_assets.core.embedders import Embedder
 from embedding_assets.core.settings import Settings
 from embedding_assets.core.shards import shard_keys, shard_of
 from embedding_assets.core.sources import Document, SourceFolder
 from embedding_assets.core.store import VectorStore
-from embedding_assets.definitions import REFRESH_JOB, build_definitions
 
 SPARE_TOPICS = ("for", "try", "with", "class", "function", "lambda", "nonlocal", "yield", "assignment", "booleans")
 
@@ -87,13 +88,44 @@ def check_evaluations(result: dg.ExecuteInProcessResult) -> list[tuple[str, str,
     )
 
 
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The ``EMBEDDING_ASSETS_*`` variables that ``Settings.from_env`` reads back as ``settings``; settings
+    that are None are left out (an empty variable reads as unset too)."""
+    return {
+        f"EMBEDDING_ASSETS_{field.name.upper()}": str(value)
+        for field in dataclasses.fields(Settings)
+        if (value := getattr(settings, field.name)) is not None
+    }
+
+
+def table_rows(
+    location: Settings | str, model_version: str, columns: list[str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """chunk_id → stored row of the model's table, read from ``location`` (settings or a LanceDB URI).
+
+    Args:
+        location: the settings whose ``lancedb_uri`` holds the table, or the URI itself.
+        model_version: the model whose table is read.
+        columns: the columns to read (chunk_id is always read); every column, the vector included, if None.
+
+    Returns:
+        The rows keyed by chunk_id, {} when the model has no table. Fails on duplicate chunk ids.
+    """
+    uri = location if isinstance(location, str) else location.lancedb_uri
+    table = VectorStore(uri).table(model_version)
+    if table is None:
+        return {}
+    query = table.search() if columns is None else table.search().select(list(dict.fromkeys(["chunk_id", *columns])))
+    rows = query.to_arrow().to_pylist()
+    by_id = {r["chunk_id"]: r for r in rows}
+    assert len(by_id) == len(rows), "duplicate chunk ids in the table"
+    return by_id
+
+
 def indexed(settings: Settings, model_version: str) -> dict[str, tuple[str, str]]:
     """chunk_id → (doc_id, chunk_hash) of the stored rows ({} without a table); fails on duplicate chunk ids."""
-    table = VectorStore(settings.lancedb_uri).table(model_version)
-    rows = [] if table is None else table.search().select(["chunk_id", "doc_id", "chunk_hash"]).to_arrow().to_pylist()
-    stored = {r["chunk_id"]: (r["doc_id"], r["chunk_hash"]) for r in rows}
-    assert len(stored) == len(rows), "duplicate chunk ids in the table"
-    return stored
+    rows = table_rows(settings, model_version, ["doc_id", "chunk_hash"])
+    return {chunk_id: (r["doc_id"], r["chunk_hash"]) for chunk_id, r in rows.items()}
 
 
 def expected_index(settings: Settings, embedder: Embedder) -> dict[str, tuple[str, str]]:

@@ -1,6 +1,5 @@
 """The whole pipeline on a real Dagster instance, real LanceDB and the real local model."""
 
-import dataclasses
 from pathlib import Path
 
 import dagster as dg
@@ -13,20 +12,22 @@ from embedding_assets.core.settings import Settings
 from embedding_assets.core.shards import shard_keys, shard_of
 from embedding_assets.core.store import VectorStore
 from embedding_assets.core.table_checks import EMBEDDING_DRIFT, VECTOR_TABLE_INTEGRITY
-from embedding_assets_tests.pipeline_helpers import check_evaluations, expected_index, indexed, materialize, metadata
+from embedding_assets_tests.pipeline_helpers import (
+    check_evaluations,
+    expected_index,
+    indexed,
+    materialize,
+    metadata,
+    settings_env,
+    table_rows,
+)
 
 pytestmark = pytest.mark.slow
-
-
-def snapshot(settings: Settings, model_version: str) -> list[dict]:
-    table = VectorStore(settings.lancedb_uri).table(model_version)
-    return sorted(table.to_arrow().to_pylist(), key=lambda r: r["chunk_id"])
 
 
 def test_every_shard_is_indexed_checked_and_described(settings: Settings, minilm: Embedder) -> None:
     with dg.instance_for_test() as instance:
         result = materialize(settings, instance)
-        assert result.success
         assert indexed(settings, minilm.model_version) == expected_index(settings, minilm)
         shards = shard_keys(settings.shards)
         checks = (VECTOR_TABLE_INTEGRITY, INDEX_MATCHES_SOURCE, EMBEDDING_DRIFT)  # 4 shards: 1 drift sample each
@@ -45,10 +46,10 @@ def test_every_shard_is_indexed_checked_and_described(settings: Settings, minilm
 def test_rerunning_changes_nothing(settings: Settings, minilm: Embedder) -> None:
     with dg.instance_for_test() as instance:
         materialize(settings, instance)
-        before = snapshot(settings, minilm.model_version)
+        before = table_rows(settings, minilm.model_version)
         version = VectorStore(settings.lancedb_uri).table(minilm.model_version).version
-        assert materialize(settings, instance).success
-        assert snapshot(settings, minilm.model_version) == before
+        materialize(settings, instance)
+        assert table_rows(settings, minilm.model_version) == before
         assert VectorStore(settings.lancedb_uri).table(minilm.model_version).version == version
         for shard in shard_keys(settings.shards):
             assert metadata(instance, "embeddings", shard)["chunks_embedded"] == 0
@@ -63,7 +64,7 @@ def test_edits_shrinks_deletes_and_additions_reach_the_index(settings: Settings,
         (source / "pass.txt").unlink()
         (source / "new.md").write_text("# New page\n\nA document added after the first run.")
         before = indexed(settings, minilm.model_version)
-        assert materialize(settings, instance).success
+        materialize(settings, instance)
         after = indexed(settings, minilm.model_version)
         assert after == expected_index(settings, minilm)
         assert not any(doc == "pass.txt" for doc, _ in after.values())
@@ -78,7 +79,7 @@ def test_unreadable_documents_are_reported_and_the_shard_proceeds(settings: Sett
     (source / "broken.txt").write_bytes(b"\xff\xfe not utf-8 \xff")
     shard = shard_of("broken.txt", settings.shards)
     with dg.instance_for_test() as instance:
-        assert materialize(settings, instance, partition=shard).success
+        materialize(settings, instance, partition=shard)
         raw = metadata(instance, "raw_documents", shard)
         assert raw["skipped"] == 1
         assert raw["skipped_documents"] == [{"doc_id": "broken.txt", "reason": "not valid UTF-8 (byte 0)"}]
@@ -90,8 +91,8 @@ def test_search_and_status_commands(
 ) -> None:
     with dg.instance_for_test() as instance:
         materialize(settings, instance)
-    for field in dataclasses.fields(Settings):
-        monkeypatch.setenv(f"EMBEDDING_ASSETS_{field.name.upper()}", str(getattr(settings, field.name) or ""))
+    for name, value in settings_env(settings).items():
+        monkeypatch.setenv(name, value)
     assert cli.main(["search", "loop until a condition becomes false", "-k", "3"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == (
@@ -110,7 +111,6 @@ def test_empty_shards_are_materialized_and_checked(settings: Settings, minilm: E
             path.unlink()
     with dg.instance_for_test() as instance:
         result = materialize(settings, instance)
-        assert result.success
         evaluations = check_evaluations(result)
         assert len(evaluations) == 3 * settings.shards and all(passed for _, _, passed in evaluations)
         empty = [s for s in shard_keys(settings.shards) if s != shard_of("if.txt", settings.shards)]

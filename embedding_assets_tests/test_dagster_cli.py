@@ -1,6 +1,5 @@
 """The backfill commands the README documents, run as a user types them, against a real instance."""
 
-import dataclasses
 import os
 import subprocess
 from pathlib import Path
@@ -11,7 +10,7 @@ import pytest
 from embedding_assets.core.embedders import Embedder
 from embedding_assets.core.settings import Settings
 from embedding_assets.core.store import VectorStore
-from embedding_assets_tests.pipeline_helpers import metadata
+from embedding_assets_tests.pipeline_helpers import metadata, settings_env
 
 pytestmark = pytest.mark.slow
 DAGSTER = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "dagster"
@@ -20,13 +19,7 @@ ASSETS = "raw_documents,chunks,embeddings,vector_table"
 
 def dagster(settings: Settings, home: Path, *args: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EMBEDDING_ASSETS_")}
-    env.update(
-        {
-            f"EMBEDDING_ASSETS_{f.name.upper()}": str(getattr(settings, f.name))
-            for f in dataclasses.fields(Settings)
-            if getattr(settings, f.name) is not None
-        }
-    )
+    env.update(settings_env(settings))
     env["DAGSTER_HOME"] = str(home)
     done = subprocess.run(
         [str(DAGSTER), "asset", "materialize", "-m", "embedding_assets.definitions", *args],

@@ -1,21 +1,30 @@
-"""The definitions load, have the documented shape, and refuse misconfiguration with one clear message."""
+"""The definitions load, have the documented shape (and the asset-spec snapshot), and refuse misconfiguration
+with one clear message."""
 
+import dataclasses
 import itertools
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
+from syrupy.assertion import SnapshotAssertion
 
+from embedding_assets.assembly import build_definitions, build_resources
+from embedding_assets.automation import follow_upstream
 from embedding_assets.checks import INDEX_MATCHES_SOURCE
 from embedding_assets.core.chunking import CHUNKER_VERSION
 from embedding_assets.core.errors import ConfigError
+from embedding_assets.core.profiles import instance_config
 from embedding_assets.core.settings import Settings
 from embedding_assets.core.table_checks import EMBEDDING_DRIFT, VECTOR_TABLE_INTEGRITY
-from embedding_assets.definitions import build_definitions, build_resources
 
 CHAIN = ["source_documents", "raw_documents", "chunks", "embeddings", "vector_table"]
 
@@ -46,10 +55,12 @@ def test_the_openai_key_reaches_the_resource_only_as_an_env_var(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-never-in-metadata")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
     openai_settings = Settings(**{**settings.__dict__, "model": "openai:text-embedding-3-small"})
-    embedder = build_resources(openai_settings)["embedder"]
-    assert isinstance(embedder.api_key, dg.EnvVar) and embedder.api_key.env_var_name == "OPENAI_API_KEY"
-    assert build_resources(settings)["embedder"].api_key is None
+    pipeline = build_resources(openai_settings)["pipeline"]
+    assert isinstance(pipeline.openai_api_key, dg.EnvVar) and pipeline.openai_api_key.env_var_name == "OPENAI_API_KEY"
+    assert isinstance(pipeline.openai_base_url, dg.EnvVar)
+    assert build_resources(settings)["pipeline"].openai_api_key is None
     defs = build_definitions(openai_settings)
     assert defs.resolve_asset_graph().get(dg.AssetKey("embeddings")).code_version == (
         "openai:text-embedding-3-small/1536d"
@@ -88,9 +99,79 @@ def test_loading_the_module_fails_fast_with_one_clear_message(
 
 
 def test_the_local_instance_config_loads(tmp_path: Path) -> None:
-    shutil.copy(Path(__file__).parents[1] / "deploy" / "local" / "dagster.yaml", tmp_path / "dagster.yaml")
+    shutil.copy(instance_config("local"), tmp_path / "dagster.yaml")
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         config = instance.get_concurrency_config()
         # No default pool limit locally: a killed in-process run would hold its slot forever.
         assert config.pool_config.default_pool_limit is None
         assert config.run_queue_config.max_concurrent_runs == 4
+
+
+def describe(condition: dg.AutomationCondition | None) -> str | None:
+    """The condition tree, one node a line: its name (with its parameters) and label, children indented."""
+
+    def lines(node: dg.AutomationCondition, depth: int) -> Iterator[str]:
+        label = node.get_label()
+        yield "  " * depth + node.name + (f" [{label}]" if label else "")
+        for child in node.children:
+            yield from lines(child, depth + 1)
+
+    return None if condition is None else "\n".join(lines(condition, 0))
+
+
+def asset_specs(defs: dg.Definitions) -> list[dict[str, Any]]:
+    """Every asset's definition as plain values, sorted by key: what the snapshot holds. No tmp paths."""
+    graph = defs.resolve_asset_graph()
+    specs = []
+    for key in sorted(graph.get_all_asset_keys()):
+        node = graph.get(key)
+        op = defs.resolve_assets_def(key).op if node.is_materializable else None
+        backfill, retry, freshness = node.backfill_policy, op.retry_policy if op else None, node.freshness_policy
+        specs.append(
+            {
+                "key": key.to_user_string(),
+                "partitions": node.partitions_def.get_partition_keys() if node.partitions_def else None,
+                "code_version": node.code_version,
+                "automation_condition": describe(node.automation_condition),
+                "backfill_policy": None
+                if backfill is None
+                else {"type": backfill.policy_type.value, "max_partitions_per_run": backfill.max_partitions_per_run},
+                "retry_policy": None
+                if retry is None
+                else {
+                    "max_retries": retry.max_retries,
+                    "delay": retry.delay,
+                    "backoff": retry.backoff.value if retry.backoff else None,
+                    "jitter": retry.jitter.value if retry.jitter else None,
+                },
+                "pool": op.pool if op else None,
+                "freshness_policy": None if freshness is None else json.loads(dg.serialize_value(freshness)),
+                "group": node.group_name,
+                "kinds": sorted(node.kinds),
+                "deps": sorted(k.to_user_string() for k in node.parent_keys),
+                "checks": sorted(k.name for k in node.check_keys),
+            }
+        )
+    return specs
+
+
+def test_the_asset_specs_match_the_snapshot(settings: Settings, tmp_path: Path, snapshot: SnapshotAssertion) -> None:
+    """After a deliberate change: pytest embedding_assets_tests/test_defs.py --snapshot-update, and review the diff."""
+    specs = asset_specs(build_definitions(settings))
+    assert str(tmp_path) not in repr(specs) and not re.search(r"0x[0-9a-f]{6,}", repr(specs))  # stable text only
+    assert specs == snapshot
+
+
+def test_a_chunker_change_shows_in_the_specs_as_the_chunks_code_version(settings: Settings) -> None:
+    default = asset_specs(build_definitions(settings))
+    smaller = asset_specs(build_definitions(dataclasses.replace(settings, chunk_tokens=150)))
+    changed = [(a["key"], field) for a, b in zip(default, smaller, strict=True) for field in a if a[field] != b[field]]
+    assert changed == [("chunks", "code_version")]
+
+
+def test_the_specs_tell_the_automation_conditions_apart(settings: Settings) -> None:
+    specs = {spec["key"]: spec["automation_condition"] for spec in asset_specs(build_definitions(settings))}
+    eager = describe(dg.AutomationCondition.eager())
+    assert specs["vector_table"] == describe(follow_upstream()) != eager
+    assert "code_version_changed" in specs["vector_table"] and "code_version_changed" not in eager
+    assert specs["retrieval_eval"] == eager

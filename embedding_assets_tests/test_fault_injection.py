@@ -13,6 +13,7 @@ import dagster as dg
 import pytest
 
 from embedding_assets.core.embedders import Embedder
+from embedding_assets.core.index import Index
 from embedding_assets.core.settings import Settings
 from embedding_assets.core.store import VectorStore
 from embedding_assets.refresh import refresh
@@ -88,10 +89,10 @@ def test_sigkill_anywhere_then_rerun_restores_the_exact_index(
             assert worker.returncode in (0, -9), stderr.decode()[-3000:]
             if worker.returncode == -9:
                 faults[point] += 1
-            refresh(settings, instance)  # the plain re-run, in this process
+            refresh(Index(settings), instance)  # the plain re-run, in this process
             checked, missing, doubled = check_table(settings, minilm)
             rows_checked, lost, duplicates = rows_checked + checked, lost + missing, duplicates + doubled
-            assert refresh(settings, instance).runs == [], "after recovery nothing may be stale"
+            assert refresh(Index(settings), instance).runs == [], "after recovery nothing may be stale"
     reliability_log(
         {
             "suite": "fault injection (SIGKILL)",

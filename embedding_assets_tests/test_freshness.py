@@ -1,6 +1,5 @@
 """Proof that the index follows its source: randomized edits, refresh, and an exact oracle each step."""
 
-import dataclasses
 import json
 import random
 from pathlib import Path
@@ -11,6 +10,7 @@ import pytest
 from embedding_assets import cli
 from embedding_assets.checks import INDEX_MATCHES_SOURCE
 from embedding_assets.core.embedders import Embedder
+from embedding_assets.core.index import Index
 from embedding_assets.core.settings import Settings
 from embedding_assets.core.shards import shard_of
 from embedding_assets.core.store import VectorStore, sql_string
@@ -22,23 +22,14 @@ from embedding_assets_tests.pipeline_helpers import (
     materialize,
     random_edit,
     run_checks,
+    settings_env,
+    table_rows,
 )
 
 pytestmark = pytest.mark.slow
 
 
-def table_rows(settings: Settings, model_version: str) -> dict[str, dict]:
-    """chunk_id → stored row (without the vector); fails on duplicate chunk ids."""
-    table = VectorStore(settings.lancedb_uri).table(model_version)
-    rows = (
-        table.search()
-        .select(["chunk_id", "doc_id", "shard", "chunk_hash", "model_version", "embedded_at"])
-        .to_arrow()
-        .to_pylist()
-    )
-    by_id = {r["chunk_id"]: r for r in rows}
-    assert len(by_id) == len(rows), "duplicate chunk ids in the table"
-    return by_id
+COLUMNS = ["doc_id", "shard", "chunk_hash", "model_version", "embedded_at"]  # the stored row without the vector
 
 
 def test_randomized_changes_keep_the_table_equal_to_the_source(settings: Settings, minilm: Embedder) -> None:
@@ -52,14 +43,14 @@ def test_randomized_changes_keep_the_table_equal_to_the_source(settings: Setting
     rng, spare = random.Random(20261125), list(SPARE_TOPICS)
     model = minilm.model_version
     with dg.instance_for_test() as instance:
-        first = refresh(settings, instance)
+        first = refresh(Index(settings), instance)
         assert len(first.stale) == settings.shards and first.total("chunks_reused") == 0
         for step in range(8):
-            before = table_rows(settings, model)
+            before = table_rows(settings, model, COLUMNS)
             oracle_before = expected_index(settings, minilm)
             touched = random_edit(source, rng, spare) | random_edit(source, rng, spare)
-            report = refresh(settings, instance)
-            after = table_rows(settings, model)
+            report = refresh(Index(settings), instance)
+            after = table_rows(settings, model, COLUMNS)
             oracle = expected_index(settings, minilm)
             assert {k: (r["doc_id"], r["chunk_hash"]) for k, r in after.items()} == oracle, f"step {step}"
             assert {r["model_version"] for r in after.values()} == {model}
@@ -74,7 +65,7 @@ def test_randomized_changes_keep_the_table_equal_to_the_source(settings: Setting
             hashes_before = {(r["shard"], r["chunk_hash"]) for r in before.values()}
             new_text = sum(1 for r in after.values() if (r["shard"], r["chunk_hash"]) not in hashes_before)
             assert report.total("chunks_embedded") == new_text, f"step {step}"
-        assert refresh(settings, instance).runs == [], "a refresh with nothing changed runs nothing"
+        assert refresh(Index(settings), instance).runs == [], "a refresh with nothing changed runs nothing"
 
 
 def test_verify_finds_drift_the_check_reports_it_and_repair_fixes_it(
@@ -84,9 +75,8 @@ def test_verify_finds_drift_the_check_reports_it_and_repair_fixes_it(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    for field in dataclasses.fields(Settings):
-        if getattr(settings, field.name) is not None:
-            monkeypatch.setenv(f"EMBEDDING_ASSETS_{field.name.upper()}", str(getattr(settings, field.name)))
+    for name, value in settings_env(settings).items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     with dg.instance_for_test() as instance:
         materialize(settings, instance)

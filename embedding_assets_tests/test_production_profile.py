@@ -18,6 +18,7 @@ import pytest
 
 from embedding_assets.core.embedders import Embedder
 from embedding_assets.core.errors import ConfigError
+from embedding_assets.core.index import Index
 from embedding_assets.core.object_store import storage_options
 from embedding_assets.core.profiles import instance_config
 from embedding_assets.core.settings import Settings
@@ -46,7 +47,8 @@ class Production:
 def production(
     tmp_path: Path, postgres: Postgres, object_store: ObjectStore, monkeypatch: pytest.MonkeyPatch
 ) -> Production:
-    """A fresh database and bucket, DAGSTER_HOME holding deploy/production/dagster.yaml, 4 shards."""
+    """A fresh database and bucket, DAGSTER_HOME holding embedding_assets/deploy/production/dagster.yaml,
+    4 shards."""
     name = f"t{uuid.uuid4().hex[:12]}"
     db, uri = postgres.create_database(name), object_store.create_bucket(f"ea-{name}")
     services = postgres.env(db) | object_store.env()
@@ -93,14 +95,14 @@ def test_the_index_follows_the_source_on_postgres_and_s3(
     rng, spare = random.Random(20261126), list(SPARE_TOPICS)
     with dg.DagsterInstance.from_config(str(production.home)) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
-        assert refresh(settings, instance).stale == ["s000", "s001", "s002", "s003"]
+        assert refresh(Index(settings), instance).stale == ["s000", "s001", "s002", "s003"]
         assert indexed(settings, minilm.model_version) == expected_index(settings, minilm)
         for step in range(4):
             random_edit(source, rng, spare)
             random_edit(source, rng, spare)
-            refresh(settings, instance)
+            refresh(Index(settings), instance)
             assert indexed(settings, minilm.model_version) == expected_index(settings, minilm), f"step {step}"
-        assert refresh(settings, instance).runs == [], "a refresh with nothing changed runs nothing"
+        assert refresh(Index(settings), instance).runs == [], "a refresh with nothing changed runs nothing"
         assert len(instance.get_runs()) >= 5  # recorded in PostgreSQL
         assert_secret_never_stored(production, instance, postgres, object_store)
     out, err = capfd.readouterr()
@@ -246,10 +248,11 @@ def test_concurrent_writers_on_object_storage_lose_nothing(
 
 
 def test_the_profile_selects_the_instance_config_and_a_bad_one_fails_clearly() -> None:
+    deploy = PROJECT_ROOT / "embedding_assets" / "deploy"
     assert Settings.from_env({}).profile == "local"
-    assert instance_config(Settings.from_env({}).profile) == PROJECT_ROOT / "deploy" / "local" / "dagster.yaml"
+    assert instance_config(Settings.from_env({}).profile) == deploy / "local" / "dagster.yaml"
     production = Settings.from_env({"EMBEDDING_ASSETS_PROFILE": "production"})
-    assert instance_config(production.profile) == PROJECT_ROOT / "deploy" / "production" / "dagster.yaml"
+    assert instance_config(production.profile) == deploy / "production" / "dagster.yaml"
     assert "postgres:" in instance_config(production.profile).read_text()
     with pytest.raises(
         ConfigError,

@@ -104,7 +104,6 @@ def test_a_step_that_exhausts_its_retries_is_retried_by_dagster_and_succeeds(
     call(server_url, "/control", {"fault": "503", "fault_count": attempts})  # the first execution fails for good
     with dg.instance_for_test() as instance:
         result = materialize(openai_settings, instance, partition="s000")
-        assert result.success
         kinds = [e.event_type_value for e in result.all_events if e.step_key == "embeddings"]
         assert kinds.count("STEP_UP_FOR_RETRY") == 1 and kinds[-1] == "STEP_SUCCESS"
         assert metadata(instance, "embeddings", "s000")["chunks_embedded"] > 0

@@ -29,7 +29,6 @@ def test_the_api_key_never_reaches_metadata_logs_tables_or_files(
     home.mkdir()
     with dg.DagsterInstance.from_config(str(home)) as instance:
         result = materialize(openai_settings, instance)
-        assert result.success
         for event in result.all_events:
             assert KEY not in str(event), event.event_type_value
         for run in instance.get_runs():

@@ -6,10 +6,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from embedding_assets.assembly import build_definitions, build_resources
 from embedding_assets.core.embedders import Embedder
 from embedding_assets.core.settings import Settings
 from embedding_assets.core.shards import shard_keys, shard_of
-from embedding_assets.definitions import build_definitions, build_resources
 from embedding_assets_tests.pipeline_helpers import materialize, metadata
 
 RANGE = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")

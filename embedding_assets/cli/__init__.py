@@ -5,17 +5,20 @@ Materializing and backfilling use Dagster's own CLI (see the README); this cover
 
 import argparse
 import sys
+from collections.abc import Callable
 
 from embedding_assets.cli import index, models
 from embedding_assets.core.errors import ConfigError
-from embedding_assets.core.settings import Settings
+from embedding_assets.core.index import Index
+
+Command = Callable[[Index, argparse.Namespace], int]
 
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="embedding-assets", description=__doc__.splitlines()[0])
     commands = root.add_subparsers(dest="command", required=True)
 
-    def command(name: str, run, help: str) -> argparse.ArgumentParser:
+    def command(name: str, run: Command, help: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help)
         sub.set_defaults(run=run)
         return sub
@@ -58,7 +61,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        return args.run(Settings.from_env(), args)
+        run: Command = args.run
+        return run(Index.from_env(), args)
     except (ConfigError, LookupError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

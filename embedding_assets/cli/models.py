@@ -2,33 +2,29 @@
 
 import argparse
 
-from embedding_assets.cli.index import query_embedder
 from embedding_assets.core.cost import estimate as estimate_cost
-from embedding_assets.core.embedders import make_embedder
 from embedding_assets.core.evaluation import comparison_table, load_golden
-from embedding_assets.core.migration import check_promotion, evaluate_table, live_model_version
-from embedding_assets.core.reconcile import stale_shards
-from embedding_assets.core.registry import Registry
-from embedding_assets.core.settings import Settings
-from embedding_assets.core.store import VectorStore
+from embedding_assets.core.index import Index
+from embedding_assets.core.migration import check_promotion, evaluate_table
 
 
-def evaluate(settings: Settings, args: argparse.Namespace) -> int:
-    store = VectorStore(settings.lancedb_uri)
-    golden = load_golden(args.golden or settings.golden_path)
-    live = live_model_version(store, settings.embedder().model_version)
-    dropped = Registry(store.db).state().dropped
+def evaluate(index: Index, args: argparse.Namespace) -> int:
+    store, golden_path = index.store, args.golden or index.settings.golden_path
+    golden = load_golden(golden_path)
+    live = index.live_model_version()
+    dropped = index.registry.state().dropped
     versions = args.model_version or [v for v in dict.fromkeys([live, *store.model_versions()]) if v not in dropped]
-    reports = [evaluate_table(store, v, golden, query_embedder) for v in versions]
-    print(f"{len(golden)} golden queries ({args.golden or settings.golden_path})")
+    reports = [evaluate_table(store, v, golden, index.query_embedder) for v in versions]
+    print(f"{len(golden)} golden queries ({golden_path})")
     print(comparison_table(reports, live))
     return 0
 
 
-def promote(settings: Settings, args: argparse.Namespace) -> int:
-    store = VectorStore(settings.lancedb_uri)
-    golden = load_golden(args.golden or settings.golden_path)
-    check = check_promotion(store, settings.scan(), args.model_version, golden, settings.eval_margin, query_embedder)
+def promote(index: Index, args: argparse.Namespace) -> int:
+    golden = load_golden(args.golden or index.settings.golden_path)
+    margin = index.settings.eval_margin
+    stale = index.stale_shards(index.scan(), args.model_version)
+    check = check_promotion(index.store, stale, args.model_version, golden, margin, index.query_embedder)
     if check.comparison():
         print(check.comparison())
     if check.stale:
@@ -39,25 +35,25 @@ def promote(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     if check.refusals and not args.force:
         print(
-            "refused by the eval gate (EMBEDDING_ASSETS_EVAL_MARGIN="
-            f"{settings.eval_margin}):\n  " + "\n  ".join(check.refusals) + "\nuse --force to promote anyway"
+            f"refused by the eval gate (EMBEDDING_ASSETS_EVAL_MARGIN={margin}):\n  "
+            + "\n  ".join(check.refusals)
+            + "\nuse --force to promote anyway"
         )
         return 1
-    Registry(store.db).promote(check.candidate, "forced past the eval gate" if check.refusals else "")
+    index.registry.promote(check.candidate, "forced past the eval gate" if check.refusals else "")
     print(f"{check.candidate} is live" + (f" (was {check.live})" if check.live else ""))
     return 0
 
 
-def rollback(settings: Settings, args: argparse.Namespace) -> int:
-    registry = Registry(VectorStore(settings.lancedb_uri).db)
+def rollback(index: Index, args: argparse.Namespace) -> int:
+    registry = index.registry
     before = registry.state().live
     print(f"{registry.rollback()} is live again (was {before})")
     return 0
 
 
-def drop(settings: Settings, args: argparse.Namespace) -> int:
-    store = VectorStore(settings.lancedb_uri)
-    registry = Registry(store.db)
+def drop(index: Index, args: argparse.Namespace) -> int:
+    store, registry = index.store, index.registry
     registry.check_droppable(args.model_version)
     if store.info(args.model_version) is None:
         raise LookupError(f"no table for {args.model_version}")
@@ -67,20 +63,13 @@ def drop(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def estimate(settings: Settings, args: argparse.Namespace) -> int:
-    spec = args.model or settings.model
-    embedder = make_embedder(spec, dimensions=args.dimensions if args.model else settings.dimensions)
-    store = VectorStore(settings.lancedb_uri) if args.stale_only else None
-    shards = stale_shards(settings.scan(), store, embedder.model_version) if store else None
-    result = estimate_cost(
-        settings.source_folder(),
-        settings.shards,
-        settings.chunking,
-        embedder,
-        store,
-        shards,
-        settings.price_per_mtok if spec == settings.model else None,
-    )
+def estimate(index: Index, args: argparse.Namespace) -> int:
+    settings = index.settings
+    embedder = index.embedder_for(args.model, args.dimensions) if args.model else index.embedder
+    store = index.store if args.stale_only else None
+    shards = index.stale_shards(index.scan(), embedder.model_version) if args.stale_only else None
+    price = settings.price_per_mtok if embedder.spec == settings.model else None
+    result = estimate_cost(index.source, index.shard_count, index.chunking, embedder, store, shards, price)
     scope = f"{result.shards} stale shard(s), new text only" if store else f"full re-embed, {result.shards} shards"
     print(
         f"{result.model_version} ({scope}): {result.documents:,} documents, {result.chunks:,} chunks, "

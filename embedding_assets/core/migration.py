@@ -11,9 +11,7 @@ from dataclasses import dataclass, field
 from embedding_assets.core.embedders import Embedder, make_embedder
 from embedding_assets.core.errors import ConfigError
 from embedding_assets.core.evaluation import CHUNKS_PER_QUERY, EvalReport, GoldenQuery, comparison_table, evaluate
-from embedding_assets.core.reconcile import stale_shards
 from embedding_assets.core.registry import Registry
-from embedding_assets.core.scan import ScanResult
 from embedding_assets.core.store import TableInfo, VectorStore
 
 GATED_METRICS = ("recall@10", "ndcg@10")
@@ -29,11 +27,6 @@ def table_embedder(info: TableInfo, *, api_key: str | None = None, base_url: str
             f"gives {embedder.model_version}; install the model version the table was built with"
         )
     return embedder
-
-
-def live_model_version(store: VectorStore, fallback: str) -> str:
-    """The registry's live version; before any promotion, the configured model's."""
-    return Registry(store.db).state().live or fallback
 
 
 def evaluate_table(
@@ -76,18 +69,18 @@ class PromotionCheck:
 
 def check_promotion(
     store: VectorStore,
-    scan: ScanResult,
+    stale: Sequence[str],
     candidate: str,
     golden: Sequence[GoldenQuery],
     margin: float,
     embedder_for: EmbedderFor,
 ) -> PromotionCheck:
-    """Everything ``promote`` decides on: completeness against the source, then the eval gate."""
+    """Everything ``promote`` decides on: completeness against the source (``stale``: the candidate's
+    shards that do not reflect it), then the eval gate."""
     if store.info(candidate) is None:
         raise LookupError(f"no table for {candidate}; materialize the pipeline with that model first")
     live = Registry(store.db).state().live
-    stale = stale_shards(scan, store, candidate)
     if live is None or live == candidate:
-        return PromotionCheck(candidate, live, stale)
+        return PromotionCheck(candidate, live, list(stale))
     reports = [evaluate_table(store, v, golden, embedder_for) for v in (live, candidate)]
-    return PromotionCheck(candidate, live, stale, reports, gate(reports[1], reports[0], margin))
+    return PromotionCheck(candidate, live, list(stale), reports, gate(reports[1], reports[0], margin))

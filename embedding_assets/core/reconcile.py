@@ -10,9 +10,12 @@ from embedding_assets.core.chunking import ChunkingConfig, chunk_document
 from embedding_assets.core.embedders import Embedder
 from embedding_assets.core.scan import ScanResult, fingerprint
 from embedding_assets.core.sources import Document, SourceFolder
+from embedding_assets.core.staging import Row
 from embedding_assets.core.store import VectorStore
 
 MAX_LISTED = 20
+STORED_COLUMNS = ("chunk_id", "doc_id", "chunk_hash", "doc_hash", "model_version")  # what diff_shard compares
+CHUNK_COLUMNS = ("chunk_id", "doc_id", "chunk_hash", "doc_hash")  # what expected_chunks takes from staged chunks
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,17 @@ class ShardDiff:
     @property
     def matches(self) -> bool:
         return not (self.missing or self.extra or self.changed or self.wrong_model)
+
+    def figures(self) -> dict[str, int]:
+        """The counts a check result records."""
+        return {
+            "expected_rows": self.expected,
+            "stored_rows": self.stored,
+            "missing": len(self.missing),
+            "extra": len(self.extra),
+            "changed": len(self.changed),
+            "wrong_model": len(self.wrong_model),
+        }
 
     def describe(self) -> str:
         if self.matches:
@@ -64,8 +78,8 @@ def expected_chunks(
 ) -> dict[str, ExpectedChunk]:
     """chunk_id → what the table must hold for it, computed from the source folder. ``cached`` chunk
     rows (made by the same chunker) stand in for re-cutting the documents whose hash they carry."""
-    known: dict[tuple[str, str], list[dict]] = {}
-    for row in [] if cached is None else cached.select(["chunk_id", "doc_id", "chunk_hash", "doc_hash"]).to_pylist():
+    known: dict[tuple[str, str], list[Row]] = {}
+    for row in [] if cached is None else cached.select(list(CHUNK_COLUMNS)).to_pylist():
         known.setdefault((row["doc_id"], row["doc_hash"]), []).append(row)
     expected = {}
     for doc in folder.read_shard(shard, shard_count):
@@ -83,14 +97,7 @@ def diff_shard(
     shard: str, expected: dict[str, ExpectedChunk], stored: pa.Table | None, model_version: str
 ) -> ShardDiff:
     """Compare the stored rows of ``shard`` (None: no table yet) with the expected chunks."""
-    rows = (
-        {}
-        if stored is None
-        else {
-            r["chunk_id"]: r
-            for r in stored.select(["chunk_id", "doc_id", "chunk_hash", "doc_hash", "model_version"]).to_pylist()
-        }
-    )
+    rows = {} if stored is None else {r["chunk_id"]: r for r in stored.select(list(STORED_COLUMNS)).to_pylist()}
     both = sorted(expected.keys() & rows.keys())
     return ShardDiff(
         shard,

@@ -1,19 +1,18 @@
-"""Configuration from environment variables, validated once with one clear message per mistake."""
+"""Configuration from environment variables, parsed and validated once, with one clear message per mistake.
+
+Settings hold values only; ``core.index.Index`` builds the objects they describe."""
 
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import get_args
+from typing import Any, get_args
 
 from embedding_assets.core.chunking import ChunkingConfig
-from embedding_assets.core.embedders import Embedder, make_embedder
 from embedding_assets.core.errors import ConfigError
 from embedding_assets.core.profiles import PROFILES
-from embedding_assets.core.scan import ScanResult, SourceScanner
 from embedding_assets.core.shards import MAX_SHARDS
-from embedding_assets.core.sources import DEFAULT_MAX_FILE_BYTES, SourceFolder
-from embedding_assets.core.staging import Staging
+from embedding_assets.core.sources import DEFAULT_MAX_FILE_BYTES
 
 PREFIX = "EMBEDDING_ASSETS_"
 
@@ -76,26 +75,6 @@ class Settings:
         except ValueError as err:
             raise ConfigError(f"{PREFIX}CHUNK_TOKENS/{PREFIX}CHUNK_OVERLAP: {err}") from None
 
-    def embedder(self) -> Embedder:
-        """The configured embedder; OpenAI credentials come from the environment, never from settings."""
-        return make_embedder(
-            self.model,
-            dimensions=self.dimensions,
-            batch_size=self.batch_size,
-            tokens_per_minute=self.tokens_per_minute,
-            api_key=os.environ.get("OPENAI_API_KEY"),
-            base_url=os.environ.get("OPENAI_BASE_URL"),
-        )
-
-    def source_folder(self) -> SourceFolder:
-        return SourceFolder(
-            self.source_dir, id_field=self.id_field, text_field=self.text_field, max_file_bytes=self.max_file_bytes
-        )
-
-    def scan(self) -> ScanResult:
-        """A change scan of the source folder, sharing its state table with the sensor."""
-        return SourceScanner(self.source_folder(), Staging(self.staging_dir).scan_state(), self.shards).scan()
-
     @property
     def golden_path(self) -> Path:
         """The golden set for evals: EMBEDDING_ASSETS_GOLDEN_SET, else the one shipped for the demo corpus."""
@@ -109,7 +88,7 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
         """Settings from ``EMBEDDING_ASSETS_*`` variables; local paths become absolute."""
         environ = os.environ if environ is None else environ
-        values: dict[str, object] = {}
+        values: dict[str, Any] = {}
         for field in fields(cls):
             raw = environ.get(PREFIX + field.name.upper(), "").strip()
             if raw:

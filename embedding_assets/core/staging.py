@@ -8,11 +8,13 @@ import os
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 BATCH_ROWS = 1024
+Row = dict[str, Any]  # one row as pyarrow's to_pylist gives it
 
 
 class Staging:
@@ -87,12 +89,12 @@ class Staging:
             partial.unlink(missing_ok=True)
 
     def write_rows(
-        self, path: Path, schema: pa.Schema, rows: Iterable[dict], metadata: Mapping[str, str] | None = None
+        self, path: Path, schema: pa.Schema, rows: Iterable[Row], metadata: Mapping[str, str] | None = None
     ) -> int:
         """Stream ``rows`` to ``path`` in bounded batches; returns the row count."""
         count = 0
         with self.writer(path, schema, metadata) as out:
-            batch: list[dict] = []
+            batch: list[Row] = []
             for row in rows:
                 batch.append(row)
                 if len(batch) >= BATCH_ROWS:

@@ -209,11 +209,13 @@ class VectorStore:
         ``min_small_fragments``, keeping old versions for a week. Returns the fragments before, or None
         when nothing was done. Searches slow down as fragments pile up; compaction restores them."""
         table = self.table(model_version)
-        fragments = table.stats()["fragment_stats"] if table is not None else None  # a dict, despite the annotation
-        if fragments is None or fragments["num_small_fragments"] < min_small_fragments:
+        if table is None:
+            return None
+        fragments = table.stats()["fragment_stats"]  # a dict, despite the annotation
+        if fragments["num_small_fragments"] < min_small_fragments:
             return None
         table.optimize(cleanup_older_than=timedelta(days=7))
-        return fragments["num_fragments"]
+        return int(fragments["num_fragments"])
 
     def search(self, model_version: str, vector: np.ndarray, k: int = 10) -> pa.Table:
         """Top-``k`` chunks by cosine similarity, with a ``score`` column (1 = identical direction)."""
@@ -268,7 +270,7 @@ def _metadata(schema: pa.Schema) -> dict[str, str]:
 def _diff(stored: pa.Table | None, rows: pa.Table) -> tuple[set[str], set[str], set[str]]:
     """(new, changed, deleted) chunk ids between the stored shard and the rows to write."""
 
-    def keyed(table: pa.Table) -> dict[str, tuple]:
+    def keyed(table: pa.Table) -> dict[str, tuple[Any, ...]]:
         columns = [table.column(c).to_pylist() for c in ("chunk_id", *CHANGE_COLUMNS)]
         return {values[0]: values[1:] for values in zip(*columns, strict=True)}
 

@@ -12,6 +12,7 @@ from embedding_assets.core.shards import shard_of
 from embedding_assets.core.store import TableInfo
 
 VECTOR_TABLE_INTEGRITY = "vector_table_integrity"
+INTEGRITY_COLUMNS = ("chunk_id", "doc_id", "model_version", "vector")  # what check_shard reads
 INTEGRITY_PARTS = (
     "vector_dimension_matches_model",
     "vectors_are_valid",
@@ -30,11 +31,22 @@ class CheckOutcome:
 
 
 def check_shard(
-    shard: str, rows: pa.Table, info: TableInfo, *, model_version: str, dimensions: int, expected_chunk_ids: list[str]
+    shard: str,
+    rows: pa.Table | None,
+    info: TableInfo | None,
+    *,
+    model_version: str,
+    dimensions: int,
+    expected_chunk_ids: list[str],
 ) -> CheckOutcome:
     """The shard's integrity: passed when every one of ``INTEGRITY_PARTS`` passes. The description names
     the parts that failed; the metadata holds every part's verdict and figures. (One result rather than
-    five per shard, because every check result is an event the Dagster instance stores.)"""
+    five per shard, because every check result is an event the Dagster instance stores.) ``rows`` need
+    only ``INTEGRITY_COLUMNS``; None, like a missing ``info``, means the model has no table yet."""
+    if rows is None or info is None:
+        return CheckOutcome(
+            VECTOR_TABLE_INTEGRITY, False, f"no vector table for {model_version}; materialize vector_table first"
+        )
     parts = [
         _dimension(info, dimensions),
         _valid_vectors(rows),
@@ -131,6 +143,7 @@ def _row_count(rows: pa.Table, expected_chunk_ids: list[str]) -> CheckOutcome:
 
 
 EMBEDDING_DRIFT = "embedding_drift"
+DRIFT_COLUMNS = ("text", "vector")  # what the drift check re-embeds and compares
 
 
 def sample_quota(shards: list[str], total: int, rng: random.Random) -> dict[str, int]:

@@ -7,7 +7,6 @@ from embedding_assets.core.chunking import ChunkingConfig, chunk_document
 from embedding_assets.core.cost import check_budget, cost_usd, estimate, price_per_mtok
 from embedding_assets.core.embedders import make_embedder
 from embedding_assets.core.errors import ConfigError
-from embedding_assets.core.pacing import TokenBucket
 from embedding_assets.core.sources import Document, SourceFolder
 
 
@@ -41,20 +40,3 @@ def test_estimate_counts_exact_cl100k_tokens_without_a_key(corpus: Path) -> None
     assert (result.documents, result.chunks) == (12, len(chunks))
     assert result.tokens == sum(len(encoding.encode(c.text)) for c in chunks)
     assert result.cost_usd == cost_usd(result.tokens, 0.02) > 0
-
-
-def test_token_bucket_paces_to_the_rate() -> None:
-    now = [0.0]
-    slept: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        now[0] += seconds
-
-    bucket = TokenBucket(600, clock=lambda: now[0], sleep=sleep)  # 10 tokens a second, burst 600
-    assert bucket.acquire(600) == 0.0
-    assert bucket.acquire(100) == pytest.approx(10.0)
-    now[0] += 30  # 300 tokens come back
-    assert bucket.acquire(300) == 0.0
-    assert bucket.acquire(1200) == pytest.approx(60.0)  # bigger than the bucket: wait for a full one
-    assert sum(slept) == pytest.approx(70.0)

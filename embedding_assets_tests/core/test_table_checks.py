@@ -1,10 +1,12 @@
-"""The shard integrity check on plain rows (toy vectors: the model is not under test)."""
+"""The shard integrity check on plain rows (toy vectors: the model is not under test), and the drift sample."""
+
+import random
 
 import pyarrow as pa
 
 from embedding_assets.core.shards import shard_of
 from embedding_assets.core.store import TableInfo
-from embedding_assets.core.table_checks import INTEGRITY_PARTS, VECTOR_TABLE_INTEGRITY, check_shard
+from embedding_assets.core.table_checks import INTEGRITY_PARTS, VECTOR_TABLE_INTEGRITY, check_shard, sample_quota
 from embedding_assets_tests.core.test_store import MODEL, SHARDS, rows
 
 INFO = TableInfo("chunks__toy", MODEL, 4, SHARDS, version=1, rows=0)
@@ -42,3 +44,11 @@ def test_each_broken_part_is_named() -> None:
     assert failed == {"vectors_are_valid", "chunk_ids_unique", "row_count_matches_chunks"}
     assert all(part in outcome.description for part in failed) and outcome.metadata["nan_vectors"] == 1
     assert not check_shard(shard, table, INFO, model_version=MODEL, dimensions=8, expected_chunk_ids=expected).passed
+
+
+def test_the_drift_sample_is_spread_over_the_shards_of_a_run() -> None:
+    shards = [f"s{i:03}" for i in range(6)]
+    quota = sample_quota(shards, 4, random.Random(1))
+    assert sum(quota.values()) == 4 and sorted(quota.values()) == [0, 0, 1, 1, 1, 1]
+    assert sample_quota(["s000"], 4, random.Random(1)) == {"s000": 4}
+    assert sorted(sample_quota(shards[:2], 5, random.Random(1)).values()) == [2, 3]

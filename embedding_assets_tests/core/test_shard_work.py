@@ -1,5 +1,5 @@
-"""The four stages on real Parquet staging and a real LanceDB table, with the toy embedder (the model is
-not under test here): incremental work equals a from-scratch run, and memory stays bounded."""
+"""One shard's four stages on real Parquet staging and a real LanceDB table, with the toy embedder (the
+model is not under test here): incremental work equals a from-scratch run, and memory stays bounded."""
 
 import random
 import tracemalloc
@@ -8,14 +8,13 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from embedding_assets.core import stages
 from embedding_assets.core.chunking import ChunkingConfig
 from embedding_assets.core.embedders.toy import ToyEmbedder
 from embedding_assets.core.hashing import content_hash
+from embedding_assets.core.shard_work import EMBED_BATCH_ROWS, ChunkStats, EmbedStats, ShardWork
 from embedding_assets.core.sources import Document, SourceFolder
 from embedding_assets.core.staging import Staging
 from embedding_assets.core.store import VectorStore
-from embedding_assets.core.table_checks import sample_quota
 
 SHARD, SHARD_COUNT = "s000", 1
 WORDS = ["index", "vector", "shard", "chunk", "model", "table", "source", "refresh", "batch", "token", "query"]
@@ -49,17 +48,23 @@ def write_docs(folder: Path, count: int, seed: int = 0) -> None:
         (folder / f"doc{i:03}.txt").write_text("\n\n".join(paragraph(rng, 6) for _ in range(rng.randint(1, 5))))
 
 
+def work(root: Path, embedder: CountingToy, config: ChunkingConfig = SMALL_CHUNKS) -> ShardWork:
+    """A fresh unit of work for the one shard, as each asset step makes it."""
+    return ShardWork(
+        SHARD, SHARD_COUNT, Staging(root / "staging"), VectorStore(str(root / "lancedb")), embedder, config
+    )
+
+
 def run_stages(
     source: Path, root: Path, embedder: CountingToy, config: ChunkingConfig = SMALL_CHUNKS
-) -> tuple[stages.ChunkStats, stages.EmbedStats, pa.Table]:
-    """raw → chunks → embeddings for the one shard; returns the chunk and embedding figures and the chunks."""
-    staging, store = Staging(root / "staging"), VectorStore(str(root / "lancedb"))
-    raw, chunks, vectors = (staging.path(a, SHARD) for a in ("raw_documents", "chunks", "embeddings"))
-    stages.read_raw_documents(SourceFolder(source), SHARD, SHARD_COUNT, raw, staging)
-    chunked = stages.chunk_raw_documents(raw, chunks, SHARD, config, embedder, staging)
-    embedded = stages.embed_chunks(chunks, vectors, embedder, store, SHARD, SHARD_COUNT, staging)
-    stages.write_vector_table(vectors, store, SHARD, staging)
-    return chunked, embedded, staging.read(chunks)
+) -> tuple[ChunkStats, EmbedStats, pa.Table]:
+    """raw → chunks → embeddings → table for the one shard, a step each; returns the chunk and embedding
+    figures and the chunks."""
+    work(root, embedder, config).read_raw_documents(SourceFolder(source))
+    chunked = work(root, embedder, config).chunk()
+    embedded = work(root, embedder, config).embed()
+    work(root, embedder, config).write()
+    return chunked, embedded, Staging(root / "staging").read(work(root, embedder, config).chunks_path)
 
 
 def test_incremental_stages_equal_a_run_from_scratch_and_redo_only_what_changed(tmp_path: Path) -> None:
@@ -67,7 +72,7 @@ def test_incremental_stages_equal_a_run_from_scratch_and_redo_only_what_changed(
     write_docs(source, 30)
     first, _, _ = run_stages(source, tmp_path / "index", embedder)
     assert first.rechunked == 30
-    chunks_file = Staging(tmp_path / "index" / "staging").path("chunks", SHARD)
+    chunks_file = work(tmp_path / "index", embedder).chunks_path
     untouched = chunks_file.stat().st_mtime_ns
 
     again, nothing, _ = run_stages(source, tmp_path / "index", embedder)
@@ -112,30 +117,21 @@ class GeneratedSource(SourceFolder):
 
 def test_stages_stream_with_a_bounded_number_of_rows_in_flight(tmp_path: Path) -> None:
     """10 MB of documents pass through raw → chunks → embeddings holding only a batch at a time."""
-    source, staging, embedder = GeneratedSource(10_000, 1_000), Staging(tmp_path), CountingToy(remember=False)
-    raw, chunks, vectors = (staging.path(a, SHARD) for a in ("raw_documents", "chunks", "embeddings"))
-    store = VectorStore(str(tmp_path / "db"))
-    assert store.model_versions() == []  # imports LanceDB before memory is traced
+    source, embedder = GeneratedSource(10_000, 1_000), CountingToy(remember=False)
+    shard = work(tmp_path, embedder, ChunkingConfig(100, 16))
+    assert shard.store.model_versions() == []  # imports LanceDB before memory is traced
     tracemalloc.start()
     try:
-        stages.read_raw_documents(source, SHARD, SHARD_COUNT, raw, staging)
+        shard.read_raw_documents(source)
         raw_peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.reset_peak()
-        stages.chunk_raw_documents(raw, chunks, SHARD, ChunkingConfig(100, 16), embedder, staging)
-        stats = stages.embed_chunks(chunks, vectors, embedder, store, SHARD, SHARD_COUNT, staging)
+        shard.chunk()
+        stats = shard.embed()
         rest_peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     total = source.count * source.size
-    assert source.produced == source.count and staging.row_count(raw) == source.count
-    assert stats.chunks == staging.row_count(chunks) > source.count
-    assert embedder.largest_request <= stages.EMBED_BATCH_ROWS
+    assert source.produced == source.count and shard.staging.row_count(shard.raw_path) == source.count
+    assert stats.chunks == shard.staging.row_count(shard.chunks_path) > source.count
+    assert embedder.largest_request <= EMBED_BATCH_ROWS
     assert raw_peak < total / 3 and rest_peak < total / 3, (raw_peak, rest_peak, total)
-
-
-def test_the_drift_sample_is_spread_over_the_shards_of_a_run() -> None:
-    shards = [f"s{i:03}" for i in range(6)]
-    quota = sample_quota(shards, 4, random.Random(1))
-    assert sum(quota.values()) == 4 and sorted(quota.values()) == [0, 0, 1, 1, 1, 1]
-    assert sample_quota(["s000"], 4, random.Random(1)) == {"s000": 4}
-    assert sorted(sample_quota(shards[:2], 5, random.Random(1)).values()) == [2, 3]

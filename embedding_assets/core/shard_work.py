@@ -1,0 +1,305 @@
+"""One shard's unit of work: the four pipeline stages for that shard, as the Dagster assets call them.
+
+raw documents → chunks → embeddings → vector table. Each stage streams its input in bounded
+batches and writes its output atomically, so a stage can be re-run any number of times.
+A ``ShardWork`` knows the shard's staged files and their keys, and reads the shard's stored rows at
+most once; the assets make a fresh one for each step, inside the shard's lock, so what a step reads
+is what it writes from.
+
+Work is proportional to change. Every staged file carries a key in its footer: the raw file the
+hash of the documents it holds, every later file the hash of its input's key and of the code that
+made it (chunker, model). A stage whose output already has the key its input calls for does
+nothing; otherwise the chunker re-cuts only documents whose hash changed and the embedder embeds
+only chunks whose text it has not embedded before.
+"""
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from embedding_assets.core.chunking import Chunk, ChunkingConfig, chunk_document
+from embedding_assets.core.embedders import Embedder
+from embedding_assets.core.hashing import Hasher
+from embedding_assets.core.sources import Document, Skip, SourceFolder
+from embedding_assets.core.staging import Row, Staging
+from embedding_assets.core.store import ShardWrite, VectorStore, row_schema, table_name
+
+RAW_SCHEMA = pa.schema(
+    [("doc_id", pa.string()), ("doc_hash", pa.string()), ("source_path", pa.string()), ("text", pa.string())]
+)
+CHUNK_SCHEMA = pa.schema(
+    [
+        ("chunk_id", pa.string()),
+        ("doc_id", pa.string()),
+        ("shard", pa.string()),
+        ("position", pa.int32()),
+        ("text", pa.string()),
+        ("chunk_hash", pa.string()),
+        ("doc_hash", pa.string()),
+        ("token_count", pa.int32()),
+    ]
+)
+EMBED_BATCH_ROWS = 256
+KEY = "embedding_assets.key"  # footer metadata: what a staged file was derived from
+MADE_BY = "embedding_assets.made_by"  # footer metadata: the code that made it (chunker or model identity)
+
+
+@dataclass(frozen=True)
+class RawStats:
+    documents: int
+    characters: int
+    skipped: list[Skip] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ChunkStats:
+    documents: int
+    chunks: int
+    tokens: int
+    rechunked: int  # documents cut by the chunker in this run; the others kept their chunks
+
+
+@dataclass(frozen=True)
+class EmbedStats:
+    chunks: int
+    embedded: int
+    reused: int
+    tokens_embedded: int
+    dimensions: int
+
+
+@dataclass(frozen=True)
+class ShardWork:
+    """The stages of one shard. Paths and keys are computed once; the stored rows are read at most once."""
+
+    shard: str
+    shard_count: int
+    staging: Staging
+    store: VectorStore
+    embedder: Embedder
+    chunking: ChunkingConfig
+    expire_before: datetime | None = None
+
+    @property
+    def model_version(self) -> str:
+        return self.embedder.model_version
+
+    @cached_property
+    def raw_path(self) -> Path:
+        return self.staging.path("raw_documents", self.shard)
+
+    @cached_property
+    def chunks_path(self) -> Path:
+        return self.staging.path("chunks", self.shard)
+
+    @cached_property
+    def embeddings_path(self) -> Path:
+        """Per model table, so two models' vectors of one shard never overwrite each other."""
+        return self.staging.path("embeddings", self.shard, table_name(self.model_version))
+
+    @cached_property
+    def chunker_identity(self) -> str:
+        return chunker_identity(self.chunking, self.embedder)
+
+    def read_raw_documents(self, source: SourceFolder) -> RawStats:
+        """Read the shard's documents from the source folder; unreadable ones are skipped. The file's
+        key is the hash of every (doc_id, doc_hash, source_path) it holds, in order."""
+        skipped: list[Skip] = []
+        totals = {"characters": 0}
+        key, footer = Hasher(), {}
+
+        def rows() -> Iterator[Row]:
+            for item in source.read_shard(self.shard, self.shard_count):
+                if isinstance(item, Skip):
+                    skipped.append(item)
+                    continue
+                totals["characters"] += len(item.text)
+                key.update(item.doc_id, item.doc_hash, item.source_path)
+                yield _raw_row(item)
+            footer[KEY] = key.hexdigest()
+
+        documents = self.staging.write_rows(self.raw_path, RAW_SCHEMA, rows(), footer)
+        return RawStats(documents, totals["characters"], skipped)
+
+    def chunk(self) -> ChunkStats:
+        """Chunk every document of the shard with the embedder's own tokenizer. A document whose hash
+        is unchanged keeps the chunks it had (same chunker); nothing is rewritten when none changed."""
+        staging, out, made_by = self.staging, self.chunks_path, self.chunker_identity
+        key = _derived_key(staging, self.raw_path, made_by)
+        if key is not None and staging.metadata(out).get(KEY) == key:
+            return _chunk_stats(staging.read(out, ["doc_id", "token_count"]), rechunked=0)
+        previous = self.staged_chunks()
+        kept = _chunks_by_document(previous) if previous is not None else {}
+        count_tokens = self.embedder.count_tokens
+        totals = {"documents": 0, "tokens": 0, "rechunked": 0}
+
+        def rows() -> Iterator[Row]:
+            for batch in staging.read_batches(self.raw_path):
+                for doc in batch.to_pylist():
+                    totals["documents"] += 1
+                    doc_hash, chunks = kept.get(doc["doc_id"], ("", []))
+                    if doc_hash != doc["doc_hash"]:
+                        totals["rechunked"] += 1
+                        cut = chunk_document(doc["doc_id"], doc["text"], self.chunking, count_tokens)
+                        chunks = [_chunk_row(c, self.shard, doc["doc_hash"]) for c in cut]
+                    totals["tokens"] += sum(c["token_count"] for c in chunks)
+                    yield from chunks
+
+        chunks = staging.write_rows(out, CHUNK_SCHEMA, rows(), {KEY: key or "", MADE_BY: made_by})
+        return ChunkStats(totals["documents"], chunks, totals["tokens"], totals["rechunked"])
+
+    def staged_chunks(self, columns: Sequence[str] | None = None) -> pa.Table | None:
+        """The staged chunks (only ``columns``, if given) if this chunker and tokenizer made them, else None."""
+        if self.staging.metadata(self.chunks_path).get(MADE_BY) != self.chunker_identity:
+            return None
+        return self.staging.read(self.chunks_path, list(columns) if columns else None)
+
+    def tokens_to_embed(self) -> int:
+        """Tokens ``embed`` would send to the model for this shard now (what the run budget counts)."""
+        if self._embeddings_up_to_date:
+            return 0
+        reusable = self._reusable_hashes
+        return sum(
+            n
+            for batch in self.staging.read_batches(self.chunks_path)
+            for h, n in zip(
+                batch.column("chunk_hash").to_pylist(), batch.column("token_count").to_pylist(), strict=True
+            )
+            if h not in reusable
+        )
+
+    def embed(self, now: datetime | None = None) -> EmbedStats:
+        """Vectors for the shard's chunks: reused from the table when this model already embedded the
+        same ``chunk_hash`` (keeping its ``embedded_at``) after ``expire_before``, computed otherwise.
+        Rows get the table's exact schema."""
+        embedder, staging, out, model = self.embedder, self.staging, self.embeddings_path, self.model_version
+        if self._embeddings_up_to_date:
+            count = staging.row_count(out) or 0
+            return EmbedStats(count, 0, count, 0, embedder.dimensions)
+        schema = row_schema(
+            embedder.dimensions,
+            model_version=model,
+            shard_count=self.shard_count,
+            model_spec=embedder.spec,
+            requested_dimensions=embedder.requested_dimensions,
+        )
+        stamp = now or datetime.now(UTC)
+        reusable = self._reusable_vectors
+        embedded = reused = tokens = 0
+        with staging.writer(out, schema, {KEY: self._embeddings_key or ""}) as writer:
+            for batch in staging.read_batches(self.chunks_path, EMBED_BATCH_ROWS):
+                hashes = batch.column("chunk_hash").to_pylist()
+                missing = [i for i, h in enumerate(hashes) if h not in reusable]
+                texts = batch.column("text").to_pylist()
+                fresh = iter(embedder.embed([texts[i] for i in missing]) if missing else [])
+                rows = [(next(fresh), stamp) if h not in reusable else reusable[h] for h in hashes]
+                token_counts = batch.column("token_count").to_pylist()
+                tokens += sum(token_counts[i] for i in missing)
+                embedded += len(missing)
+                reused += len(hashes) - len(missing)
+                vectors = pa.array([np.asarray(v, dtype=np.float32) for v, _ in rows], type=schema.field("vector").type)
+                stamps = pa.array([t for _, t in rows], type=schema.field("embedded_at").type)
+                writer.write_table(
+                    pa.Table.from_batches([batch])
+                    .select(CHUNK_SCHEMA.names)
+                    .append_column("vector", vectors)
+                    .append_column("model_version", pa.array([model] * len(hashes)))
+                    .append_column("embedded_at", stamps)
+                    .select(schema.names)
+                    .cast(schema)
+                )
+        return EmbedStats(embedded + reused, embedded, reused, tokens, embedder.dimensions)
+
+    def write(self) -> ShardWrite:
+        """Replace the shard's rows in the model's LanceDB table with the staged embeddings, atomically."""
+        return self.store.replace_shard(self.shard, self.staging.read(self.embeddings_path))
+
+    @cached_property
+    def _embeddings_key(self) -> str | None:
+        return _derived_key(self.staging, self.chunks_path, self.model_version)
+
+    @cached_property
+    def _embeddings_up_to_date(self) -> bool:
+        """Whether the staged embeddings were made from the current chunks by this model and none expired."""
+        key, staging, path = self._embeddings_key, self.staging, self.embeddings_path
+        if key is None or staging.metadata(path).get(KEY) != key:
+            return False
+        oldest = pc.min(staging.read(path, ["embedded_at"]).column("embedded_at")).as_py()
+        return self.expire_before is None or oldest is None or oldest >= self.expire_before
+
+    @cached_property
+    def _reusable_vectors(self) -> dict[str, tuple[list[float] | None, datetime]]:
+        """chunk_hash → (vector, embedded_at) of the shard's unexpired stored rows: one read, vectors included."""
+        return _stored_vectors(self.store, self.model_version, self.shard, self.expire_before)
+
+    @cached_property
+    def _reusable_hashes(self) -> set[str]:
+        """The chunk hashes of ``_reusable_vectors``, read without the vectors (for the budget pass)."""
+        return set(_stored_vectors(self.store, self.model_version, self.shard, self.expire_before, with_vectors=False))
+
+
+def chunker_identity(chunking: ChunkingConfig, embedder: Embedder) -> str:
+    """The chunker, its sizes and the tokenizer: what cut a shard's chunks. A change re-cuts every document."""
+    return f"{chunking.identity}/{embedder.tokenizer_id}"
+
+
+def _chunk_row(chunk: Chunk, shard: str, doc_hash: str) -> Row:
+    return {
+        "chunk_id": chunk.chunk_id,
+        "doc_id": chunk.doc_id,
+        "shard": shard,
+        "position": chunk.position,
+        "text": chunk.text,
+        "chunk_hash": chunk.chunk_hash,
+        "doc_hash": doc_hash,
+        "token_count": chunk.token_count,
+    }
+
+
+def _raw_row(doc: Document) -> Row:
+    return {"doc_id": doc.doc_id, "doc_hash": doc.doc_hash, "source_path": doc.source_path, "text": doc.text}
+
+
+def _derived_key(staging: Staging, source: Path, made_by: str) -> str | None:
+    """The key of what ``made_by`` makes from the staged file ``source`` (None if that file has no key)."""
+    upstream = staging.metadata(source).get(KEY)
+    return Hasher().update(upstream, made_by).hexdigest() if upstream else None
+
+
+def _chunks_by_document(chunks: pa.Table) -> dict[str, tuple[str, list[Row]]]:
+    """doc_id → (doc_hash, its chunk rows) of a staged chunks file (one shard, read once)."""
+    grouped: dict[str, tuple[str, list[Row]]] = {}
+    for row in chunks.to_pylist():
+        grouped.setdefault(row["doc_id"], (row["doc_hash"], []))[1].append(row)
+    return grouped
+
+
+def _chunk_stats(chunks: pa.Table, rechunked: int) -> ChunkStats:
+    return ChunkStats(
+        pc.count_distinct(chunks.column("doc_id")).as_py(),
+        chunks.num_rows,
+        pc.sum(chunks.column("token_count")).as_py() or 0,
+        rechunked,
+    )
+
+
+def _stored_vectors(
+    store: VectorStore, model_version: str, shard: str, expire_before: datetime | None, with_vectors: bool = True
+) -> dict[str, tuple[list[float] | None, datetime]]:
+    """chunk_hash → (vector, embedded_at) of the shard's stored rows that have not expired."""
+    stored = store.shard_rows(model_version, shard, ["chunk_hash", "embedded_at"] + ["vector"] * with_vectors)
+    if stored is None:
+        return {}
+    hashes, stamps = stored.column("chunk_hash").to_pylist(), stored.column("embedded_at").to_pylist()
+    vectors = stored.column("vector").to_pylist() if with_vectors else [None] * len(hashes)
+    return {
+        h: (v, t)
+        for h, v, t in zip(hashes, vectors, stamps, strict=True)
+        if expire_before is None or t >= expire_before
+    }

@@ -1,0 +1,44 @@
+"""Runs over ranges of shards, and observations of what the source holds: shared by the sensors,
+the schedule and ``refresh``."""
+
+from collections.abc import Sequence
+
+import dagster as dg
+
+from embedding_assets.assets import SOURCE_DOCUMENTS
+from embedding_assets.core.scan import ShardState
+from embedding_assets.core.shards import RUN_THROUGH_CLEAN_SHARDS, shard_ranges
+
+DATA_VERSION_TAG = "dagster/data_version"  # the tag Dagster reads an observation's data version from
+
+
+def range_tags(first: str, last: str) -> dict[str, str]:
+    """Run tags that make one run cover the shards ``first`` to ``last``."""
+    return {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+
+
+def run_ranges(shards: Sequence[str], shard_count: int) -> list[tuple[str, str]]:
+    """The ranges one refresh of ``shards`` runs, running through a few clean shards rather than
+    starting another run (see ``RUN_THROUGH_CLEAN_SHARDS``)."""
+    return shard_ranges(list(shards), shard_count, max_gap=RUN_THROUGH_CLEAN_SHARDS)
+
+
+def range_requests(
+    shards: Sequence[str], shard_count: int, assets: Sequence[dg.AssetKey], reason: str
+) -> list[dg.RunRequest]:
+    """One run request per range of ``run_ranges``; ``reason`` + range is the run key, so a tick that
+    sees the same state again does not launch the same work twice."""
+    return [
+        dg.RunRequest(run_key=f"{reason}:{first}...{last}", asset_selection=list(assets), tags=range_tags(first, last))
+        for first, last in run_ranges(shards, shard_count)
+    ]
+
+
+def source_observation(shard: str, state: ShardState) -> dg.AssetObservation:
+    """What the source holds for ``shard``, as an observation of source_documents (data version = its version)."""
+    return dg.AssetObservation(
+        SOURCE_DOCUMENTS,
+        partition=shard,
+        tags={DATA_VERSION_TAG: state.version},
+        metadata={"documents": len(state.documents), "skipped": len(state.skipped), "fingerprint": state.fingerprint},
+    )
