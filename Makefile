@@ -70,9 +70,11 @@ reliability: install
 	$(BIN)/python -m embedding_assets_tests.reliability_report .reliability.jsonl
 
 # Throughput, incremental cost, memory, query latency and the same work by LangChain and LlamaIndex, on the
-# kernel docs (fetched with apt-get download) -> benchmarks/results.md and results.png.
+# kernel docs (fetched with apt-get download) -> benchmarks/results.md and results.png; then the change
+# index's cost at 10^4 and 10^6 documents -> benchmarks/change_detection.md.
 bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/change_detection.py
 
 LINTED := embedding_assets embedding_assets_tests benchmarks scripts
 

@@ -44,7 +44,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         chunking_version=chunker_identity(settings.chunking, embedder),
         freshness_hours=settings.freshness_hours,
     )
-    sensors, schedules = build_triggers(settings, raw_documents, embeddings, vector_table)
+    sensors, schedules = build_triggers(settings, [raw_documents, chunks, embeddings, vector_table])
     automation = dg.AutomationConditionSensorDefinition(
         "pipeline_automation_sensor",
         target=dg.AssetSelection.assets(chunks, embeddings, vector_table, retrieval_eval),

@@ -101,7 +101,7 @@ def build_table_checks(
                 report(context, shard, outcome)
             if INDEX_MATCHES_SOURCE in selected:
                 cached = work.staged_chunks(CHUNK_COLUMNS)
-                expected = expected_chunks(index.source, shard, index.shard_count, index.chunking, model, cached)
+                expected = expected_chunks(index.documents(shard), index.chunking, model, cached)
                 diff = diff_shard(shard, expected, rows, model.model_version)
                 report(
                     context, shard, CheckOutcome(INDEX_MATCHES_SOURCE, diff.matches, diff.describe(), diff.figures())

@@ -12,6 +12,7 @@ from typing import Any
 import dagster as dg
 
 from embedding_assets.assembly import REFRESH_JOB, build_definitions
+from embedding_assets.core.change_index import SyncReport
 from embedding_assets.core.index import Index
 from embedding_assets.shard_runs import range_tags, run_ranges, source_observation
 
@@ -27,8 +28,7 @@ REPORTED = (
 
 @dataclass
 class RefreshReport:
-    files: int
-    files_read: int
+    sync: SyncReport
     stale: list[str]
     runs: list[str] = field(default_factory=list)
     per_shard: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -45,11 +45,11 @@ def refresh(
     progress: Callable[[str], None] = lambda _: None,
 ) -> RefreshReport:
     """Scan, then materialize the stale shards (or exactly ``shards``, to repair them); raises if a run fails."""
-    scan = index.scan()
-    stale = shards if shards is not None else index.stale_shards(scan)
-    report = RefreshReport(scan.files, scan.files_read, stale)
+    sync = index.sync()
+    stale = shards if shards is not None else index.stale_shards()
+    report = RefreshReport(sync, stale)
     progress(
-        f"scanned {scan.files} files ({scan.files_read} read) in {scan.seconds:.2f} s; "
+        f"{index.source.name}: {sync.keys_read} key(s) read, {sync.keys_deleted} deleted in {sync.seconds:.2f} s; "
         f"{len(stale)} of {index.shard_count} shards stale"
     )
     job = build_definitions(index.settings).resolve_job_def(REFRESH_JOB)
@@ -62,6 +62,7 @@ def refresh(
             if materialization.partition is not None:
                 figures = report.per_shard.setdefault(materialization.partition, {})
                 figures.update({k: v.value for k, v in materialization.metadata.items() if k in REPORTED})
+    summaries = index.changes.summaries()
     for shard in stale:  # the UI's source_documents now shows what these runs indexed
-        instance.report_runless_asset_event(source_observation(shard, scan.shards[shard]))
+        instance.report_runless_asset_event(source_observation(summaries[shard]))
     return report

@@ -17,7 +17,12 @@ class PipelineResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     from ``get()``; the OpenAI key and endpoint arrive only through ``dg.EnvVar``."""
 
     profile: str = Field(description="Deployment profile (local or production).")
-    source_dir: str = Field(description="Folder of source documents.")
+    source: str = Field(description="A folder path, s3://bucket/prefix or postgresql://user@host:port/db.")
+    source_dir: str = Field(description="Folder of source documents (when source is empty).")
+    source_table: str = Field(description="The PostgreSQL source's table, schema.table.")
+    source_mode: str = Field(description="How a PostgreSQL table is followed: logical, outbox or watermark.")
+    source_queue: str = Field(description="SQS queue URL receiving the S3 prefix's event notifications.")
+    updated_field: str = Field(description="The timestamp column of the watermark mode.")
     lancedb_uri: str = Field(description="LanceDB location: a folder or an object-store URI.")
     staging_dir: str = Field(description="Parquet files of the intermediate assets, and the shard locks.")
     model: str = Field(description="Embedding model spec, e.g. local:all-MiniLM-L6-v2 or openai:<model>.")

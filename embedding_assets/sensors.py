@@ -1,59 +1,54 @@
 """What starts refreshes: the change sensor, the TTL sensor and the (optional) refresh schedule.
 
-Each requests runs of ``raw_documents`` or ``embeddings`` for the affected shards only, grouped
-into ranges of consecutive shards (one run each); the automation conditions carry every
-refreshed shard on down to ``vector_table``.
+Each requests runs for the affected shards only, grouped into ranges of consecutive shards (one run
+each): the source's changes run the whole chain, expired vectors ``embeddings`` and ``vector_table``.
+Automation handles model and chunker changes.
 """
 
-import json
+from collections.abc import Sequence
 
 import dagster as dg
 
-from embedding_assets.core.scan import fingerprint
 from embedding_assets.core.settings import Settings
 from embedding_assets.resources import PipelineResource
 from embedding_assets.shard_runs import range_requests, source_observation
 
 
 def build_triggers(
-    settings: Settings,
-    raw_documents: dg.AssetsDefinition,
-    embeddings: dg.AssetsDefinition,
-    vector_table: dg.AssetsDefinition,
+    settings: Settings, chain: Sequence[dg.AssetsDefinition]
 ) -> tuple[list[dg.SensorDefinition], list[dg.ScheduleDefinition]]:
+    """The triggers of ``chain`` (raw_documents, chunks, embeddings, vector_table)."""
     shard_count = settings.shards
     running, stopped = dg.DefaultSensorStatus.RUNNING, dg.DefaultSensorStatus.STOPPED
+    chain_keys = [asset.key for asset in chain]
+    reembed = chain[2:]  # embeddings and vector_table
 
-    @dg.sensor(
-        minimum_interval_seconds=settings.scan_interval_seconds, default_status=running, asset_selection=[raw_documents]
-    )
+    @dg.sensor(minimum_interval_seconds=settings.scan_interval_seconds, default_status=running, asset_selection=chain)
     def source_change_sensor(
         context: dg.SensorEvaluationContext, pipeline: PipelineResource
     ) -> dg.SensorResult | dg.SkipReason:
-        """Scans the source folder (re-reading only files whose size or mtime changed) and refreshes
-        the shards whose documents changed, were added or deleted since the last tick. The cursor holds
-        each shard's version, so a tick costs the scan and nothing that grows with the table."""
-        scan = pipeline.get().scan()
-        changed = scan.changed_since(json.loads(context.cursor) if context.cursor else {})
+        """Records one batch of the source's changes in the change index (its change feed, or a listing
+        diff for a folder) and refreshes the shards changed since the last tick: the whole chain, one
+        run per range. The cursor is the index's generation, so an idle tick costs the sync alone."""
+        index = pipeline.get()
+        sync = index.sync(drain=False)
+        changed = index.changes.changed_since(_generation(context.cursor))
         if not changed:
-            return dg.SkipReason(f"no change in {scan.files} files (scan read {scan.files_read}, {scan.seconds:.2f} s)")
-        context.log.info(
-            f"{len(changed)} shard(s) changed; scan read {scan.files_read} of {scan.files} files "
-            f"in {scan.seconds:.2f} s"
-        )
-        observations = [source_observation(shard, scan.shards[shard]) for shard in changed]
-        versions = scan.versions()
-        reason = "source:" + fingerprint((s, versions[s]) for s in changed)
+            return dg.SkipReason(f"no change ({sync.keys_read} key(s) read in {sync.seconds:.2f} s)")
+        context.log.info(f"{len(changed)} shard(s) changed; {sync.keys_read} key(s) read in {sync.seconds:.2f} s")
+        shards = [summary.shard for summary in changed]
+        feed = {"keys_read": sync.keys_read, "keys_deleted": sync.keys_deleted, **index.source.metrics()}
         return dg.SensorResult(
-            run_requests=range_requests(changed, shard_count, [raw_documents.key], reason),
-            asset_events=observations,
-            cursor=json.dumps(versions),
+            # Run keys carry the generation: a tick that crashed after recording replays to the same keys.
+            run_requests=range_requests(shards, shard_count, chain_keys, f"source:{sync.generation}"),
+            asset_events=[source_observation(summary, feed) for summary in changed],
+            cursor=str(sync.generation),
         )
 
     @dg.sensor(
         minimum_interval_seconds=3600,
         default_status=running if settings.ttl_days else stopped,
-        asset_selection=[embeddings, vector_table],
+        asset_selection=reembed,
     )
     def ttl_expiry_sensor(
         context: dg.SensorEvaluationContext, pipeline: PipelineResource
@@ -67,26 +62,31 @@ def build_triggers(
         if not expired:
             return dg.SkipReason(f"no vector older than {cutoff:%Y-%m-%d %H:%M} UTC")
         reason = f"ttl:{cutoff:%Y-%m-%d}"  # at most one request per shard range and day
-        return dg.SensorResult(
-            run_requests=range_requests(expired, shard_count, [embeddings.key, vector_table.key], reason)
-        )
+        return dg.SensorResult(run_requests=range_requests(expired, shard_count, [a.key for a in reembed], reason))
 
     @dg.schedule(
         cron_schedule=settings.refresh_cron,
         default_status=dg.DefaultScheduleStatus.STOPPED,
-        target=[raw_documents],
+        target=chain,
         execution_timezone="UTC",
     )
     def refresh_schedule(
         context: dg.ScheduleEvaluationContext, pipeline: PipelineResource
     ) -> list[dg.RunRequest] | dg.SkipReason:
-        """On a cron (EMBEDDING_ASSETS_REFRESH_CRON, off by default): compare a fresh scan with the
-        table itself and refresh every shard that differs or holds expired vectors."""
+        """On a cron (EMBEDDING_ASSETS_REFRESH_CRON, off by default): reconcile the change index with a
+        full listing of the source, compare it with the table itself, and refresh every shard that
+        differs or holds expired vectors."""
         index = pipeline.get()
-        stale = index.stale_shards(index.scan())
+        index.sync(full=True)
+        stale = index.stale_shards()
         if not stale:
             return dg.SkipReason("the table matches the source")
         tick = context.scheduled_execution_time.strftime("%Y%m%dT%H%M")
-        return range_requests(stale, shard_count, [raw_documents.key], f"schedule:{tick}")
+        return range_requests(stale, shard_count, chain_keys, f"schedule:{tick}")
 
     return [source_change_sensor, ttl_expiry_sensor], [refresh_schedule]
+
+
+def _generation(cursor: str | None) -> int:
+    """The change index generation a cursor holds (0 for none, or a cursor of an older release)."""
+    return int(cursor) if cursor and cursor.isdigit() else 0

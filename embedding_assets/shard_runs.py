@@ -1,12 +1,12 @@
 """Runs over ranges of shards, and observations of what the source holds: shared by the sensors,
 the schedule and ``refresh``."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import dagster as dg
 
 from embedding_assets.assets import SOURCE_DOCUMENTS
-from embedding_assets.core.scan import ShardState
+from embedding_assets.core.change_index import ShardSummary
 from embedding_assets.core.shards import RUN_THROUGH_CLEAN_SHARDS, shard_ranges
 
 DATA_VERSION_TAG = "dagster/data_version"  # the tag Dagster reads an observation's data version from
@@ -34,11 +34,18 @@ def range_requests(
     ]
 
 
-def source_observation(shard: str, state: ShardState) -> dg.AssetObservation:
-    """What the source holds for ``shard``, as an observation of source_documents (data version = its version)."""
+def source_observation(summary: ShardSummary, feed: Mapping[str, float] | None = None) -> dg.AssetObservation:
+    """What the source holds for a shard, as an observation of source_documents (data version = its
+    version), with the figures of the tick that found it changed (``feed``: keys read, slot lag, queue
+    depth, numeric so the UI plots them)."""
     return dg.AssetObservation(
         SOURCE_DOCUMENTS,
-        partition=shard,
-        tags={DATA_VERSION_TAG: state.version},
-        metadata={"documents": len(state.documents), "skipped": len(state.skipped), "fingerprint": state.fingerprint},
+        partition=summary.shard,
+        tags={DATA_VERSION_TAG: summary.version},
+        metadata={
+            "documents": summary.documents,
+            "skipped": summary.skipped,
+            "fingerprint": summary.fingerprint,
+            **(feed or {}),
+        },
     )

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import random
+from collections.abc import Iterable
 from pathlib import Path
 from pydoc_data.topics import topics
 from typing import Any
@@ -131,14 +132,24 @@ def indexed(settings: Settings, model_version: str) -> dict[str, tuple[str, str]
 def expected_index(settings: Settings, embedder: Embedder) -> dict[str, tuple[str, str]]:
     """The oracle: chunk_id → (doc_id, chunk_hash) computed straight from the source folder."""
     folder = SourceFolder(settings.source_dir)
-    expected = {}
+    documents = []
     for shard in shard_keys(settings.shards):
         for doc in folder.read_shard(shard, settings.shards):
             if isinstance(doc, Document):
                 assert shard_of(doc.doc_id, settings.shards) == shard
-                for chunk in chunk_document(doc.doc_id, doc.text, settings.chunking, embedder.count_tokens):
-                    expected[chunk.chunk_id] = (chunk.doc_id, chunk.chunk_hash)
-    return expected
+                documents.append(doc)
+    return expected_chunks_of(documents, settings, embedder)
+
+
+def expected_chunks_of(
+    documents: Iterable[Document], settings: Settings, embedder: Embedder
+) -> dict[str, tuple[str, str]]:
+    """chunk_id → (doc_id, chunk_hash) of ``documents`` as the pipeline must index them."""
+    return {
+        chunk.chunk_id: (chunk.doc_id, chunk.chunk_hash)
+        for doc in documents
+        for chunk in chunk_document(doc.doc_id, doc.text, settings.chunking, embedder.count_tokens)
+    }
 
 
 def run_checks(

@@ -155,6 +155,9 @@ def postgres_server() -> Iterator[Postgres]:
             "fsync=off",
             "-c",
             "max_connections=200",
+            # Logical decoding for the PostgreSQL source's replication slot (core/sources/postgres.py).
+            "-c",
+            "wal_level=logical",
         ],
         stdout=log,
         stderr=subprocess.STDOUT,

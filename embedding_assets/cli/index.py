@@ -44,7 +44,8 @@ def status(index: Index, args: argparse.Namespace) -> int:
         when = f"{promoted:%Y-%m-%d %H:%M} UTC" if promoted else "-"
         print(f"{version:<52}{role:<11}{info.rows:>8}{info.version:>9}  {when}")
     print(f"configured model: {configured}")
-    quarantined = [skip for shard in index.scan().shards.values() for skip in shard.skipped]
+    index.sync()
+    quarantined = index.changes.skips()
     print(f"quarantined: {len(quarantined)} item(s) of the source folder were not indexed")
     for skip in sorted(quarantined, key=lambda s: s.doc_id)[:MAX_QUARANTINE_LISTED]:
         print(f"  {skip.doc_id!r}: {skip.reason}")
@@ -75,11 +76,23 @@ def refresh(index: Index, args: argparse.Namespace, shards: list[str] | None = N
     return 0
 
 
+def resync(index: Index, args: argparse.Namespace) -> int:
+    """A full listing diffed against the change index (the feed's slot or queue is set up first, so
+    nothing written during the listing is lost); the next refresh or sensor tick runs what changed."""
+    report = index.sync(full=True)
+    print(
+        f"{index.source.name}: {index.changes.keys()} keys; {report.keys_read} read, {report.keys_deleted} deleted, "
+        f"{len(report.changed_shards)} shard(s) changed, in {report.seconds:.2f} s"
+    )
+    return 0
+
+
 def verify(index: Index, args: argparse.Namespace) -> int:
     model_version, shard_count = index.embedder.model_version, index.shard_count
+    index.sync(full=True)  # the truth is the source as a full listing finds it now
     mismatched = []
     for shard in shard_keys(shard_count):
-        expected = expected_chunks(index.source, shard, shard_count, index.chunking, index.embedder)
+        expected = expected_chunks(index.documents(shard), index.chunking, index.embedder)
         diff = diff_shard(shard, expected, index.store.shard_rows(model_version, shard, STORED_COLUMNS), model_version)
         if not diff.matches:
             mismatched.append(shard)

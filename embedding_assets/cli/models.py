@@ -23,7 +23,8 @@ def evaluate(index: Index, args: argparse.Namespace) -> int:
 def promote(index: Index, args: argparse.Namespace) -> int:
     golden = load_golden(args.golden or index.settings.golden_path)
     margin = index.settings.eval_margin
-    stale = index.stale_shards(index.scan(), args.model_version)
+    index.sync()
+    stale = index.stale_shards(args.model_version)
     check = check_promotion(index.store, stale, args.model_version, golden, margin, index.query_embedder)
     if check.comparison():
         print(check.comparison())
@@ -67,9 +68,10 @@ def estimate(index: Index, args: argparse.Namespace) -> int:
     settings = index.settings
     embedder = index.embedder_for(args.model, args.dimensions) if args.model else index.embedder
     store = index.store if args.stale_only else None
-    shards = index.stale_shards(index.scan(), embedder.model_version) if args.stale_only else None
+    index.sync()
+    shards = index.stale_shards(embedder.model_version) if args.stale_only else None
     price = settings.price_per_mtok if embedder.spec == settings.model else None
-    result = estimate_cost(index.source, index.shard_count, index.chunking, embedder, store, shards, price)
+    result = estimate_cost(index.documents, index.shard_count, index.chunking, embedder, store, shards, price)
     scope = f"{result.shards} stale shard(s), new text only" if store else f"full re-embed, {result.shards} shards"
     print(
         f"{result.model_version} ({scope}): {result.documents:,} documents, {result.chunks:,} chunks, "

@@ -1,13 +1,13 @@
 """What embedding costs: prices per model, estimates before spending, and the per-run budget."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from embedding_assets.core.chunking import ChunkingConfig, chunk_document
 from embedding_assets.core.embedders import Embedder
 from embedding_assets.core.errors import ConfigError
 from embedding_assets.core.shards import shard_keys
-from embedding_assets.core.sources import Document, SourceFolder
+from embedding_assets.core.sources import Document, Item
 from embedding_assets.core.store import VectorStore
 
 # USD per 1M input tokens, OpenAI's published prices; local models cost nothing. Override with
@@ -54,7 +54,7 @@ def check_budget(tokens: int, price: float, budget_usd: float | None, what: str)
 
 
 def estimate(
-    folder: SourceFolder,
+    documents_of: Callable[[str], Iterable[Item]],
     shard_count: int,
     config: ChunkingConfig,
     embedder: Embedder,
@@ -63,14 +63,15 @@ def estimate(
     price_override: float | None = None,
 ) -> Estimate:
     """Documents, chunks and tokens the model would embed, counted with its own tokenizer, without
-    calling it. With ``store``, chunks whose text the model's table already holds for the shard are
-    left out (what a refresh would really send); ``shards`` limits the count to those shards."""
+    calling it; ``documents_of(shard)`` gives a shard's documents. With ``store``, chunks whose text the
+    model's table already holds for the shard are left out (what a refresh would really send);
+    ``shards`` limits the count to those shards."""
     documents = chunks = tokens = 0
     selected = list(shards) if shards is not None else list(shard_keys(shard_count))
     for shard in selected:
         stored = store.shard_rows(embedder.model_version, shard, ["chunk_hash"]) if store else None
         known = set(stored.column("chunk_hash").to_pylist()) if stored is not None else set()
-        for doc in folder.read_shard(shard, shard_count):
+        for doc in documents_of(shard):
             if isinstance(doc, Document):
                 documents += 1
                 new = [

@@ -3,6 +3,7 @@
 import hashlib
 import re
 import unicodedata
+from collections.abc import Iterable
 
 _TRAILING_SPACE = re.compile(r"[ \t]+\n")
 _MANY_BLANK_LINES = re.compile(r"\n{3,}")
@@ -19,6 +20,26 @@ def normalize_text(text: str) -> str:
 def content_hash(text: str) -> str:
     """Hex digest (128 bits) identifying a text's exact content."""
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+
+
+_SET_HASH_BITS = 128
+
+
+def pair_hash(first: str, second: str) -> int:
+    """A 128-bit hash of a pair of strings: the unit that ``set_hash`` adds up."""
+    digest = hashlib.blake2b(f"{first}\x00{second}".encode(), digest_size=_SET_HASH_BITS // 8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def set_hash(pairs: Iterable[tuple[str, str]]) -> str:
+    """Order-independent digest of a set of pairs: the sum of their hashes modulo 2^128, so it can be
+    kept up to date one pair at a time (add on arrival, subtract on departure)."""
+    return set_hash_hex(sum(pair_hash(first, second) for first, second in pairs))
+
+
+def set_hash_hex(total: int) -> str:
+    """A running ``set_hash`` total as its digest."""
+    return f"{total % (1 << _SET_HASH_BITS):032x}"
 
 
 def stable_bucket(key: str, buckets: int) -> int:

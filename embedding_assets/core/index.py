@@ -5,11 +5,14 @@ registry of which table answers queries. The Dagster resource, the CLI and ``ref
 these objects from an ``Index``, so each is built one way only.
 """
 
+import dataclasses
 import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 
+from embedding_assets.core.change_index import ChangeIndex, SyncReport
 from embedding_assets.core.chunking import ChunkingConfig
 from embedding_assets.core.cost import price_per_mtok
 from embedding_assets.core.embedders import Embedder, make_embedder
@@ -18,12 +21,13 @@ from embedding_assets.core.evaluation import GoldenQuery, load_golden
 from embedding_assets.core.migration import table_embedder
 from embedding_assets.core.reconcile import stale_shards
 from embedding_assets.core.registry import Registry
-from embedding_assets.core.scan import ScanResult, SourceScanner
-from embedding_assets.core.settings import Settings
+from embedding_assets.core.settings import POSTGRES_SCHEMES, Settings
 from embedding_assets.core.shard_work import ShardWork
-from embedding_assets.core.sources import SourceFolder
-from embedding_assets.core.staging import Staging
+from embedding_assets.core.sources import Document, Item, Skip, Source, SourceFolder
+from embedding_assets.core.staging import Row, Staging
 from embedding_assets.core.store import TableInfo, VectorStore, expire_before
+
+SYNC_BATCH_KEYS = 10_000  # keys one sync reads before it records them (and acknowledges the source)
 
 
 @dataclass(frozen=True)
@@ -51,9 +55,31 @@ class Index:
         return cls(Settings.from_env(), Credentials.from_env())
 
     @cached_property
-    def source(self) -> SourceFolder:
-        s = self.settings
-        return SourceFolder(s.source_dir, id_field=s.id_field, text_field=s.text_field, max_file_bytes=s.max_file_bytes)
+    def source(self) -> Source:
+        """The folder, S3 prefix or PostgreSQL table EMBEDDING_ASSETS_SOURCE names (heavy clients load lazily)."""
+        s, location = self.settings, self.settings.source_location
+        if location.startswith("s3://"):
+            from embedding_assets.core.sources.s3 import S3Prefix
+
+            return S3Prefix(
+                location,
+                queue_url=s.source_queue or None,
+                id_field=s.id_field,
+                text_field=s.text_field,
+                max_object_bytes=s.max_file_bytes,
+            )
+        if location.startswith(POSTGRES_SCHEMES):
+            from embedding_assets.core.sources.postgres import PostgresTable
+
+            return PostgresTable(
+                location,
+                s.source_table,
+                id_field=s.id_field,
+                text_field=s.text_field,
+                mode=s.source_mode,
+                updated_field=s.updated_field,
+            )
+        return SourceFolder(location, id_field=s.id_field, text_field=s.text_field, max_file_bytes=s.max_file_bytes)
 
     @cached_property
     def staging(self) -> Staging:
@@ -121,14 +147,56 @@ class Index:
         """The registry's live version; before any promotion, the configured model's."""
         return self.registry.state().live or self.embedder.model_version
 
-    def scan(self) -> ScanResult:
-        """A change scan of the source, sharing its state with every other scan of this index."""
-        return SourceScanner(self.source, self.staging.scan_state(), self.shard_count).scan()
+    @cached_property
+    def changes(self) -> ChangeIndex:
+        """What the source held when last read, per key, and each shard's fingerprint."""
+        return ChangeIndex(self.staging.change_index(), self.shard_count)
 
-    def stale_shards(self, scan: ScanResult, model_version: str | None = None) -> list[str]:
+    def sync(self, *, full: bool = False, drain: bool = True) -> SyncReport:
+        """Record the source's changes in the change index (a listing diff when ``full``) in bounded
+        batches, until none is waiting (or after one batch, without ``drain``); the report adds them up."""
+        self.source.prepare()
+        report = self.changes.sync(self.source, limit=SYNC_BATCH_KEYS, full=full)
+        while drain and report.more:
+            batch = self.changes.sync(self.source, limit=SYNC_BATCH_KEYS)
+            report = dataclasses.replace(
+                batch,
+                keys_read=report.keys_read + batch.keys_read,
+                keys_deleted=report.keys_deleted + batch.keys_deleted,
+                changed_shards=sorted({*report.changed_shards, *batch.changed_shards}),
+                listed=report.listed or batch.listed,
+                seconds=report.seconds + batch.seconds,
+            )
+        return report
+
+    def stale_shards(self, model_version: str | None = None) -> list[str]:
         """The shards a refresh must run now: their rows in ``model_version``'s table (the configured
-        model's by default) do not come from exactly the scanned documents, or hold expired vectors."""
-        return stale_shards(scan, self.store, model_version or self.embedder.model_version, self.expire_before())
+        model's by default) do not come from exactly the documents the change index holds, or hold
+        expired vectors. Sync first for an answer about the source as it is now."""
+        fingerprints = {shard: summary.fingerprint for shard, summary in self.changes.summaries().items()}
+        model_version = model_version or self.embedder.model_version
+        return stale_shards(fingerprints, self.store, model_version, self.expire_before())
+
+    def documents(self, shard: str, reuse: Mapping[str, Row] | None = None) -> Iterator[Item]:
+        """The shard's documents and skips now, in the change index's order. Its keys come from the
+        index, so nothing else is listed; a document whose hash ``reuse`` (doc_id → staged raw row)
+        already holds is taken from there, the others are read from the source."""
+        reuse = reuse or {}
+        items = self.changes.shard_items(shard)
+        stale = sorted(
+            {key for key, _, doc_id, doc_hash, skip in items if skip is None and not _reused(reuse, doc_id, doc_hash)}
+        )
+        fresh = dict(self.source.read_many(stale))
+        for key, position, doc_id, doc_hash, skip in items:
+            if skip is not None:
+                yield Skip(doc_id, skip)
+            elif key not in fresh:
+                yield _reused(reuse, doc_id, doc_hash) or Skip(doc_id, "vanished from the staged documents")
+            else:  # what the key holds at that position now (None: gone since the sync, which the next records)
+                now = fresh[key]
+                item = _at(now.items if now else [], position, doc_id)
+                if item is not None:
+                    yield item
 
     def shard_work(self, shard: str) -> ShardWork:
         """The unit of work for ``shard`` in one step (a fresh one per step: it caches what it reads)."""
@@ -141,3 +209,19 @@ class Index:
             chunking=self.chunking,
             expire_before=self.expire_before(),
         )
+
+
+def _reused(reuse: Mapping[str, Row], doc_id: str, doc_hash: str | None) -> Document | None:
+    """The staged document ``doc_id`` if it still has ``doc_hash``."""
+    row = reuse.get(doc_id)
+    if row is None or row["doc_hash"] != doc_hash:
+        return None
+    return Document(doc_id, row["text"], row["doc_hash"], row["source_path"])
+
+
+def _at(items: list[Item], position: int, doc_id: str) -> Item | None:
+    """The item ``doc_id`` of a key's items: at ``position`` when the key still has that layout, else its
+    first document of that id (the key changed since the sync)."""
+    if position < len(items) and items[position].doc_id == doc_id:
+        return items[position]
+    return next((item for item in items if item.doc_id == doc_id and isinstance(item, Document)), None)

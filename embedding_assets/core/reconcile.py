@@ -1,5 +1,6 @@
 """Does the index equal its source? Exact differences per shard, and which shards need a refresh."""
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -8,8 +9,8 @@ import pyarrow.compute as pc
 
 from embedding_assets.core.chunking import ChunkingConfig, chunk_document
 from embedding_assets.core.embedders import Embedder
-from embedding_assets.core.scan import ScanResult, fingerprint
-from embedding_assets.core.sources import Document, SourceFolder
+from embedding_assets.core.hashing import set_hash
+from embedding_assets.core.sources import Document, Item
 from embedding_assets.core.staging import Row
 from embedding_assets.core.store import VectorStore
 
@@ -69,20 +70,16 @@ class ShardDiff:
 
 
 def expected_chunks(
-    folder: SourceFolder,
-    shard: str,
-    shard_count: int,
-    config: ChunkingConfig,
-    embedder: Embedder,
-    cached: pa.Table | None = None,
+    documents: Iterable[Item], config: ChunkingConfig, embedder: Embedder, cached: pa.Table | None = None
 ) -> dict[str, ExpectedChunk]:
-    """chunk_id → what the table must hold for it, computed from the source folder. ``cached`` chunk
-    rows (made by the same chunker) stand in for re-cutting the documents whose hash they carry."""
+    """chunk_id → what the table must hold for it, computed from a shard's ``documents`` as the source
+    holds them now. ``cached`` chunk rows (made by the same chunker) stand in for re-cutting the
+    documents whose hash they carry."""
     known: dict[tuple[str, str], list[Row]] = {}
     for row in [] if cached is None else cached.select(list(CHUNK_COLUMNS)).to_pylist():
         known.setdefault((row["doc_id"], row["doc_hash"]), []).append(row)
     expected = {}
-    for doc in folder.read_shard(shard, shard_count):
+    for doc in documents:
         if isinstance(doc, Document):
             chunks = known.get((doc.doc_id, doc.doc_hash)) or [
                 {"chunk_id": c.chunk_id, "chunk_hash": c.chunk_hash}
@@ -123,14 +120,15 @@ def _duplicates(stored: pa.Table | None) -> list[str]:
 
 
 def stale_shards(
-    scan: ScanResult, store: VectorStore, model_version: str, expire_before: datetime | None = None
+    fingerprints: Mapping[str, str], store: VectorStore, model_version: str, expire_before: datetime | None = None
 ) -> list[str]:
-    """Shards whose table rows do not come from exactly the scanned documents, or hold vectors
-    embedded before ``expire_before``. Costs one read of three table columns, no chunking."""
+    """Shards whose table rows do not come from exactly the documents whose set hash ``fingerprints``
+    holds (shard → ``set_hash`` of its (doc_id, doc_hash) pairs, as the change index keeps it), or hold
+    vectors embedded before ``expire_before``. Costs one read of three table columns, no chunking."""
     indexed = store.documents_by_shard(model_version)
     expired = set(store.expired_shards(model_version, expire_before)) if expire_before else set()
     return [
         shard
-        for shard, state in scan.shards.items()
-        if state.fingerprint != fingerprint(indexed.get(shard, ())) or shard in expired
+        for shard, fingerprint in sorted(fingerprints.items())
+        if fingerprint != set_hash(indexed.get(shard, ())) or shard in expired
     ]

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, get_args
+from urllib.parse import urlsplit
 
 from embedding_assets.core.chunking import ChunkingConfig
 from embedding_assets.core.errors import ConfigError
@@ -15,6 +16,8 @@ from embedding_assets.core.shards import MAX_SHARDS
 from embedding_assets.core.sources import DEFAULT_MAX_FILE_BYTES
 
 PREFIX = "EMBEDDING_ASSETS_"
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+SOURCE_MODES = ("logical", "outbox", "watermark")
 
 
 @dataclass(frozen=True)
@@ -22,7 +25,12 @@ class Settings:
     """Every setting, its environment variable (``EMBEDDING_ASSETS_`` + upper-case name) and default."""
 
     profile: str = "local"
+    source: str = ""  # a folder path, s3://bucket/prefix or postgresql://user@host:port/db; "": source_dir
     source_dir: str = "data/source"
+    source_table: str = ""
+    source_mode: str = "logical"
+    source_queue: str = ""
+    updated_field: str = "updated_at"
     lancedb_uri: str = "data/lancedb"
     staging_dir: str = "data/staging"
     model: str = "local:all-MiniLM-L6-v2"
@@ -70,10 +78,38 @@ class Settings:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ConfigError(f"{PREFIX}{name.upper()} must not be negative, got {value}")
+        self._check_source()
         try:
             ChunkingConfig(self.chunk_tokens, self.chunk_overlap)
         except ValueError as err:
             raise ConfigError(f"{PREFIX}CHUNK_TOKENS/{PREFIX}CHUNK_OVERLAP: {err}") from None
+
+    @property
+    def source_location(self) -> str:
+        """Where the documents are: EMBEDDING_ASSETS_SOURCE, else the folder EMBEDDING_ASSETS_SOURCE_DIR."""
+        return self.source or self.source_dir
+
+    def _check_source(self) -> None:
+        location = self.source_location
+        if location.startswith(POSTGRES_SCHEMES):
+            if urlsplit(location).password is not None:
+                raise ConfigError(
+                    f"{PREFIX}SOURCE must not hold a password (it is shown in the UI and metadata); "
+                    "set PGPASSWORD or use ~/.pgpass"
+                )
+            if not self.source_table:
+                raise ConfigError(f"{PREFIX}SOURCE_TABLE must name the table (schema.table) of a PostgreSQL source")
+            if self.source_mode not in SOURCE_MODES:
+                raise ConfigError(
+                    f"{PREFIX}SOURCE_MODE must be one of {', '.join(SOURCE_MODES)}, got {self.source_mode!r}"
+                )
+        elif "://" in location and not location.startswith("s3://"):
+            raise ConfigError(
+                f"{PREFIX}SOURCE must be a folder, s3://bucket/prefix or postgresql://user@host:port/db, "
+                f"got {location!r}"
+            )
+        if self.source_queue and not location.startswith("s3://"):
+            raise ConfigError(f"{PREFIX}SOURCE_QUEUE is for an s3:// source, but the source is {location!r}")
 
     @property
     def golden_path(self) -> Path:
@@ -97,6 +133,7 @@ class Settings:
         return cls(
             **{
                 **settings.__dict__,
+                "source": settings.source and _absolute(settings.source),
                 "source_dir": _absolute(settings.source_dir),
                 "staging_dir": _absolute(settings.staging_dir),
                 "lancedb_uri": _absolute(settings.lancedb_uri),

@@ -13,7 +13,7 @@ nothing; otherwise the chunker re-cuts only documents whose hash changed and the
 only chunks whose text it has not embedded before.
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from embedding_assets.core.chunking import Chunk, ChunkingConfig, chunk_document
 from embedding_assets.core.embedders import Embedder
 from embedding_assets.core.hashing import Hasher
-from embedding_assets.core.sources import Document, Skip, SourceFolder
+from embedding_assets.core.sources import Document, Item, Skip
 from embedding_assets.core.staging import Row, Staging
 from embedding_assets.core.store import ShardWrite, VectorStore, row_schema, table_name
 
@@ -107,15 +107,15 @@ class ShardWork:
     def chunker_identity(self) -> str:
         return chunker_identity(self.chunking, self.embedder)
 
-    def read_raw_documents(self, source: SourceFolder) -> RawStats:
-        """Read the shard's documents from the source folder; unreadable ones are skipped. The file's
+    def read_raw_documents(self, items: Iterable[Item]) -> RawStats:
+        """Stage the shard's documents (``Index.documents``); skips are counted, not staged. The file's
         key is the hash of every (doc_id, doc_hash, source_path) it holds, in order."""
         skipped: list[Skip] = []
         totals = {"characters": 0}
         key, footer = Hasher(), {}
 
         def rows() -> Iterator[Row]:
-            for item in source.read_shard(self.shard, self.shard_count):
+            for item in items:
                 if isinstance(item, Skip):
                     skipped.append(item)
                     continue
@@ -126,6 +126,12 @@ class ShardWork:
 
         documents = self.staging.write_rows(self.raw_path, RAW_SCHEMA, rows(), footer)
         return RawStats(documents, totals["characters"], skipped)
+
+    def staged_documents(self) -> dict[str, Row]:
+        """doc_id → row of the shard's staged raw documents ({} before the first run): what a re-read keeps."""
+        if not self.raw_path.exists():
+            return {}
+        return {row["doc_id"]: row for row in self.staging.read(self.raw_path).to_pylist()}
 
     def chunk(self) -> ChunkStats:
         """Chunk every document of the shard with the embedder's own tokenizer. A document whose hash

@@ -39,9 +39,9 @@ class Staging:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def scan_state(self) -> Path:
-        """The change scan's state table (file metadata and what each file held)."""
-        return self.root / "source_scan.sqlite"
+    def change_index(self) -> Path:
+        """The change index: what every key of the source held, and each shard's fingerprint."""
+        return self.root / "change_index.sqlite"
 
     def read_batches(self, path: Path, batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
         if not path.exists():

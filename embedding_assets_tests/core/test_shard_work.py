@@ -60,7 +60,7 @@ def run_stages(
 ) -> tuple[ChunkStats, EmbedStats, pa.Table]:
     """raw → chunks → embeddings → table for the one shard, a step each; returns the chunk and embedding
     figures and the chunks."""
-    work(root, embedder, config).read_raw_documents(SourceFolder(source))
+    work(root, embedder, config).read_raw_documents(SourceFolder(source).read_shard(SHARD, SHARD_COUNT))
     chunked = work(root, embedder, config).chunk()
     embedded = work(root, embedder, config).embed()
     work(root, embedder, config).write()
@@ -122,7 +122,7 @@ def test_stages_stream_with_a_bounded_number_of_rows_in_flight(tmp_path: Path) -
     assert shard.store.model_versions() == []  # imports LanceDB before memory is traced
     tracemalloc.start()
     try:
-        shard.read_raw_documents(source)
+        shard.read_raw_documents(source.read_shard(SHARD, SHARD_COUNT))
         raw_peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.reset_peak()
         shard.chunk()

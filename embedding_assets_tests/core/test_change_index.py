@@ -1,0 +1,141 @@
+"""The change index on the folder source: a sync reads what changed, shard fingerprints follow it."""
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from embedding_assets.core.change_index import ChangeIndex
+from embedding_assets.core.hashing import set_hash
+from embedding_assets.core.shards import shard_of
+from embedding_assets.core.sources import SourceFolder
+from embedding_assets.core.sources.folder import RACY_SECONDS
+
+SHARDS = 4
+
+
+def age(path: Path, seconds: float = 60) -> None:
+    """Backdate a file, as if it had been written a while ago (files fresh from a test are racy)."""
+    past = time.time() - seconds
+    os.utime(path, (past, past))
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    root = tmp_path / "source"
+    root.mkdir()
+    for i in range(20):
+        (root / f"doc{i}.md").write_text(f"# Doc {i}\n\nBody of document {i}.")
+    (root / "records.jsonl").write_text("\n".join(json.dumps({"id": f"r{i}", "text": f"record {i}"}) for i in range(8)))
+    for path in root.iterdir():
+        age(path)
+    return root
+
+
+@pytest.fixture
+def index(tmp_path: Path) -> ChangeIndex:
+    return ChangeIndex(tmp_path / "state" / "change_index.sqlite", SHARDS)
+
+
+def sync(index: ChangeIndex, source: Path) -> list[str]:
+    """One sync of the folder; the shards it changed."""
+    return index.sync(SourceFolder(source)).changed_shards
+
+
+def test_the_first_sync_reads_everything_and_the_next_reads_nothing(source: Path, index: ChangeIndex) -> None:
+    first = index.sync(SourceFolder(source))
+    assert (first.keys_read, first.generation, first.listed) == (21, 1, True)
+    assert sum(s.documents for s in index.summaries().values()) == 28
+    fingerprints = {shard: s.fingerprint for shard, s in index.summaries().items()}
+    again = index.sync(SourceFolder(source))
+    assert (again.keys_read, again.changed_shards, again.generation) == (0, [], 1)
+    assert {shard: s.fingerprint for shard, s in index.summaries().items()} == fingerprints
+    assert index.changed_since(1) == []
+
+
+def test_an_edit_changes_only_its_shard(source: Path, index: ChangeIndex) -> None:
+    sync(index, source)
+    (source / "doc3.md").write_text("# Doc 3\n\nA new body, same file.")
+    report = index.sync(SourceFolder(source))
+    assert report.keys_read == 1 and report.changed_shards == [shard_of("doc3.md", SHARDS)]
+    assert [s.shard for s in index.changed_since(1)] == [shard_of("doc3.md", SHARDS)]
+
+
+def test_deletes_and_renames_are_changes(source: Path, index: ChangeIndex) -> None:
+    sync(index, source)
+    (source / "doc1.md").unlink()
+    (source / "doc2.md").rename(source / "moved.md")
+    report = index.sync(SourceFolder(source))
+    assert (report.keys_read, report.keys_deleted) == (3, 2)  # the moved file, and the two gone ones (read: None)
+    assert set(report.changed_shards) == {shard_of(d, SHARDS) for d in ("doc1.md", "doc2.md", "moved.md")}
+    held = {doc_id for shard in index.summaries() for _, _, doc_id, _, _ in index.shard_items(shard)}
+    assert "moved.md" in held and not {"doc1.md", "doc2.md"} & held
+
+
+def test_a_cosmetic_edit_keeps_the_fingerprint(source: Path, index: ChangeIndex) -> None:
+    sync(index, source)
+    (source / "doc4.md").write_text("# Doc 4\r\n\r\nBody of document 4.   \r\n")
+    report = index.sync(SourceFolder(source))
+    assert report.keys_read == 1 and report.changed_shards == [] and index.changed_since(1) == []
+
+
+def test_records_are_fingerprinted_one_by_one(source: Path, index: ChangeIndex) -> None:
+    sync(index, source)
+    lines = [json.dumps({"id": f"r{i}", "text": f"record {i}" + (" edited" if i == 5 else "")}) for i in range(8)]
+    (source / "records.jsonl").write_text("\n".join(lines))
+    assert sync(index, source) == [shard_of("r5", SHARDS)]
+
+
+def test_a_new_skip_changes_the_version_but_not_the_fingerprint(source: Path, index: ChangeIndex) -> None:
+    sync(index, source)
+    before = index.summaries()
+    (source / "bad.txt").write_bytes(b"\xff\xfe")
+    shard = shard_of("bad.txt", SHARDS)
+    assert sync(index, source) == [shard]
+    after = index.summaries()[shard]
+    assert after.fingerprint == before[shard].fingerprint and after.version != before[shard].version
+    assert [(s.doc_id, s.reason) for s in index.skips()] == [("bad.txt", "not valid UTF-8 (byte 0)")]
+
+
+def test_a_duplicate_id_is_a_skip_until_its_holder_lets_it_go(source: Path, index: ChangeIndex) -> None:
+    sync(index, source)
+    (source / "more.jsonl").write_text(json.dumps({"id": "r3", "text": "another record 3"}))
+    sync(index, source)
+    assert [(s.doc_id, s.reason) for s in index.skips()] == [
+        ("r3", "duplicate document id, first read from records.jsonl")
+    ]
+    lines = [json.dumps({"id": f"r{i}", "text": f"record {i}"}) for i in range(8) if i != 3]
+    (source / "records.jsonl").write_text("\n".join(lines))
+    assert sync(index, source) == [shard_of("r3", SHARDS)]  # more.jsonl was read again: it holds r3 now
+    assert index.skips() == []
+    items = [item for item in index.shard_items(shard_of("r3", SHARDS)) if item[2] == "r3"]
+    assert [(key, reason) for key, _, _, _, reason in items] == [("more.jsonl", None)]
+
+
+def test_files_written_just_before_a_sync_are_read_again(source: Path, index: ChangeIndex) -> None:
+    sync(index, source)
+    path = source / "doc7.md"
+    path.write_text("# Doc 7\n\nFirst version.")
+    stamp = os.stat(path).st_mtime_ns
+    assert index.sync(SourceFolder(source)).keys_read == 1
+    path.write_text("# Doc 7\n\nOther version.")  # same size, and the mtime forced back to the old one
+    os.utime(path, ns=(stamp, stamp))
+    changed = index.sync(SourceFolder(source))
+    assert changed.keys_read == 1, f"a file younger than {RACY_SECONDS}s must not be trusted"
+    assert changed.changed_shards == [shard_of("doc7.md", SHARDS)]
+
+
+def test_the_fingerprint_is_the_set_hash_of_the_shard_documents(source: Path, index: ChangeIndex) -> None:
+    """What stale_shards compares with the table: the same digest, computed from (doc_id, doc_hash) pairs."""
+    sync(index, source)
+    for shard, summary in index.summaries().items():
+        pairs = [(doc_id, doc_hash or "") for _, _, doc_id, doc_hash, reason in index.shard_items(shard) if not reason]
+        assert summary.fingerprint == set_hash(pairs) and summary.documents == len(pairs)
+
+
+def test_set_hash_ignores_order_and_tells_sets_apart() -> None:
+    assert set_hash([("a", "1"), ("b", "2")]) == set_hash([("b", "2"), ("a", "1")])
+    assert set_hash([("a", "1")]) != set_hash([("a", "2")])
+    assert set_hash([]) == set_hash(()) == "0" * 32

@@ -1,0 +1,157 @@
+"""The whole pipeline on a PostgreSQL table and on an S3 prefix with SQS events: real servers, the real
+model, a real Dagster instance. After every change the table equals the oracle computed from the source."""
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from pydoc_data.topics import topics
+from typing import Any
+
+import dagster as dg
+import psycopg2
+import pytest
+
+from embedding_assets.core.embedders import Embedder
+from embedding_assets.core.hashing import content_hash, normalize_text
+from embedding_assets.core.index import Index
+from embedding_assets.core.settings import Settings
+from embedding_assets.core.sources import Document
+from embedding_assets.refresh import refresh
+from embedding_assets_tests.conftest import TEST_TOPICS
+from embedding_assets_tests.pipeline_helpers import expected_chunks_of, indexed
+from embedding_assets_tests.services import ObjectStore, Postgres
+
+pytestmark = pytest.mark.slow
+
+
+def documents(texts: dict[str, str]) -> list[Document]:
+    """The oracle's documents: doc_id → text, as any source normalises it."""
+    return [Document(k, normalize_text(t), content_hash(normalize_text(t)), k) for k, t in texts.items() if t.strip()]
+
+
+@pytest.fixture
+def table(postgres: Postgres, tmp_path: Path) -> Iterator[tuple[Settings, Any]]:
+    """A PostgreSQL table of the test topics (id, body, title), and settings that follow it."""
+    db = postgres.create_database(f"e2e_{tmp_path.name[-12:].lower().replace('-', '_')}")
+    connection = psycopg2.connect(host=postgres.host, port=postgres.port, user=postgres.user, dbname=db)
+    connection.autocommit = True
+    with connection.cursor() as cur:
+        cur.execute("CREATE TABLE docs (id integer PRIMARY KEY, title text, body text)")
+        for i, name in enumerate(TEST_TOPICS):
+            cur.execute("INSERT INTO docs VALUES (%s, %s, %s)", (i, name, topics[name]))
+    settings = Settings(
+        source=f"postgresql://{postgres.user}@{postgres.host}:{postgres.port}/{db}",
+        source_table="public.docs",
+        text_field="body",
+        lancedb_uri=str(tmp_path / "lancedb"),
+        staging_dir=str(tmp_path / "staging"),
+        shards=4,
+    )
+    yield settings, connection
+    connection.close()
+
+
+def table_texts(connection: Any) -> dict[str, str]:
+    with connection.cursor() as cur:
+        cur.execute("SELECT id::text, body FROM docs")
+        return dict(cur.fetchall())
+
+
+def test_a_postgres_table_is_followed_through_its_replication_slot(
+    table: tuple[Settings, Any], minilm: Embedder
+) -> None:
+    settings, connection = table
+    with dg.instance_for_test() as instance:
+        first = refresh(Index(settings), instance)
+        assert first.sync.listed and first.stale == first.sync.changed_shards != []
+        assert indexed(settings, minilm.model_version) == expected_chunks_of(
+            documents(table_texts(connection)), settings, minilm
+        )
+
+        with connection.cursor() as cur:  # two transactions between refreshes
+            cur.execute("UPDATE docs SET body = 'The while loop, rewritten: it repeats while true.' WHERE id = 11")
+            cur.execute("UPDATE docs SET title = 'renamed' WHERE id = 3")  # not the text column: nothing to embed
+            cur.execute("DELETE FROM docs WHERE id = 0")
+            cur.execute("INSERT INTO docs VALUES (40, 'new', 'A new row about generators and yield.')")
+        report = refresh(Index(settings), instance)
+        assert not report.sync.listed  # the slot told it what changed: no listing
+        assert report.sync.keys_read == 4  # 11, 3, 0 (gone) and 40
+        assert report.total("chunks_embedded") == 2  # the rewritten row and the new one
+        assert indexed(settings, minilm.model_version) == expected_chunks_of(
+            documents(table_texts(connection)), settings, minilm
+        )
+        store, model = Index(settings).store, minilm.model_version
+        hit = store.search(model, minilm.embed(["a loop that repeats while true"])[0], 1).to_pylist()[0]
+        assert hit["doc_id"] == "11"
+        assert refresh(Index(settings), instance).runs == [], "an idle slot runs nothing"
+
+
+@pytest.fixture
+def prefix(object_store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Settings, Any]:
+    """An S3 prefix whose events reach an SQS queue, and settings that follow it."""
+    for name, value in object_store.env().items():
+        monkeypatch.setenv(name, value)
+    import boto3
+
+    bucket = f"e2e-{tmp_path.name[-10:].lower().replace('_', '-')}"
+    s3, sqs = object_store.client(), boto3.client("sqs", region_name=object_store.env()["AWS_REGION"])
+    s3.create_bucket(Bucket=bucket)
+    queue = sqs.create_queue(QueueName=bucket)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    s3.put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {
+                    "QueueArn": arn,
+                    "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"],
+                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "docs/"}]}},
+                }
+            ]
+        },
+    )
+    for name in TEST_TOPICS:
+        s3.put_object(Bucket=bucket, Key=f"docs/{name}.txt", Body=topics[name].encode())
+    settings = Settings(
+        source=f"s3://{bucket}/docs/",
+        source_queue=queue,
+        lancedb_uri=str(tmp_path / "lancedb"),
+        staging_dir=str(tmp_path / "staging"),
+        shards=4,
+    )
+    return settings, s3
+
+
+def prefix_texts(s3: Any, settings: Settings) -> dict[str, str]:
+    bucket = settings.source.removeprefix("s3://").split("/", 1)[0]
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="docs/")
+    keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
+    texts: dict[str, str] = {}
+    for key in keys:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+        if key.endswith(".jsonl"):
+            texts |= {r["id"]: r["text"] for r in map(json.loads, body.splitlines())}
+        else:
+            texts[key.removeprefix("docs/")] = body
+    return texts
+
+
+def test_an_s3_prefix_is_followed_through_its_event_queue(prefix: tuple[Settings, Any], minilm: Embedder) -> None:
+    settings, s3 = prefix
+    bucket = settings.source.removeprefix("s3://").split("/", 1)[0]
+    with dg.instance_for_test() as instance:
+        refresh(Index(settings), instance)
+        assert indexed(settings, minilm.model_version) == expected_chunks_of(
+            documents(prefix_texts(s3, settings)), settings, minilm
+        )
+        s3.put_object(Bucket=bucket, Key="docs/while.txt", Body=b"The while loop, rewritten: it repeats while true.")
+        s3.put_object(Bucket=bucket, Key="docs/if.txt", Body=topics["if"].encode())  # same content: nothing
+        s3.delete_object(Bucket=bucket, Key="docs/pass.txt")
+        records = [{"id": "rec one", "text": "A record about generators."}, {"id": "rec+2", "text": "Another."}]
+        s3.put_object(Bucket=bucket, Key="docs/new dir/records +1.jsonl", Body="\n".join(map(json.dumps, records)))
+        report = refresh(Index(settings), instance)
+        assert not report.sync.listed and report.sync.keys_read == 4
+        assert report.total("chunks_embedded") == 3  # the rewritten file and the two records
+        assert indexed(settings, minilm.model_version) == expected_chunks_of(
+            documents(prefix_texts(s3, settings)), settings, minilm
+        )
