@@ -155,7 +155,7 @@ def postgres_server() -> Iterator[Postgres]:
             "fsync=off",
             "-c",
             "max_connections=200",
-            # Logical decoding for the PostgreSQL source's replication slot (core/sources/postgres.py).
+            # Logical decoding for the PostgreSQL source's replication slot (core/sources/postgres/).
             "-c",
             "wal_level=logical",
         ],

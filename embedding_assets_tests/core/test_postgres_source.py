@@ -20,7 +20,6 @@ import pytest
 
 from embedding_assets.core.hashing import content_hash, normalize_text
 from embedding_assets.core.sources import Changes, Document, Read, Skip, SourceError
-from embedding_assets.core.sources import postgres as postgres_source
 from embedding_assets.core.sources.pgoutput import (
     UNCHANGED,
     Commit,
@@ -43,6 +42,7 @@ from embedding_assets.core.sources.postgres import (
     primary_key_problem,
     wal_level_problem,
 )
+from embedding_assets.core.sources.postgres import table as postgres_source
 from embedding_assets_tests.dagster_dev import free_port
 from embedding_assets_tests.services import Postgres
 
