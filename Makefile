@@ -51,22 +51,23 @@ search: install
 
 # Everything CI runs: the static checks, then the whole test suite.
 test: check
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2
 
 # The contributor's loop: the static checks and the tests that neither run the real model end to end
 # nor start servers (under 2 minutes).
 test-fast: check
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -n 2 -m "not slow"
 
 check: lint typecheck
 
 typecheck: install
 	$(BIN)/mypy
 
-# The fault-injection, concurrency and bad-input suites (also part of `make test`), with their figures.
+# The fault-injection, concurrency and bad-input suites, with their figures; the SIGKILL matrix in full
+# (make test kills once per point).
 reliability: install
 	rm -f .reliability.jsonl
-	RELIABILITY_LOG=$(CURDIR)/.reliability.jsonl $(BIN)/pytest -m reliability
+	FAULT_TRIALS=all RELIABILITY_LOG=$(CURDIR)/.reliability.jsonl $(BIN)/pytest -m reliability
 	$(BIN)/python -m embedding_assets_tests.reliability_report .reliability.jsonl
 
 # Throughput, incremental cost, memory, query latency and the same work by LangChain and LlamaIndex, on the

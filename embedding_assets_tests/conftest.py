@@ -4,6 +4,7 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -88,3 +89,30 @@ def reliability_log() -> Callable[[dict], None]:
                 out.write(json.dumps(entry) + "\n")
 
     return record
+
+
+@pytest.fixture
+def docs_table(postgres: Postgres, tmp_path: Path) -> Iterator[tuple[Settings, Any]]:
+    """A PostgreSQL table of the test topics (id, title, body) in a database of its own, and settings
+    that follow it (logical mode), with a connection for the test to write through."""
+    from pydoc_data.topics import topics
+
+    import psycopg2
+
+    db = postgres.create_database(f"docs_{tmp_path.name[-12:].lower().replace('-', '_')}")
+    connection = psycopg2.connect(host=postgres.host, port=postgres.port, user=postgres.user, dbname=db)
+    connection.autocommit = True
+    with connection.cursor() as cur:
+        cur.execute("CREATE TABLE docs (id integer PRIMARY KEY, title text, body text)")
+        for i, name in enumerate(TEST_TOPICS):
+            cur.execute("INSERT INTO docs VALUES (%s, %s, %s)", (i, name, topics[name]))
+    settings = Settings(
+        source=f"postgresql://{postgres.user}@{postgres.host}:{postgres.port}/{db}",
+        source_table="public.docs",
+        text_field="body",
+        lancedb_uri=str(tmp_path / "lancedb"),
+        staging_dir=str(tmp_path / "staging"),
+        shards=4,
+    )
+    yield settings, connection
+    connection.close()

@@ -19,6 +19,7 @@ from lancedb.merge import LanceMergeInsertBuilder
 from embedding_assets.core.embedders.local_minilm import LocalMiniLM
 from embedding_assets.core.index import Index
 from embedding_assets.core.registry import Registry
+from embedding_assets.core.sources.postgres import PostgresTable
 from embedding_assets.refresh import refresh
 
 TARGETS: dict[str, tuple[Any, str]] = {
@@ -28,15 +29,21 @@ TARGETS: dict[str, tuple[Any, str]] = {
     "registry": (Registry, "_append"),  # around the registry's event append
 }
 POINTS = [f"{target}:{when}" for target in TARGETS for when in ("before", "during", "after")]
+# Around a source's change feed: "acknowledge:before" dies with the batch recorded in the change index but
+# not acknowledged (it must replay harmlessly), "acknowledge:after" with it acknowledged and recorded but
+# none of its shards run yet (the re-run must find them stale).
+FEED_TARGETS: dict[str, tuple[Any, str]] = {"acknowledge": (PostgresTable, "acknowledge")}
 
 
 def die() -> None:
-    os.kill(os.getpid(), signal.SIGKILL)
+    """SIGKILL this process and its process group: nothing it started (Dagster's log capture) outlives
+    it holding the test's pipes. The tests start the worker in a session of its own."""
+    os.killpg(os.getpgrp(), signal.SIGKILL)
 
 
 def arm(point: str, nth: int, delay: float) -> None:
     target, when = point.split(":")
-    owner, name = TARGETS[target]
+    owner, name = (TARGETS | FEED_TARGETS)[target]
     original: Callable[..., Any] = getattr(owner, name)
     calls = [0]
 

@@ -13,6 +13,7 @@ import dagster as dg
 from embedding_assets.assembly import REFRESH_JOB, build_definitions
 from embedding_assets.core.chunking import chunk_document
 from embedding_assets.core.embedders import Embedder
+from embedding_assets.core.hashing import content_hash, normalize_text
 from embedding_assets.core.settings import Settings
 from embedding_assets.core.shards import shard_keys, shard_of
 from embedding_assets.core.sources import Document, SourceFolder
@@ -161,3 +162,15 @@ def run_checks(
     defs = dg.Definitions.merge(build_definitions(settings), dg.Definitions(jobs=[checks_job]))
     job = defs.resolve_job_def("checks_only")
     return job.execute_in_process(instance=instance, tags={"dagster/partition": partition}, raise_on_error=False)
+
+
+def documents(texts: dict[str, str]) -> list[Document]:
+    """The oracle's documents: doc_id → text, normalised as every source normalises it."""
+    return [Document(k, normalize_text(t), content_hash(normalize_text(t)), k) for k, t in texts.items() if t.strip()]
+
+
+def table_texts(connection: Any) -> dict[str, str]:
+    """id → body of the docs table (the ``docs_table`` fixture's): the PostgreSQL oracle's source."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT id::text, body FROM docs")
+        return dict(cur.fetchall())

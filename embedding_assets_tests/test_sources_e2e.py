@@ -4,66 +4,29 @@ model, a real Dagster instance. After every change the table equals the oracle c
 import dataclasses
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from pydoc_data.topics import topics
 from typing import Any
 
 import dagster as dg
-import psycopg2
 import pytest
 
 from embedding_assets.core.embedders import Embedder
-from embedding_assets.core.hashing import content_hash, normalize_text
 from embedding_assets.core.index import Index
 from embedding_assets.core.settings import Settings
-from embedding_assets.core.sources import Document
 from embedding_assets.refresh import refresh
 from embedding_assets_tests.conftest import TEST_TOPICS
 from embedding_assets_tests.dagster_dev import dagster_dev, project_env
-from embedding_assets_tests.pipeline_helpers import expected_chunks_of, indexed, settings_env
-from embedding_assets_tests.services import ObjectStore, Postgres
+from embedding_assets_tests.pipeline_helpers import documents, expected_chunks_of, indexed, settings_env, table_texts
+from embedding_assets_tests.services import ObjectStore
 
 pytestmark = pytest.mark.slow
 
 
-def documents(texts: dict[str, str]) -> list[Document]:
-    """The oracle's documents: doc_id → text, as any source normalises it."""
-    return [Document(k, normalize_text(t), content_hash(normalize_text(t)), k) for k, t in texts.items() if t.strip()]
-
-
-@pytest.fixture
-def table(postgres: Postgres, tmp_path: Path) -> Iterator[tuple[Settings, Any]]:
-    """A PostgreSQL table of the test topics (id, body, title), and settings that follow it."""
-    db = postgres.create_database(f"e2e_{tmp_path.name[-12:].lower().replace('-', '_')}")
-    connection = psycopg2.connect(host=postgres.host, port=postgres.port, user=postgres.user, dbname=db)
-    connection.autocommit = True
-    with connection.cursor() as cur:
-        cur.execute("CREATE TABLE docs (id integer PRIMARY KEY, title text, body text)")
-        for i, name in enumerate(TEST_TOPICS):
-            cur.execute("INSERT INTO docs VALUES (%s, %s, %s)", (i, name, topics[name]))
-    settings = Settings(
-        source=f"postgresql://{postgres.user}@{postgres.host}:{postgres.port}/{db}",
-        source_table="public.docs",
-        text_field="body",
-        lancedb_uri=str(tmp_path / "lancedb"),
-        staging_dir=str(tmp_path / "staging"),
-        shards=4,
-    )
-    yield settings, connection
-    connection.close()
-
-
-def table_texts(connection: Any) -> dict[str, str]:
-    with connection.cursor() as cur:
-        cur.execute("SELECT id::text, body FROM docs")
-        return dict(cur.fetchall())
-
-
 def test_a_postgres_table_is_followed_through_its_replication_slot(
-    table: tuple[Settings, Any], minilm: Embedder
+    docs_table: tuple[Settings, Any], minilm: Embedder
 ) -> None:
-    settings, connection = table
+    settings, connection = docs_table
     with dg.instance_for_test() as instance:
         first = refresh(Index(settings), instance)
         assert first.sync.listed and first.stale == first.sync.changed_shards != []
@@ -161,10 +124,10 @@ def test_an_s3_prefix_is_followed_through_its_event_queue(prefix: tuple[Settings
 
 
 def test_the_daemon_follows_a_postgres_table(
-    table: tuple[Settings, Any], minilm: Embedder, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    docs_table: tuple[Settings, Any], minilm: Embedder, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Under `dagster dev`, with no command from us: a row edited in PostgreSQL becomes searchable."""
-    settings, connection = table
+    settings, connection = docs_table
     quick = dataclasses.replace(settings, scan_interval_seconds=5, automation_interval_seconds=5)
     env = project_env(tmp_path) | settings_env(quick)
 

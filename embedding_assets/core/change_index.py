@@ -12,7 +12,7 @@ skip ("duplicate document id"); when the holder lets it go, the duplicate's key 
 
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,37 +90,53 @@ class ChangeIndex:
             db.close()
 
     def sync(self, source: Source, *, limit: int = 10_000, full: bool = False, now: float | None = None) -> SyncReport:
-        """Bring the index up to the source: a batch of its change feed, or a diff of its listing when it
+        """Bring the index up to the source: a batch of its change feed, and a diff of its listing when it
         has no feed, lost track (resync), was never listed, or is due a reconcile (``full`` forces one).
-        The batch is recorded in one transaction and only then acknowledged, so a crash replays it."""
+
+        Keys are read and recorded ``limit`` at a time, one transaction each, so a first sync of 10^8 keys
+        neither holds the index for hours nor keeps its keys in memory; a shard's generation moves with
+        the batch that changed it. The feed is acknowledged only after everything is recorded, so a
+        crash replays the batch (and an interrupted listing resumes where its versions stop matching)."""
         started = time.monotonic()
         now = time.time() if now is None else now
         with self._db() as db:
             cursor, listed_at = _state(db, "cursor"), _state(db, "listed_at")
+            generation = int(_state(db, "generation") or 0) + 1  # this sync's, if it changes anything
         changes = source.changes(cursor, limit)
         reconcile = source.reconcile_seconds
         due = listed_at is None or (reconcile is not None and now - float(listed_at) >= reconcile)
         listing = full or due or changes is None or changes.resync
-        to_read = set(changes.changed if changes else ())
-        to_delete = set(changes.deleted if changes else ()) - to_read
+        before: dict[str, tuple[int, str, int, str]] = {}  # each touched shard's sums before this sync
+        changed: set[str] = set()
+        read = deleted = 0
+
+        def record(keys: Sequence[str]) -> None:
+            nonlocal read
+            with self._db() as db:
+                pending = list(keys)
+                while pending:
+                    freed: set[str] = set()
+                    for key, result in source.read_many(pending):
+                        read += 1
+                        freed |= _record(db, key, result, self.shard_count, before)
+                    pending = sorted(_duplicates_of(db, freed))  # a duplicate may take a freed id over
+                moved = {shard for shard, sums in before.items() if _sums(db, shard) != sums} - changed
+                if moved:  # a re-read that found the same content (a same-content overwrite) changes nothing
+                    db.executemany("UPDATE shards SET generation = ? WHERE shard = ?", [(generation, s) for s in moved])
+                    _set_state(db, "generation", str(generation))
+                    changed.update(moved)
+
+        if changes is not None:
+            deleted += len(set(changes.deleted) - set(changes.changed))
+            record(sorted(set(changes.changed) | set(changes.deleted)))
+        if listing:
+            with _Listing(self.path, source.listing()) as listed:
+                while batch := listed.stale(limit):
+                    record(batch)
+                while batch := listed.gone(limit):
+                    deleted += len(batch)
+                    record(batch)
         with self._db() as db:
-            if listing:
-                stale, gone = _diff_listing(db, source.listing())
-                to_read |= stale
-                to_delete |= gone
-            before: dict[str, tuple[int, str, int, str]] = {}  # each touched shard's sums before this sync
-            pending, read = sorted(to_read | to_delete), 0
-            while pending:
-                freed: set[str] = set()
-                for key, result in source.read_many(pending):
-                    read += 1
-                    freed |= _record(db, key, result, self.shard_count, before)
-                pending = sorted(_duplicates_of(db, freed))  # a duplicate may take a freed id over
-            changed = [shard for shard, sums in sorted(before.items()) if _sums(db, shard) != sums]
-            if changed:  # a re-read that found the same content (a same-content overwrite) changes nothing
-                generation = int(_state(db, "generation") or 0) + 1
-                db.executemany("UPDATE shards SET generation = ? WHERE shard = ?", [(generation, s) for s in changed])
-                _set_state(db, "generation", str(generation))
             if changes is not None:
                 _set_state(db, "cursor", changes.cursor)
             if listing:
@@ -129,7 +145,8 @@ class ChangeIndex:
         if changes is not None:
             source.acknowledge(changes)
         more = bool(changes and changes.more)
-        return SyncReport(generation, read, len(to_delete), changed, listing, more, time.monotonic() - started)
+        report = SyncReport(generation, read, deleted, sorted(changed), listing, more, time.monotonic() - started)
+        return report
 
     def generation(self) -> int:
         with self._db() as db:
@@ -176,28 +193,55 @@ def _set_state(db: sqlite3.Connection, name: str, value: str) -> None:
     db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (name, value))
 
 
-def _diff_listing(db: sqlite3.Connection, listing: Iterable[tuple[str, str]]) -> tuple[set[str], set[str]]:
-    """(keys to read, keys gone): listed keys whose version differs from the recorded one (or is
-    unknown, ""), and recorded keys the listing no longer holds. Memory grows with the changes only."""
-    db.execute("CREATE TEMP TABLE IF NOT EXISTS listed (key TEXT PRIMARY KEY, version TEXT NOT NULL)")
-    db.execute("DELETE FROM listed")
-    batch: list[tuple[str, str]] = []
-    for entry in listing:
-        batch.append(entry)
-        if len(batch) >= LISTING_BATCH:
-            db.executemany("INSERT OR REPLACE INTO listed VALUES (?, ?)", batch)
-            batch = []
-    db.executemany("INSERT OR REPLACE INTO listed VALUES (?, ?)", batch)
-    stale = {
-        key
-        for (key,) in db.execute(
-            "SELECT l.key FROM listed l LEFT JOIN keys k ON k.key = l.key "
-            "WHERE k.key IS NULL OR l.version = '' OR k.version != l.version"
+class _Listing:
+    """A source's listing in a scratch table beside the index, diffed against it a batch at a time, in
+    key order: keys whose version differs from the recorded one (or is unknown, ""), then recorded keys
+    the listing no longer holds. A batch is recorded (in another connection) before the next is asked
+    for; memory holds one batch, and each batch costs its own size, not the listing's."""
+
+    def __init__(self, path: Path, listing: Iterable[tuple[str, str]]) -> None:
+        self._db = sqlite3.connect(path, timeout=60, isolation_level=None)
+        self._db.execute("CREATE TEMP TABLE listed (key TEXT PRIMARY KEY, version TEXT NOT NULL)")
+        batch: list[tuple[str, str]] = []
+        for entry in listing:
+            batch.append(entry)
+            if len(batch) >= LISTING_BATCH:
+                self._db.executemany("INSERT OR REPLACE INTO listed VALUES (?, ?)", batch)
+                batch = []
+        self._db.executemany("INSERT OR REPLACE INTO listed VALUES (?, ?)", batch)
+        self._after: dict[str, str | None] = {"stale": None, "gone": None}  # the last key each pass returned
+
+    def __enter__(self) -> "_Listing":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._db.close()
+
+    def stale(self, limit: int) -> list[str]:
+        return self._page(
+            "stale",
+            "SELECT l.key FROM listed l LEFT JOIN keys k ON k.key = l.key WHERE {after} "
+            "(k.key IS NULL OR l.version = '' OR k.version != l.version) ORDER BY l.key LIMIT ?",
+            "l.key > ? AND",
+            limit,
         )
-    }
-    gone = {key for (key,) in db.execute("SELECT key FROM keys WHERE key NOT IN (SELECT key FROM listed)")}
-    db.execute("DELETE FROM listed")
-    return stale, gone
+
+    def gone(self, limit: int) -> list[str]:
+        return self._page(
+            "gone",
+            "SELECT key FROM keys WHERE {after} key NOT IN (SELECT key FROM listed) ORDER BY key LIMIT ?",
+            "key > ? AND",
+            limit,
+        )
+
+    def _page(self, name: str, query: str, after_clause: str, limit: int) -> list[str]:
+        """The next ``limit`` keys of a pass, resuming after the last one (a range seek on the key)."""
+        after = self._after[name]
+        sql = query.format(after="" if after is None else after_clause)
+        keys = [key for (key,) in self._db.execute(sql, (limit,) if after is None else (after, limit))]
+        if keys:
+            self._after[name] = keys[-1]
+        return keys
 
 
 def _record(

@@ -10,7 +10,7 @@ import pytest
 from embedding_assets.core.change_index import ChangeIndex
 from embedding_assets.core.hashing import set_hash
 from embedding_assets.core.shards import shard_of
-from embedding_assets.core.sources import SourceFolder
+from embedding_assets.core.sources import Read, SourceFolder
 from embedding_assets.core.sources.folder import RACY_SECONDS
 
 SHARDS = 4
@@ -139,3 +139,32 @@ def test_set_hash_ignores_order_and_tells_sets_apart() -> None:
     assert set_hash([("a", "1"), ("b", "2")]) == set_hash([("b", "2"), ("a", "1")])
     assert set_hash([("a", "1")]) != set_hash([("a", "2")])
     assert set_hash([]) == set_hash(()) == "0" * 32
+
+
+def test_a_listing_is_recorded_in_batches_and_an_interrupted_one_resumes(
+    source: Path, index: ChangeIndex, tmp_path: Path
+) -> None:
+    class Failing(SourceFolder):
+        """The folder, failing once ``reads`` keys have been read (a crash in the middle of a sync)."""
+
+        def __init__(self, root: Path, reads: int) -> None:
+            super().__init__(root)
+            self.left = reads
+
+        def read(self, key: str) -> Read | None:
+            if self.left == 0:
+                raise RuntimeError("killed")
+            self.left -= 1
+            return super().read(key)
+
+    with pytest.raises(RuntimeError, match="killed"):
+        index.sync(Failing(source, reads=7), limit=3)
+    assert index.keys() == 6  # two batches of three were recorded before the third failed
+    resumed = index.sync(SourceFolder(source), limit=3)
+    assert resumed.keys_read == 21 - 6  # the recorded keys' versions match: only the rest is read
+    clean = ChangeIndex(tmp_path / "clean.sqlite", SHARDS)
+    clean.sync(SourceFolder(source))
+    assert {s: (v.fingerprint, v.version) for s, v in index.summaries().items()} == {
+        s: (v.fingerprint, v.version) for s, v in clean.summaries().items()
+    }
+    assert {s.shard for s in index.changed_since(0)} == {s.shard for s in clean.changed_since(0)}
