@@ -75,15 +75,42 @@ class ObjectStore:
 
     def client(self) -> Any:
         """A boto3 S3 client of this server, with the test credentials."""
+        return self._boto3("s3")
+
+    def sqs(self) -> Any:
+        """A boto3 SQS client of this server (moto serves S3 and SQS together)."""
+        return self._boto3("sqs")
+
+    def _boto3(self, service: str) -> Any:
         import boto3
 
         return boto3.client(
-            "s3",
+            service,
             endpoint_url=self.endpoint,
             region_name="us-east-1",
             aws_access_key_id=S3_KEY_ID,
             aws_secret_access_key=S3_SECRET,
         )
+
+    def notify_queue(self, bucket: str, prefix: str, queue: str) -> str:
+        """A new queue ``queue`` receiving the bucket's created and removed events under ``prefix``; its URL."""
+        sqs = self.sqs()
+        url = sqs.create_queue(QueueName=queue)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        rule = {"Name": "prefix", "Value": prefix}
+        self.client().put_bucket_notification_configuration(
+            Bucket=bucket,
+            NotificationConfiguration={
+                "QueueConfigurations": [
+                    {
+                        "QueueArn": arn,
+                        "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"],
+                        "Filter": {"Key": {"FilterRules": [rule]}},
+                    }
+                ]
+            },
+        )
+        return str(url)
 
     def create_bucket(self, name: str) -> str:
         """A new bucket; returns its ``s3://`` URI."""

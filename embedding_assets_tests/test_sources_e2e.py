@@ -57,25 +57,10 @@ def prefix(object_store: ObjectStore, tmp_path: Path, monkeypatch: pytest.Monkey
     """An S3 prefix whose events reach an SQS queue, and settings that follow it."""
     for name, value in object_store.env().items():
         monkeypatch.setenv(name, value)
-    import boto3
-
     bucket = f"e2e-{tmp_path.name[-10:].lower().replace('_', '-')}"
-    s3, sqs = object_store.client(), boto3.client("sqs", region_name=object_store.env()["AWS_REGION"])
+    s3 = object_store.client()
     s3.create_bucket(Bucket=bucket)
-    queue = sqs.create_queue(QueueName=bucket)["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    s3.put_bucket_notification_configuration(
-        Bucket=bucket,
-        NotificationConfiguration={
-            "QueueConfigurations": [
-                {
-                    "QueueArn": arn,
-                    "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"],
-                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "docs/"}]}},
-                }
-            ]
-        },
-    )
+    queue = object_store.notify_queue(bucket, "docs/", bucket)
     for name in TEST_TOPICS:
         s3.put_object(Bucket=bucket, Key=f"docs/{name}.txt", Body=topics[name].encode())
     settings = Settings(

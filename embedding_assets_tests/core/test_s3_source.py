@@ -61,18 +61,6 @@ def aws(object_store: ObjectStore, monkeypatch: pytest.MonkeyPatch) -> ObjectSto
     return object_store
 
 
-def sqs_client(store: ObjectStore) -> Any:
-    import boto3
-
-    return boto3.client(
-        "sqs",
-        endpoint_url=store.endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=S3_KEY_ID,
-        aws_secret_access_key=S3_SECRET,
-    )
-
-
 @pytest.fixture
 def bucket(aws: ObjectStore) -> str:
     name = f"ea-s3src-{uuid.uuid4().hex[:12]}"
@@ -84,21 +72,8 @@ def bucket(aws: ObjectStore) -> str:
 def feed(aws: ObjectStore, bucket: str) -> Feed:
     """The bucket notifying a new queue of created and removed ``docs/`` objects. The test event is
     checked, then made visible again, so every test's first batch has a message naming no key."""
-    s3, sqs = aws.client(), sqs_client(aws)
-    queue_url = sqs.create_queue(QueueName=f"ea-s3src-{uuid.uuid4().hex[:12]}")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    s3.put_bucket_notification_configuration(
-        Bucket=bucket,
-        NotificationConfiguration={
-            "QueueConfigurations": [
-                {
-                    "QueueArn": arn,
-                    "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"],
-                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": PREFIX}]}},
-                }
-            ]
-        },
-    )
+    s3, sqs = aws.client(), aws.sqs()
+    queue_url = aws.notify_queue(bucket, PREFIX, f"ea-s3src-{uuid.uuid4().hex[:12]}")
     messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
     assert [json.loads(m["Body"]).get("Event") for m in messages] == ["s3:TestEvent"], "notifications not delivered"
     sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=messages[0]["ReceiptHandle"], VisibilityTimeout=0)
