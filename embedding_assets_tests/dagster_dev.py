@@ -47,6 +47,20 @@ class DagsterDev:
         raise TimeoutError(f"no {what} after {timeout} s:\n{self.log.read_text()[-3000:]}")
 
 
+def dagster_cli(env: dict[str, str], *args: str) -> None:
+    """The project's ``dagster`` command, run from the project root; it must succeed."""
+    command = [str(PROJECT_ROOT / ".venv/bin/dagster"), *args]
+    done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def backfill(env: dict[str, str], partitions: str) -> None:
+    """A queued backfill of ``refresh_job`` for ``partitions`` (``s000,s001``), as the README shows it."""
+    dagster_cli(
+        env, "job", "backfill", "-w", "workspace.yaml", "-j", "refresh_job", "--partitions", partitions, "--noprompt"
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

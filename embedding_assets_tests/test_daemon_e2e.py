@@ -1,7 +1,6 @@
 """End to end under a running `dagster dev` (webserver + daemon): the sensors and automation keep the
 table equal to the source with no command from us, refreshing only the shard that changed."""
 
-import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -13,7 +12,7 @@ from embedding_assets.core.embedders import Embedder
 from embedding_assets.core.settings import Settings
 from embedding_assets.core.shards import shard_of
 from embedding_assets_tests.conftest import write_topics
-from embedding_assets_tests.dagster_dev import PROJECT_ROOT, dagster_dev, project_env
+from embedding_assets_tests.dagster_dev import backfill, dagster_dev, project_env
 from embedding_assets_tests.pipeline_helpers import expected_index, indexed
 
 pytestmark = pytest.mark.slow
@@ -63,25 +62,7 @@ def test_the_daemon_keeps_the_index_equal_to_the_source(tmp_path: Path, minilm: 
         after = refreshes(home)
         assert after - before == Counter({shard_of("while.txt", settings.shards): 1})
 
-        backfill = subprocess.run(
-            [
-                str(PROJECT_ROOT / ".venv/bin/dagster"),
-                "job",
-                "backfill",
-                "-w",
-                "workspace.yaml",
-                "-j",
-                "refresh_job",
-                "--partitions",
-                "s000,s001",
-                "--noprompt",
-            ],
-            cwd=PROJECT_ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        assert backfill.returncode == 0, backfill.stderr[-2000:]
+        backfill(env, "s000,s001")
         dev.wait_for(
             lambda: refreshes(home)["s001"] > after["s001"] and refreshes(home)["s000"] > after["s000"],
             "the queued backfill executed by the daemon",

@@ -25,7 +25,7 @@ from embedding_assets.core.settings import Settings
 from embedding_assets.core.store import VectorStore
 from embedding_assets.refresh import refresh
 from embedding_assets_tests.conftest import write_topics
-from embedding_assets_tests.dagster_dev import PROJECT_ROOT, process_group, project_env
+from embedding_assets_tests.dagster_dev import PROJECT_ROOT, backfill, dagster_cli, process_group, project_env
 from embedding_assets_tests.pipeline_helpers import SPARE_TOPICS, expected_index, indexed, random_edit
 from embedding_assets_tests.services import S3_SECRET, ObjectStore, Postgres
 
@@ -109,11 +109,6 @@ def test_the_index_follows_the_source_on_postgres_and_s3(
     assert S3_SECRET not in out and S3_SECRET not in err
 
 
-def dagster_cli(env: dict[str, str], *args: str) -> None:
-    done = subprocess.run([str(BIN / "dagster"), *args], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
-
-
 def finished_runs(home: Path, expected: int, proc: subprocess.Popen, log: Path) -> list[dg.RunRecord]:
     """Wait until ``expected`` runs have finished; their records."""
     deadline = time.monotonic() + TIMEOUT
@@ -138,30 +133,8 @@ def test_a_queued_backfill_runs_shards_in_parallel_processes_and_loses_nothing(
     log = tmp_path / "daemon.log"
     with process_group([str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], env, log) as proc:
         # Every shard, and a second backfill of two of them racing the first: six runs, four shards.
-        dagster_cli(
-            env,
-            "job",
-            "backfill",
-            "-w",
-            "workspace.yaml",
-            "-j",
-            "refresh_job",
-            "--partitions",
-            "s000,s001,s002,s003",
-            "--noprompt",
-        )
-        dagster_cli(
-            env,
-            "job",
-            "backfill",
-            "-w",
-            "workspace.yaml",
-            "-j",
-            "refresh_job",
-            "--partitions",
-            "s001,s002",
-            "--noprompt",
-        )
+        backfill(env, "s000,s001,s002,s003")
+        backfill(env, "s001,s002")
         records = finished_runs(production.home, 6, proc, log)
     assert [r.dagster_run.status for r in records] == [dg.DagsterRunStatus.SUCCESS] * 6, log.read_text()[-3000:]
     assert indexed(settings, minilm.model_version) == expected_index(settings, minilm)
