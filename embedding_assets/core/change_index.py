@@ -148,10 +148,6 @@ class ChangeIndex:
         report = SyncReport(generation, read, deleted, sorted(changed), listing, more, time.monotonic() - started)
         return report
 
-    def generation(self) -> int:
-        with self._db() as db:
-            return int(_state(db, "generation") or 0)
-
     def changed_since(self, generation: int) -> list[ShardSummary]:
         """The shards a sync changed after ``generation`` (the change sensor's cursor)."""
         with self._db() as db:

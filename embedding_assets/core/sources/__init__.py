@@ -8,9 +8,8 @@ from embedding_assets.core.sources.base import (
     Skip,
     Source,
     SourceError,
-    first_id_wins,
 )
-from embedding_assets.core.sources.folder import DEFAULT_MAX_FILE_BYTES, SourceFolder
+from embedding_assets.core.sources.folder import DEFAULT_MAX_FILE_BYTES, SourceFolder, first_id_wins
 
 __all__ = [
     "DEFAULT_MAX_FILE_BYTES",

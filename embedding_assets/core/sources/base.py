@@ -12,7 +12,7 @@ documents (a JSONL file or object holds several records; a row holds one). The c
 """
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 
@@ -98,18 +98,3 @@ class Source(ABC):
     def metrics(self) -> dict[str, float]:
         """Figures worth plotting (slot lag in bytes, queue depth, oldest message age in seconds)."""
         return {}
-
-
-def first_id_wins(items: Iterable[tuple[str, Item]]) -> Iterator[Item]:
-    """Items in source order, where a document whose id was already read becomes a skip.
-
-    Duplicates share their id, hence their shard, so deduplicating one shard at a time is complete.
-    """
-    seen: dict[str, str] = {}
-    for key, item in items:
-        if isinstance(item, Document):
-            if item.doc_id in seen:
-                item = Skip(item.doc_id, f"duplicate document id, first read from {seen[item.doc_id]}")
-            else:
-                seen[item.doc_id] = key
-        yield item

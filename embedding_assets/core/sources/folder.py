@@ -9,11 +9,11 @@ nothing is dropped silently.
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from embedding_assets.core.shards import shard_of
-from embedding_assets.core.sources.base import Item, Read, Skip, Source, SourceError, first_id_wins
+from embedding_assets.core.sources.base import Document, Item, Read, Skip, Source, SourceError
 from embedding_assets.core.sources.records import RECORD_SUFFIXES, SUPPORTED_SUFFIXES, parse, suffix
 
 DEFAULT_MAX_FILE_BYTES = 10 * 1024 * 1024  # ~2.5M tokens: beyond this a file is rarely one document
@@ -56,7 +56,9 @@ class SourceFolder(Source):
         return sorted(found)
 
     def read_shard(self, shard: str, shard_count: int) -> Iterator[Item]:
-        """The shard's documents and skips. Text files of other shards are not even opened."""
+        """The shard's documents and skips, walking the whole tree (text files of other shards are not even
+        opened). The pipeline takes a shard's keys from the change index instead; this independent path
+        is what the tests' oracle reads."""
 
         def owned() -> Iterator[tuple[str, Item]]:
             for rel in self.files():
@@ -116,3 +118,18 @@ def _stat(path: Path) -> tuple[int, int]:
     except OSError:
         return -1, -1
     return info.st_size, info.st_mtime_ns
+
+
+def first_id_wins(items: Iterable[tuple[str, Item]]) -> Iterator[Item]:
+    """Items in source order, where a document whose id was already read becomes a skip.
+
+    Duplicates share their id, hence their shard, so deduplicating one shard at a time is complete.
+    """
+    seen: dict[str, str] = {}
+    for key, item in items:
+        if isinstance(item, Document):
+            if item.doc_id in seen:
+                item = Skip(item.doc_id, f"duplicate document id, first read from {seen[item.doc_id]}")
+            else:
+                seen[item.doc_id] = key
+        yield item
