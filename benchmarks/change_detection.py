@@ -16,6 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from embedding_assets.core.change_index import ChangeIndex
+from embedding_assets.core.change_index_db import SqliteDatabase
 from embedding_assets.core.hashing import content_hash
 from embedding_assets.core.sources import Changes, Document, Read, Source
 
@@ -51,7 +52,7 @@ class GeneratedFeed(Source):
 
 
 def measure(size: int, root: Path) -> dict[str, float]:
-    source, index = GeneratedFeed(size), ChangeIndex(root / f"index-{size}.sqlite", SHARDS)
+    source, index = GeneratedFeed(size), ChangeIndex(SqliteDatabase(root / f"index-{size}.sqlite"), SHARDS)
     started = time.perf_counter()
     index.sync(source, limit=size)  # the first sync lists and reads everything
     first = time.perf_counter() - started

@@ -23,6 +23,9 @@ class PipelineResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     source_mode: str = Field(description="How a PostgreSQL table is followed: logical, outbox or watermark.")
     source_queue: str = Field(description="SQS queue URL receiving the S3 prefix's event notifications.")
     updated_field: str = Field(description="The timestamp column of the watermark mode.")
+    change_index: str = Field(
+        description="PostgreSQL URI holding the change index (default: staging, or the production instance's)."
+    )
     lancedb_uri: str = Field(description="LanceDB location: a folder or an object-store URI.")
     staging_dir: str = Field(description="Parquet files of the intermediate assets, and the shard locks.")
     model: str = Field(description="Embedding model spec, e.g. local:all-MiniLM-L6-v2 or openai:<model>.")

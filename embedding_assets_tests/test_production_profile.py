@@ -16,6 +16,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from embedding_assets.core.change_index_db import PostgresDatabase
 from embedding_assets.core.embedders import Embedder
 from embedding_assets.core.errors import ConfigError
 from embedding_assets.core.index import Index
@@ -104,6 +105,10 @@ def test_the_index_follows_the_source_on_postgres_and_s3(
             assert indexed(settings, minilm.model_version) == expected_index(settings, minilm), f"step {step}"
         assert refresh(Index(settings), instance).runs == [], "a refresh with nothing changed runs nothing"
         assert len(instance.get_runs()) >= 5  # recorded in PostgreSQL
+        changes = Index(settings).changes  # in the instance's database, where every run worker finds it
+        assert isinstance(changes.database, PostgresDatabase) and changes.database.schema.startswith("change_index_")
+        assert changes.keys() == len(list(source.iterdir()))
+        assert not Path(settings.staging_dir, "change_index.sqlite").exists()
         assert_secret_never_stored(production, instance, postgres, object_store)
     out, err = capfd.readouterr()
     assert S3_SECRET not in out and S3_SECRET not in err

@@ -10,31 +10,16 @@ Document ids are unique across the source: a document whose id another key alrea
 skip ("duplicate document id"); when the holder lets it go, the duplicate's key is read again.
 """
 
-import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
+from embedding_assets.core.change_index_db import Connection, IndexDatabase
 from embedding_assets.core.hashing import pair_hash, set_hash_hex
 from embedding_assets.core.shards import shard_keys, shard_of
 from embedding_assets.core.sources.base import Document, Read, Skip, Source
 
 LISTING_BATCH = 10_000
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS keys (key TEXT PRIMARY KEY, version TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS items (
-    key TEXT NOT NULL, position INTEGER NOT NULL, doc_id TEXT NOT NULL, shard TEXT NOT NULL,
-    doc_hash TEXT, skip_reason TEXT, PRIMARY KEY (key, position));
-CREATE INDEX IF NOT EXISTS items_by_shard ON items (shard);
-CREATE INDEX IF NOT EXISTS items_by_doc ON items (doc_id);
-CREATE TABLE IF NOT EXISTS shards (
-    shard TEXT PRIMARY KEY, documents INTEGER NOT NULL, doc_sum TEXT NOT NULL, skips INTEGER NOT NULL,
-    skip_sum TEXT NOT NULL, generation INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS shards_by_generation ON shards (generation);
-CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
 _MASK = (1 << 128) - 1
 DUPLICATE = "duplicate document id, first read from "
 
@@ -65,29 +50,12 @@ class SyncReport:
 
 
 class ChangeIndex:
-    """The change index of one source and shard count, in the SQLite file ``path``."""
+    """The change index of one source and shard count, in ``database`` (SQLite or PostgreSQL)."""
 
-    def __init__(self, path: str | Path, shard_count: int) -> None:
-        self.path = Path(path)
+    def __init__(self, database: IndexDatabase, shard_count: int) -> None:
+        self.database = database
         self.shard_count = shard_count
-
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        """One transaction (IMMEDIATE: one writer at a time), committed when the block ends."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
-            db.execute("BEGIN IMMEDIATE")
-            yield db
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        finally:
-            db.close()
+        self._db = database.transaction
 
     def sync(self, source: Source, *, limit: int = 10_000, full: bool = False, now: float | None = None) -> SyncReport:
         """Bring the index up to the source: a batch of its change feed, and a diff of its listing when it
@@ -130,7 +98,8 @@ class ChangeIndex:
             deleted += len(set(changes.deleted) - set(changes.changed))
             record(sorted(set(changes.changed) | set(changes.deleted)))
         if listing:
-            with _Listing(self.path, source.listing()) as listed:
+            with self.database.session() as scratch:
+                listed = _Listing(scratch, source.listing())
                 while batch := listed.stale(limit):
                     record(batch)
                 while batch := listed.gone(limit):
@@ -164,10 +133,11 @@ class ChangeIndex:
     def shard_items(self, shard: str) -> list[tuple[str, int, str, str | None, str | None]]:
         """(key, position, doc_id, doc_hash, skip_reason) of the shard's items, in key order and position."""
         with self._db() as db:
-            return db.execute(
+            rows: list[tuple[str, int, str, str | None, str | None]] = db.execute(
                 "SELECT key, position, doc_id, doc_hash, skip_reason FROM items WHERE shard = ? ORDER BY key, position",
                 (shard,),
             ).fetchall()
+        return rows
 
     def skips(self) -> list[Skip]:
         """Everything the source holds that was not ingested, with its reason (the quarantine)."""
@@ -180,13 +150,13 @@ class ChangeIndex:
             return int(db.execute("SELECT count(*) FROM keys").fetchone()[0])
 
 
-def _state(db: sqlite3.Connection, name: str) -> str | None:
+def _state(db: Connection, name: str) -> str | None:
     row = db.execute("SELECT value FROM state WHERE name = ?", (name,)).fetchone()
     return None if row is None else str(row[0])
 
 
-def _set_state(db: sqlite3.Connection, name: str, value: str) -> None:
-    db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (name, value))
+def _set_state(db: Connection, name: str, value: str) -> None:
+    db.execute("INSERT INTO state VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value", (name, value))
 
 
 class _Listing:
@@ -195,23 +165,18 @@ class _Listing:
     the listing no longer holds. A batch is recorded (in another connection) before the next is asked
     for; memory holds one batch, and each batch costs its own size, not the listing's."""
 
-    def __init__(self, path: Path, listing: Iterable[tuple[str, str]]) -> None:
-        self._db = sqlite3.connect(path, timeout=60, isolation_level=None)
+    def __init__(self, scratch: Connection, listing: Iterable[tuple[str, str]]) -> None:
+        self._db = scratch
         self._db.execute("CREATE TEMP TABLE listed (key TEXT PRIMARY KEY, version TEXT NOT NULL)")
+        insert = "INSERT INTO listed VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET version = excluded.version"
         batch: list[tuple[str, str]] = []
         for entry in listing:
             batch.append(entry)
             if len(batch) >= LISTING_BATCH:
-                self._db.executemany("INSERT OR REPLACE INTO listed VALUES (?, ?)", batch)
+                self._db.executemany(insert, batch)
                 batch = []
-        self._db.executemany("INSERT OR REPLACE INTO listed VALUES (?, ?)", batch)
+        self._db.executemany(insert, batch)
         self._after: dict[str, str | None] = {"stale": None, "gone": None}  # the last key each pass returned
-
-    def __enter__(self) -> "_Listing":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._db.close()
 
     def stale(self, limit: int) -> list[str]:
         return self._page(
@@ -225,8 +190,9 @@ class _Listing:
     def gone(self, limit: int) -> list[str]:
         return self._page(
             "gone",
-            "SELECT key FROM keys WHERE {after} key NOT IN (SELECT key FROM listed) ORDER BY key LIMIT ?",
-            "key > ? AND",
+            "SELECT key FROM keys k WHERE {after} NOT EXISTS (SELECT 1 FROM listed l WHERE l.key = k.key) "
+            "ORDER BY key LIMIT ?",
+            "k.key > ? AND",
             limit,
         )
 
@@ -241,7 +207,7 @@ class _Listing:
 
 
 def _record(
-    db: sqlite3.Connection,
+    db: Connection,
     key: str,
     result: Read | None,
     shard_count: int,
@@ -257,7 +223,10 @@ def _record(
     if result is None:
         db.execute("DELETE FROM keys WHERE key = ?", (key,))
         return {doc_id for doc_id, _, _, reason in old if reason is None}
-    db.execute("INSERT OR REPLACE INTO keys VALUES (?, ?)", (key, result.version))
+    db.execute(
+        "INSERT INTO keys VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET version = excluded.version",
+        (key, result.version),
+    )
     kept: set[str] = set()
     for position, item in enumerate(result.items):
         if isinstance(item, Document):
@@ -274,7 +243,7 @@ def _record(
     return {doc_id for doc_id, _, _, reason in old if reason is None} - kept
 
 
-def _holder(db: sqlite3.Connection, doc_id: str, key: str) -> str | None:
+def _holder(db: Connection, doc_id: str, key: str) -> str | None:
     """The other key that holds ``doc_id`` as a document, if any."""
     row = db.execute(
         "SELECT key FROM items WHERE doc_id = ? AND skip_reason IS NULL AND key != ? LIMIT 1", (doc_id, key)
@@ -282,7 +251,7 @@ def _holder(db: sqlite3.Connection, doc_id: str, key: str) -> str | None:
     return None if row is None else str(row[0])
 
 
-def _duplicates_of(db: sqlite3.Connection, doc_ids: Iterable[str]) -> set[str]:
+def _duplicates_of(db: Connection, doc_ids: Iterable[str]) -> set[str]:
     """Keys holding a duplicate skip of one of ``doc_ids``: read them again, one may take the id over."""
     keys: set[str] = set()
     for doc_id in doc_ids:
@@ -295,13 +264,13 @@ def _duplicates_of(db: sqlite3.Connection, doc_ids: Iterable[str]) -> set[str]:
     return keys
 
 
-def _sums(db: sqlite3.Connection, shard: str) -> tuple[int, str, int, str]:
+def _sums(db: Connection, shard: str) -> tuple[int, str, int, str]:
     """(documents, doc_sum, skips, skip_sum) of ``shard`` (zeros before it holds anything)."""
     row = db.execute("SELECT documents, doc_sum, skips, skip_sum FROM shards WHERE shard = ?", (shard,)).fetchone()
     return (0, "0", 0, "0") if row is None else (int(row[0]), str(row[1]), int(row[2]), str(row[3]))
 
 
-def _add(db: sqlite3.Connection, shard: str, doc_id: str, doc_hash: str | None, reason: str | None, sign: int) -> None:
+def _add(db: Connection, shard: str, doc_id: str, doc_hash: str | None, reason: str | None, sign: int) -> None:
     """Add (``sign`` +1) or remove (-1) one document or skip from its shard's sums."""
     documents, doc_sum, skips, skip_sum = _sums(db, shard)
     if reason is None:

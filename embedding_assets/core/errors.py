@@ -7,3 +7,7 @@ class ConfigError(ValueError):
 
 class EmbeddingError(RuntimeError):
     """The embedding provider failed for good (retries exhausted, or a response that cannot be right)."""
+
+
+class ChangeIndexError(RuntimeError):
+    """The change index's database failed (unreachable, or a statement it refused)."""

@@ -6,6 +6,7 @@ these objects from an ``Index``, so each is built one way only.
 """
 
 import dataclasses
+import hashlib
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -13,12 +14,14 @@ from datetime import datetime
 from functools import cached_property
 
 from embedding_assets.core.change_index import ChangeIndex, SyncReport
+from embedding_assets.core.change_index_db import IndexDatabase, PostgresDatabase, SqliteDatabase
 from embedding_assets.core.chunking import ChunkingConfig
 from embedding_assets.core.cost import price_per_mtok
 from embedding_assets.core.embedders import Embedder, make_embedder
 from embedding_assets.core.errors import ConfigError
 from embedding_assets.core.evaluation import GoldenQuery, load_golden
 from embedding_assets.core.migration import table_embedder
+from embedding_assets.core.profiles import instance_database
 from embedding_assets.core.reconcile import stale_shards
 from embedding_assets.core.registry import Registry
 from embedding_assets.core.settings import POSTGRES_SCHEMES, Settings
@@ -123,7 +126,10 @@ class Index:
         return table_embedder(info, api_key=self.credentials.api_key, base_url=self.credentials.base_url)
 
     def validate(self) -> None:
-        """Fail fast, with one message, on what only the model can tell: a missing key, oversized chunks."""
+        """Fail fast, with one message, on what the settings alone cannot tell: a missing key, oversized
+        chunks, a production profile without the instance database that holds the change index."""
+        if self.settings.profile == "production" and not self.settings.change_index:
+            instance_database()  # the change index's home: its variables must be set
         embedder = self.embedder
         embedder.check_credentials()
         if self.settings.chunk_tokens > embedder.max_input_tokens:
@@ -150,7 +156,21 @@ class Index:
     @cached_property
     def changes(self) -> ChangeIndex:
         """What the source held when last read, per key, and each shard's fingerprint."""
-        return ChangeIndex(self.staging.change_index(), self.shard_count)
+        return ChangeIndex(self._change_database(), self.shard_count)
+
+    def _change_database(self) -> IndexDatabase:
+        """The change index's home: EMBEDDING_ASSETS_CHANGE_INDEX, else the production instance's
+        PostgreSQL (every run worker reaches it), else a SQLite file in staging (one host). In PostgreSQL
+        each index has its own schema, named by what it indexes, so indexes never share one."""
+        s = self.settings
+        if s.change_index:
+            dsn, password = s.change_index, None
+        elif s.profile == "production":
+            dsn, password = instance_database()
+        else:
+            return SqliteDatabase(self.staging.change_index())
+        identity = f"{s.source_location}|{s.lancedb_uri}|{s.shards}"
+        return PostgresDatabase(dsn, "change_index_" + hashlib.sha256(identity.encode()).hexdigest()[:16], password)
 
     def sync(self, *, full: bool = False, drain: bool = True) -> SyncReport:
         """Record the source's changes in the change index (a listing diff when ``full``) in bounded

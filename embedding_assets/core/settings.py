@@ -31,6 +31,7 @@ class Settings:
     source_mode: str = "logical"
     source_queue: str = ""
     updated_field: str = "updated_at"
+    change_index: str = ""  # postgresql://user@host:port/db; "": the profile's (staging, or the instance's)
     lancedb_uri: str = "data/lancedb"
     staging_dir: str = "data/staging"
     model: str = "local:all-MiniLM-L6-v2"
@@ -108,6 +109,12 @@ class Settings:
                 f"{PREFIX}SOURCE must be a folder, s3://bucket/prefix or postgresql://user@host:port/db, "
                 f"got {location!r}"
             )
+        if self.change_index and not self.change_index.startswith(POSTGRES_SCHEMES):
+            raise ConfigError(
+                f"{PREFIX}CHANGE_INDEX must be a postgresql://user@host:port/db URI, got {self.change_index!r}"
+            )
+        if urlsplit(self.change_index).password is not None:
+            raise ConfigError(f"{PREFIX}CHANGE_INDEX must not hold a password; set PGPASSWORD or use ~/.pgpass")
         if self.source_queue and not location.startswith("s3://"):
             raise ConfigError(f"{PREFIX}SOURCE_QUEUE is for an s3:// source, but the source is {location!r}")
 

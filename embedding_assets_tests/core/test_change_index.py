@@ -1,13 +1,17 @@
-"""The change index on the folder source: a sync reads what changed, shard fingerprints follow it."""
+"""The change index on the folder source: a sync reads what changed, shard fingerprints follow it.
+
+Every test runs twice: on SQLite in staging, and on a real PostgreSQL server (the production profile's home)."""
 
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from embedding_assets.core.change_index import ChangeIndex
+from embedding_assets.core.change_index_db import IndexDatabase, PostgresDatabase, SqliteDatabase
 from embedding_assets.core.hashing import set_hash
 from embedding_assets.core.shards import shard_of
 from embedding_assets.core.sources import Read, SourceFolder
@@ -34,9 +38,19 @@ def source(tmp_path: Path) -> Path:
     return root
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str], IndexDatabase]:
+    """Makes a fresh change-index database by name, on SQLite or on PostgreSQL."""
+    if request.param == "sqlite":
+        return lambda name: SqliteDatabase(tmp_path / f"{name}.sqlite")
+    postgres = request.getfixturevalue("postgres")
+    dsn = f"postgresql://{postgres.user}@{postgres.host}:{postgres.port}/{postgres.db}"
+    return lambda name: PostgresDatabase(dsn, f"t_{tmp_path.name[-16:].lower().replace('-', '_')}_{name}")
+
+
 @pytest.fixture
-def index(tmp_path: Path) -> ChangeIndex:
-    return ChangeIndex(tmp_path / "state" / "change_index.sqlite", SHARDS)
+def index(database: Callable[[str], IndexDatabase]) -> ChangeIndex:
+    return ChangeIndex(database("index"), SHARDS)
 
 
 def sync(index: ChangeIndex, source: Path) -> list[str]:
@@ -142,7 +156,7 @@ def test_set_hash_ignores_order_and_tells_sets_apart() -> None:
 
 
 def test_a_listing_is_recorded_in_batches_and_an_interrupted_one_resumes(
-    source: Path, index: ChangeIndex, tmp_path: Path
+    source: Path, index: ChangeIndex, database: Callable[[str], IndexDatabase]
 ) -> None:
     class Failing(SourceFolder):
         """The folder, failing once ``reads`` keys have been read (a crash in the middle of a sync)."""
@@ -162,7 +176,7 @@ def test_a_listing_is_recorded_in_batches_and_an_interrupted_one_resumes(
     assert index.keys() == 6  # two batches of three were recorded before the third failed
     resumed = index.sync(SourceFolder(source), limit=3)
     assert resumed.keys_read == 21 - 6  # the recorded keys' versions match: only the rest is read
-    clean = ChangeIndex(tmp_path / "clean.sqlite", SHARDS)
+    clean = ChangeIndex(database("clean"), SHARDS)
     clean.sync(SourceFolder(source))
     assert {s: (v.fingerprint, v.version) for s, v in index.summaries().items()} == {
         s: (v.fingerprint, v.version) for s, v in clean.summaries().items()

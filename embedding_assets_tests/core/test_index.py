@@ -5,8 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from embedding_assets.core.change_index_db import PostgresDatabase, SqliteDatabase
 from embedding_assets.core.errors import ConfigError
 from embedding_assets.core.index import Credentials, Index
+from embedding_assets.core.profiles import INSTANCE_DATABASE
 from embedding_assets.core.settings import Settings
 from embedding_assets.core.shards import shard_of
 from embedding_assets.core.sources import SourceFolder
@@ -22,6 +24,27 @@ def test_objects_are_built_from_the_settings_once(settings: Settings) -> None:
     work = index.shard_work("s001")
     assert work.chunks_path == Path(settings.staging_dir) / "chunks" / "s001.parquet"
     assert work.embeddings_path.parent.name == "chunks__local_all_minilm_l6_v2_onnx_int8_1_0_0_384d"
+
+
+def test_the_change_index_lives_in_staging_or_in_each_index_s_own_postgresql_schema(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert isinstance(Index(settings).changes.database, SqliteDatabase)
+    production = dataclasses.replace(settings, profile="production")
+    for name in INSTANCE_DATABASE:
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError, match="set DAGSTER_PG_HOST, DAGSTER_PG_PORT, DAGSTER_PG_USER, DAGSTER_PG_DB"):
+        Index(production).validate()  # fails fast, as the definitions load
+    for name, value in zip(INSTANCE_DATABASE, ("db.internal", "5432", "dagster", "dagster"), strict=True):
+        monkeypatch.setenv(name, value)
+    instance = Index(production).changes.database
+    assert isinstance(instance, PostgresDatabase) and instance.where.startswith("db.internal:5432/dagster schema ")
+    explicit = dataclasses.replace(settings, change_index="postgresql://ea@pg:5432/state")
+    other = dataclasses.replace(explicit, lancedb_uri=settings.lancedb_uri + "-other")
+    schemas = {Index(s).changes.database.schema for s in (explicit, other)}  # type: ignore[attr-defined]
+    assert len(schemas) == 2, "two indexes never share a change index"
+    with pytest.raises(ConfigError, match="CHANGE_INDEX must not hold a password"):
+        dataclasses.replace(settings, change_index="postgresql://ea:secret@pg/state")
 
 
 def test_validate_refuses_what_only_the_model_can_tell(settings: Settings) -> None:

@@ -381,12 +381,12 @@ def test_wal_level_check(dsn: str, make_source: Callable, monkeypatch: pytest.Mo
     )
     assert wal_level_problem("logical", "anywhere") is None
 
-    one = postgres_source._Db.one  # a server that answers 'replica' fails prepare() with that message
+    one = postgres_source.PostgresConnection.one  # a server that answers 'replica' fails prepare() with that message
 
     def replica(db: Any, query: Any, params: Any = ()) -> Any:
         return ("replica",) if query == "SHOW wal_level" else one(db, query, params)
 
-    monkeypatch.setattr(postgres_source._Db, "one", replica)
+    monkeypatch.setattr(postgres_source.PostgresConnection, "one", replica)
     with pytest.raises(SourceError, match=r"wal_level is 'replica'; logical mode needs wal_level=logical"):
         PostgresTable(dsn, "docs").prepare()
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import psycopg2.extensions
 from psycopg2 import sql
 
-from embedding_assets.core.sources.postgres.connection import _Db
+from embedding_assets.core.sources.postgres.connection import PostgresConnection
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class _Table:
         return dict(self.columns).get(name)
 
 
-def _inspect(db: _Db, schema: str, name: str, id_field: str, text_field: str) -> _Table:
+def _inspect(db: PostgresConnection, schema: str, name: str, id_field: str, text_field: str) -> _Table:
     """The table, checked: it exists, its primary key is exactly ``id_field``, ``text_field`` is text."""
     qualified = f"{schema}.{name}"
     row = db.one(

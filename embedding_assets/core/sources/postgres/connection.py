@@ -22,26 +22,28 @@ _SESSION = "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle 
 _DDL_LOCK_TIMEOUT = "3s"  # a DDL lock waiting behind a long transaction would queue the table's writers
 
 
-class _Db:
+class PostgresConnection:
     """One autocommit connection, opened on first use and again once broken. Failures become a
     ``SourceError`` naming the server as host:port/dbname; known secrets are masked in every message."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, **connect_options: str) -> None:
         self._dsn = dsn
+        self._options = connect_options  # e.g. a password from another variable, or session options
         self._conn: Any = None
         try:
             self._params: dict[str, str] | None = psycopg2.extensions.parse_dsn(dsn)
         except psycopg2.Error:  # its message quotes the DSN, password and all
             self._params = None
         params = self._params or {}
-        self._secrets = {s for s in (params.get("password"), os.environ.get("PGPASSWORD")) if s}
+        candidates = (params.get("password"), connect_options.get("password"), os.environ.get("PGPASSWORD"))
+        self._secrets = {s for s in candidates if s}
         self.where = describe_server(params)
 
     def connection(self) -> Any:
         if self._params is None:
             raise SourceError("the PostgreSQL DSN is neither a postgresql:// URI nor a key=value string")
         if self._conn is None or self._conn.closed:
-            options = {name: value for name, value in _CONNECT.items() if name not in self._params}
+            options = {name: value for name, value in _CONNECT.items() if name not in self._params} | self._options
             try:
                 conn = psycopg2.connect(self._dsn, **options)
                 conn.autocommit = True
@@ -84,9 +86,12 @@ class _Db:
                 conn.autocommit = True
 
     def error(self, message: str) -> SourceError:
+        return SourceError(self.mask(message))
+
+    def mask(self, message: str) -> str:
         for secret in self._secrets:
             message = message.replace(secret, "***")
-        return SourceError(message)
+        return message
 
     def close(self) -> None:
         if self._conn is not None and not self._conn.closed:

@@ -25,7 +25,7 @@ from embedding_assets.core.sources.pgoutput import (
     parse_lsn,
 )
 from embedding_assets.core.sources.postgres.catalog import _Table
-from embedding_assets.core.sources.postgres.connection import _Db
+from embedding_assets.core.sources.postgres.connection import PostgresConnection
 from embedding_assets.core.sources.postgres.feed import _Feed, _table_part, object_name
 
 
@@ -39,7 +39,7 @@ class _Logical(_Feed):
     """A logical replication slot over a key-only publication. The cursor is an LSN: where the slot
     stands once the batch is recorded (the batch's last commit when it was cut, else the WAL's end)."""
 
-    def __init__(self, db: _Db, table: _Table, prefix: str) -> None:
+    def __init__(self, db: PostgresConnection, table: _Table, prefix: str) -> None:
         self.db, self.table = db, table
         self.publication = object_name(prefix, _table_part(table))
         self.slot = object_name(prefix, table.database, _table_part(table))

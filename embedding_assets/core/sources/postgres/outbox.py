@@ -7,7 +7,7 @@ from psycopg2 import sql
 
 from embedding_assets.core.sources.base import Changes
 from embedding_assets.core.sources.postgres.catalog import _Table
-from embedding_assets.core.sources.postgres.connection import _Db
+from embedding_assets.core.sources.postgres.connection import PostgresConnection
 from embedding_assets.core.sources.postgres.feed import _Feed, _table_part, object_name
 
 # The capture trigger's body. prepare() compares the installed body with it, so a change to the
@@ -39,7 +39,7 @@ class _Outbox(_Feed):
     largest id" would lose it; the oid keeps a cursor from deleting the rows of a recreated table.
     """
 
-    def __init__(self, db: _Db, table: _Table, prefix: str) -> None:
+    def __init__(self, db: PostgresConnection, table: _Table, prefix: str) -> None:
         self.db, self.table = db, table
         self.changes_table = sql.Identifier(table.schema, object_name(prefix, "changes", _table_part(table)))
         self.function = sql.Identifier(table.schema, object_name(prefix, "capture", _table_part(table)))

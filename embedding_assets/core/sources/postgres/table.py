@@ -20,7 +20,7 @@ from psycopg2 import sql
 from embedding_assets.core.hashing import normalize_text
 from embedding_assets.core.sources.base import Changes, Read, Skip, Source, SourceError
 from embedding_assets.core.sources.postgres.catalog import _inspect, _Table
-from embedding_assets.core.sources.postgres.connection import _Db
+from embedding_assets.core.sources.postgres.connection import PostgresConnection
 from embedding_assets.core.sources.postgres.feed import _Feed
 from embedding_assets.core.sources.postgres.logical import _Logical
 from embedding_assets.core.sources.postgres.outbox import _Outbox
@@ -73,7 +73,7 @@ class PostgresTable(Source):
         self.updated_field = updated_field
         self.lag_seconds = lag_seconds
         self.reconcile_seconds = WATERMARK_RECONCILE_SECONDS if mode == "watermark" else None
-        self._db = _Db(dsn)
+        self._db = PostgresConnection(dsn)
         self._ready: tuple[_Table, _Feed] | None = None
 
     # Configuration

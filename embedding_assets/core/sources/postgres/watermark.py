@@ -11,7 +11,7 @@ from psycopg2 import sql
 
 from embedding_assets.core.sources.base import Changes
 from embedding_assets.core.sources.postgres.catalog import _Table
-from embedding_assets.core.sources.postgres.connection import _Db
+from embedding_assets.core.sources.postgres.connection import PostgresConnection
 from embedding_assets.core.sources.postgres.feed import _Feed
 
 WATERMARK_RECONCILE_SECONDS = 600.0  # a watermark misses late commits and hard deletes: list this often
@@ -60,7 +60,7 @@ class _Watermark(_Feed):
     ``lag`` late is still seen; later commits and hard deletes are left to the listing reconcile.
     An index on ``updated_field`` keeps a batch from scanning the table."""
 
-    def __init__(self, db: _Db, table: _Table, column: str, lag_seconds: float) -> None:
+    def __init__(self, db: PostgresConnection, table: _Table, column: str, lag_seconds: float) -> None:
         self.db, self.table, self.column = db, table, column
         self.lag = timedelta(seconds=lag_seconds)
 
