@@ -73,7 +73,8 @@ def build_pipeline_assets(
         index.sync()  # what the source holds now (a no-op after the change sensor's tick): O(changes)
 
         def one(work: ShardWork) -> dict[str, Any]:
-            stats = work.read_raw_documents(index.documents(work.shard, reuse=work.staged_documents()))
+            generation = index.changes.generation_of(work.shard)  # read first: what follows is at least as new
+            stats = work.read_raw_documents(index.documents(work.shard, reuse=work.staged_documents()), generation)
             for skip in stats.skipped:
                 context.log.warning(f"{work.shard}: skipped {skip.doc_id!r}: {skip.reason}")
             skipped = [{"doc_id": s.doc_id, "reason": s.reason} for s in stats.skipped[:MAX_SKIPS_IN_METADATA]]
@@ -164,6 +165,9 @@ def build_pipeline_assets(
         def one(work: ShardWork) -> dict[str, Any]:
             write = work.write()
             rows = write.inserted + write.updated + write.unchanged
+            since = index.changes.settle(work.shard, work.source_generation())
+            # From the source's commit (or, for a feed that does not say when, the sync that saw it).
+            latency = {} if since is None else {"source_to_table_seconds": round(max(0.0, time.time() - since), 3)}
             return {
                 "model_version": model,
                 "live_model_version": live or model,
@@ -178,7 +182,7 @@ def build_pipeline_assets(
                 "committed": write.committed,
                 "commit_attempts": write.commit_attempts,
                 "dagster/row_count": rows,
-            }
+            } | latency
 
         result = _for_each_shard(context, index, one)
         settled = settle_table(index.store, index.registry, model)

@@ -23,6 +23,7 @@ REPORTED = (
     "chunks_inserted",
     "chunks_updated",
     "chunks_deleted",
+    "source_to_table_seconds",
 )
 
 

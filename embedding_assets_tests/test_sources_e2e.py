@@ -34,6 +34,7 @@ def test_a_postgres_table_is_followed_through_its_replication_slot(
             documents(table_texts(connection)), settings, minilm
         )
 
+        committed = time.time()
         with connection.cursor() as cur:  # two transactions between refreshes
             cur.execute("UPDATE docs SET body = 'The while loop, rewritten: it repeats while true.' WHERE id = 11")
             cur.execute("UPDATE docs SET title = 'renamed' WHERE id = 3")  # not the text column: nothing to embed
@@ -43,6 +44,11 @@ def test_a_postgres_table_is_followed_through_its_replication_slot(
         assert not report.sync.listed  # the slot told it what changed: no listing
         assert report.sync.keys_read == 4  # 11, 3, 0 (gone) and 40
         assert report.total("chunks_embedded") == 2  # the rewritten row and the new one
+        latencies = {
+            s: f["source_to_table_seconds"] for s, f in report.per_shard.items() if "source_to_table_seconds" in f
+        }
+        assert set(latencies) == set(report.stale)  # from the first commit the slot reported, per shard
+        assert all(0 < seconds <= time.time() - committed + 1 for seconds in latencies.values()), latencies
         assert indexed(settings, minilm.model_version) == expected_chunks_of(
             documents(table_texts(connection)), settings, minilm
         )

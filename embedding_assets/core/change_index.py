@@ -71,6 +71,7 @@ class ChangeIndex:
             cursor, listed_at = _state(db, "cursor"), _state(db, "listed_at")
             generation = int(_state(db, "generation") or 0) + 1  # this sync's, if it changes anything
         changes = source.changes(cursor, limit)
+        since = changes.since if changes is not None and changes.since is not None else now  # else: seen now
         reconcile = source.reconcile_seconds
         due = listed_at is None or (reconcile is not None and now - float(listed_at) >= reconcile)
         listing = full or due or changes is None or changes.resync
@@ -91,6 +92,10 @@ class ChangeIndex:
                 moved = {shard for shard, sums in before.items() if _sums(db, shard) != sums} - changed
                 if moved:  # a re-read that found the same content (a same-content overwrite) changes nothing
                     db.executemany("UPDATE shards SET generation = ? WHERE shard = ?", [(generation, s) for s in moved])
+                    db.executemany(
+                        "INSERT INTO pending VALUES (?, ?, ?) ON CONFLICT (shard, generation) DO NOTHING",
+                        [(shard, generation, since) for shard in moved],
+                    )
                     _set_state(db, "generation", str(generation))
                     changed.update(moved)
 
@@ -117,6 +122,16 @@ class ChangeIndex:
         report = SyncReport(generation, read, deleted, sorted(changed), listing, more, time.monotonic() - started)
         return report
 
+    def settle(self, shard: str, generation: int) -> float | None:
+        """The table now reflects ``shard`` as of ``generation``: forget the changes up to it, and return
+        when the oldest of them was committed at the source (None: none was waiting)."""
+        with self._db() as db:
+            (oldest,) = db.execute(
+                "SELECT min(since) FROM pending WHERE shard = ? AND generation <= ?", (shard, generation)
+            ).fetchone()
+            db.execute("DELETE FROM pending WHERE shard = ? AND generation <= ?", (shard, generation))
+        return None if oldest is None else float(oldest)
+
     def changed_since(self, generation: int) -> list[ShardSummary]:
         """The shards a sync changed after ``generation`` (the change sensor's cursor)."""
         with self._db() as db:
@@ -129,6 +144,12 @@ class ChangeIndex:
             rows = {row[0]: _summary(*row) for row in db.execute("SELECT * FROM shards")}
         empty = (0, "0", 0, "0", 0)
         return {shard: rows.get(shard) or _summary(shard, *empty) for shard in shard_keys(self.shard_count)}
+
+    def generation_of(self, shard: str) -> int:
+        """The generation of the sync that last changed ``shard`` (0: never)."""
+        with self._db() as db:
+            row = db.execute("SELECT generation FROM shards WHERE shard = ?", (shard,)).fetchone()
+        return 0 if row is None else int(row[0])
 
     def shard_items(self, shard: str) -> list[tuple[str, int, str, str | None, str | None]]:
         """(key, position, doc_id, doc_hash, skip_reason) of the shard's items, in key order and position."""

@@ -48,6 +48,7 @@ CHUNK_SCHEMA = pa.schema(
 EMBED_BATCH_ROWS = 256
 KEY = "embedding_assets.key"  # footer metadata: what a staged file was derived from
 MADE_BY = "embedding_assets.made_by"  # footer metadata: the code that made it (chunker or model identity)
+GENERATION = "embedding_assets.generation"  # raw documents' footer: the change index generation they reflect
 
 
 @dataclass(frozen=True)
@@ -107,12 +108,13 @@ class ShardWork:
     def chunker_identity(self) -> str:
         return chunker_identity(self.chunking, self.embedder)
 
-    def read_raw_documents(self, items: Iterable[Item]) -> RawStats:
+    def read_raw_documents(self, items: Iterable[Item], generation: int = 0) -> RawStats:
         """Stage the shard's documents (``Index.documents``); skips are counted, not staged. The file's
-        key is the hash of every (doc_id, doc_hash, source_path) it holds, in order."""
+        key is the hash of every (doc_id, doc_hash, source_path) it holds, in order; it also records the
+        change index's ``generation`` the documents are at least as new as."""
         skipped: list[Skip] = []
         totals = {"characters": 0}
-        key, footer = Hasher(), {}
+        key, footer = Hasher(), {GENERATION: str(generation)}
 
         def rows() -> Iterator[Row]:
             for item in items:
@@ -126,6 +128,10 @@ class ShardWork:
 
         documents = self.staging.write_rows(self.raw_path, RAW_SCHEMA, rows(), footer)
         return RawStats(documents, totals["characters"], skipped)
+
+    def source_generation(self) -> int:
+        """The change index's generation the staged documents reflect (0 before the first run)."""
+        return int(self.staging.metadata(self.raw_path).get(GENERATION, "0"))
 
     def staged_documents(self) -> dict[str, Row]:
         """doc_id → row of the shard's staged raw documents ({} before the first run): what a re-read keeps."""

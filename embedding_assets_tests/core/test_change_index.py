@@ -77,6 +77,18 @@ def test_an_edit_changes_only_its_shard(source: Path, index: ChangeIndex) -> Non
     assert [s.shard for s in index.changed_since(1)] == [shard_of("doc3.md", SHARDS)]
 
 
+def test_settle_returns_the_oldest_change_the_table_now_reflects(source: Path, index: ChangeIndex) -> None:
+    index.sync(SourceFolder(source), now=1000.0)  # a listing: changes count from the sync that saw them
+    shard = shard_of("doc3.md", SHARDS)
+    (source / "doc3.md").write_text("# Doc 3\n\nEdited once.")
+    age(source / "doc3.md")
+    second = index.sync(SourceFolder(source), full=True, now=2000.0).generation
+    assert index.generation_of(shard) == second == 2
+    assert index.settle(shard, 1) == 1000.0  # a run that read the shard before the edit
+    assert index.settle(shard, second) == 2000.0  # the edit waited until a run read it
+    assert index.settle(shard, second) is None
+
+
 def test_deletes_and_renames_are_changes(source: Path, index: ChangeIndex) -> None:
     sync(index, source)
     (source / "doc1.md").unlink()

@@ -186,9 +186,12 @@ def test_logical_follows_inserts_updates_deletes_and_key_changes(dsn: str, make_
     assert changes.deleted == ("4",) and changes.changed == ("40",) and not changes.resync
     assert consumer.hashes == oracle(dsn) and "4" not in consumer.hashes
 
+    committed = time.time()
     run(dsn, "UPDATE docs SET text = 'two, again' WHERE id = 2")  # two transactions between two calls
     run(dsn, "UPDATE docs SET text = 'five, again' WHERE id = 5")
-    assert set(consumer.tick().changed) == {"2", "5"}
+    changes = consumer.tick()
+    assert set(changes.changed) == {"2", "5"}
+    assert changes.since is not None and committed - 1 <= changes.since <= time.time()  # the first commit's time
     assert consumer.hashes == oracle(dsn)
 
     run(dsn, "DELETE FROM docs WHERE id = 6")  # deleted, then inserted again in the same batch: changed
@@ -199,7 +202,7 @@ def test_logical_follows_inserts_updates_deletes_and_key_changes(dsn: str, make_
 
     started = time.perf_counter()
     idle = consumer.tick()
-    assert idle.changed == idle.deleted == () and time.perf_counter() - started < 1.0
+    assert idle.changed == idle.deleted == () and idle.since is None and time.perf_counter() - started < 1.0
     metrics = source.metrics()
     assert set(metrics) == {"slot_lag_bytes", "slot_retained_bytes"} and metrics["slot_lag_bytes"] >= 0
 
@@ -645,8 +648,8 @@ def test_decoder_reads_row_messages_and_skips_the_rest() -> None:
     assert isinstance(delete, Delete) and delete.old == ("8", None)
     truncate = decoder.decode(b"T" + struct.pack("!IBI", 1, 0, 16400))
     assert truncate == Truncate((16400,))
-    commit = decoder.decode(b"C" + struct.pack("!BQQq", 0, 0x100, 0x130, 0))
-    assert commit == Commit(0x100, 0x130)
+    commit = decoder.decode(b"C" + struct.pack("!BQQq", 0, 0x100, 0x130, 1_500_000))  # µs after 2000-01-01
+    assert commit == Commit(0x100, 0x130, committed_at=946_684_801.5)
     assert decoder.decode(b"O" + struct.pack("!Q", 1) + b"origin\x00") is None
     assert decoder.decode(b"Y" + struct.pack("!I", 1) + b"public\x00t\x00") is None
     with pytest.raises(DecodeError, match="'S'"):

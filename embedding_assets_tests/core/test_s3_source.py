@@ -201,11 +201,15 @@ def test_unacknowledged_messages_are_redelivered(feed: Feed) -> None:
     feed.sqs.set_queue_attributes(QueueUrl=feed.queue_url, Attributes={"VisibilityTimeout": "1"})
     src = feed.source()
     keys = {"one.md", "two.md", "three/four.md"}
+    written = time.time()
     for key in keys:
         feed.put(PREFIX + key, key)
 
     crashed = src.changes(None, 100)  # received, then the process dies before acknowledging
     assert crashed is not None and set(crashed.changed) == keys
+    assert (
+        crashed.since is not None and written - 1 <= crashed.since <= time.time()
+    )  # the first put, not the test event
     assert len(json.loads(crashed.cursor)["receipts"]) == len(keys) + 1  # the test event too
     assert feed.depth() == (0, len(keys) + 1)
     hidden = src.changes(None, 100)

@@ -57,6 +57,7 @@ class Changes:
     cursor: str = ""  # where the feed stands once this batch is recorded (durable, opaque)
     resync: bool = False  # the feed lost track (TRUNCATE, a lost slot): reconcile with a full listing
     more: bool = False  # the batch was cut at the limit: more changes are waiting
+    since: float | None = None  # when the batch's oldest change was committed (Unix time), if the feed tells
 
 
 class Source(ABC):

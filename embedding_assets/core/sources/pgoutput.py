@@ -31,6 +31,9 @@ class DecodeError(ValueError):
     """The bytes are not a pgoutput version 1 message this decoder understands."""
 
 
+_POSTGRES_EPOCH = 946_684_800  # 2000-01-01 in Unix time: pgoutput's timestamps count microseconds from it
+
+
 @dataclass(frozen=True)
 class Column:
     name: str
@@ -67,6 +70,7 @@ class Begin:
 class Commit:
     commit_lsn: int
     end_lsn: int  # the position after the commit record: advance a slot here to move past the transaction
+    committed_at: float = 0.0  # Unix time
 
 
 @dataclass(frozen=True)
@@ -117,8 +121,8 @@ class Decoder:
             final_lsn, _timestamp, xid = reader.unpack("!QqI")
             return Begin(final_lsn, xid)
         if kind == ord("C"):
-            _flags, commit_lsn, end_lsn, _timestamp = reader.unpack("!BQQq")
-            return Commit(commit_lsn, end_lsn)
+            _flags, commit_lsn, end_lsn, timestamp = reader.unpack("!BQQq")
+            return Commit(commit_lsn, end_lsn, _POSTGRES_EPOCH + timestamp / 1e6)
         if kind == ord("R"):
             return self._relation(reader)
         if kind == ord("T"):

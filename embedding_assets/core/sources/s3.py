@@ -152,18 +152,23 @@ class S3Prefix(Source):
         keys: dict[str, None] = {}  # insertion-ordered and deduplicated
         receipts: list[str] = []
         sent: list[int] = []  # SentTimestamp, in milliseconds
+        named: list[int] = []  # the same, of messages that name keys (S3 sends them as objects are written)
         while (taken := max(len(keys), len(receipts))) < limit:  # messages too, so the cursor stays bounded
             messages = self._receive(min(_RECEIVE_BATCH, limit - taken))
             if not messages:
                 break
             for message in messages:
                 receipts.append(message["ReceiptHandle"])
-                sent.append(int(message.get("Attributes", {}).get("SentTimestamp", 0)))
-                keys.update(dict.fromkeys(self._message_keys(message.get("Body", ""))))
+                stamp = int(message.get("Attributes", {}).get("SentTimestamp", 0))
+                message_keys = self._message_keys(message.get("Body", ""))
+                sent.append(stamp)
+                named.extend([stamp] if message_keys and stamp > 0 else [])
+                keys.update(dict.fromkeys(message_keys))
         sent = [stamp for stamp in sent if stamp > 0]
         self._oldest_age = max(0.0, time.time() - min(sent) / 1000) if sent else None
         cut = max(len(keys), len(receipts)) >= limit
-        return Changes(changed=tuple(keys), cursor=json.dumps({"receipts": receipts}), more=cut)
+        since = min(named) / 1000 if named else None
+        return Changes(changed=tuple(keys), cursor=json.dumps({"receipts": receipts}), more=cut, since=since)
 
     def acknowledge(self, changes: Changes) -> None:
         """Delete the batch's messages (in chunks of 10). A delete that fails leaves its message to be

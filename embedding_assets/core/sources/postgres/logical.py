@@ -142,13 +142,17 @@ class _Logical(_Feed):
         keys: dict[str, bool] = {}  # key → deleted
         resync = False
         last_commit: str | None = None
+        ours, since = False, None  # the open transaction changed the table; the first such commit's time
         for lsn, data in rows:
             message = decoder.decode(bytes(data))
             if isinstance(message, Commit):
                 last_commit = str(lsn)
+                since = message.committed_at if ours and since is None else since
+                ours = False
             elif isinstance(message, Truncate):
                 resync = resync or self.table.oid in message.relids
             elif isinstance(message, Insert | Update | Delete) and message.relation.relid == self.table.oid:
+                ours = True
                 for key, deleted in self._keys(message):
                     if key is None:  # a key sent without its value: only a listing can tell
                         resync = True
@@ -162,6 +166,7 @@ class _Logical(_Feed):
             cursor=last_commit if more and last_commit is not None else upto,
             resync=resync,
             more=more,
+            since=since,
         )
 
     def _keys(self, message: Insert | Update | Delete) -> list[tuple[str | None, bool]]:
