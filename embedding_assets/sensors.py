@@ -29,15 +29,23 @@ def build_triggers(
     ) -> dg.SensorResult | dg.SkipReason:
         """Records one batch of the source's changes in the change index (its change feed, or a listing
         diff for a folder) and refreshes the shards changed since the last tick: the whole chain, one
-        run per range. The cursor is the index's generation, so an idle tick costs the sync alone."""
+        run per range. The cursor is the index's generation, so an idle tick costs the sync alone. The
+        first tick (no cursor) refreshes only the shards the table does not already reflect."""
         index = pipeline.get()
         sync = index.sync(drain=False)
         changed = index.changes.changed_since(_generation(context.cursor))
+        if context.cursor is None and changed:
+            stale = set(index.stale_shards())
+            changed = [summary for summary in changed if summary.shard in stale]
+        feed = {"keys_read": sync.keys_read, "keys_deleted": sync.keys_deleted, **index.source.metrics()}
         if not changed:
-            return dg.SkipReason(f"no change ({sync.keys_read} key(s) read in {sync.seconds:.2f} s)")
+            figures = ", ".join(f"{name} {value:g}" for name, value in feed.items())
+            skip = f"no change to index ({figures}; {sync.seconds:.2f} s)"
+            if context.cursor == str(sync.generation):
+                return dg.SkipReason(skip)
+            return dg.SensorResult(skip_reason=skip, cursor=str(sync.generation))
         context.log.info(f"{len(changed)} shard(s) changed; {sync.keys_read} key(s) read in {sync.seconds:.2f} s")
         shards = [summary.shard for summary in changed]
-        feed = {"keys_read": sync.keys_read, "keys_deleted": sync.keys_deleted, **index.source.metrics()}
         return dg.SensorResult(
             # Run keys carry the generation: a tick that crashed after recording replays to the same keys.
             run_requests=range_requests(shards, shard_count, chain_keys, f"source:{sync.generation}"),

@@ -38,7 +38,7 @@ def test_change_sensor_requests_exactly_the_changed_shards(settings: Settings) -
         assert set(observed) == set(shard_keys(settings.shards))
 
         unchanged = tick(settings, instance, "source_change_sensor", first.cursor)
-        assert isinstance(unchanged, dg.SkipReason) and unchanged.skip_message.startswith("no change (")
+        assert isinstance(unchanged, dg.SkipReason) and unchanged.skip_message.startswith("no change to index (keys_read 0")
 
         (source / "while.txt").write_text("The while statement, rewritten.")
         edited = tick(settings, instance, "source_change_sensor", first.cursor)
@@ -53,6 +53,19 @@ def test_change_sensor_requests_exactly_the_changed_shards(settings: Settings) -
         (source / "if.txt").unlink()
         deleted = tick(settings, instance, "source_change_sensor", edited.cursor)
         assert ranges(deleted) == [(shard_of("if.txt", settings.shards),) * 2]
+
+
+@pytest.mark.slow
+def test_the_first_tick_over_an_existing_index_requests_nothing(settings: Settings, minilm: Embedder) -> None:
+    """Opening the UI on an index built by `make demo` (no sensor cursor yet) launches no run."""
+    with dg.instance_for_test() as instance:
+        materialize(settings, instance)
+        first = tick(settings, instance, "source_change_sensor")
+        assert isinstance(first, dg.SensorResult) and first.run_requests == [] and first.cursor == "1"
+        assert first.skip_reason is not None and "no change to index" in first.skip_reason.skip_message
+        (Path(settings.source_dir) / "while.txt").write_text("The while statement, rewritten.")
+        edited = tick(settings, instance, "source_change_sensor", first.cursor)
+        assert ranges(edited) == [(shard_of("while.txt", settings.shards),) * 2]
 
 
 @pytest.mark.slow
