@@ -72,10 +72,14 @@ reliability: install
 
 # Throughput, incremental cost, memory, query latency and the same work by LangChain and LlamaIndex, on the
 # kernel docs (fetched with apt-get download) -> benchmarks/results.md and results.png; then the change
-# index's cost at 10^4 and 10^6 documents -> benchmarks/change_detection.md.
+# index's cost at 10^4 and 10^6 documents -> benchmarks/change_detection.md; then edit -> searchable
+# under dagster dev for the folder and PostgreSQL -> benchmarks/freshness.md; the local model's thread
+# settings -> benchmarks/model_threads.md.
 bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/change_detection.py
+	$(BIN)/python benchmarks/freshness.py
+	$(BIN)/python benchmarks/model_threads.py
 
 LINTED := embedding_assets embedding_assets_tests benchmarks scripts
 

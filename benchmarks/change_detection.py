@@ -84,11 +84,14 @@ def timed(index: ChangeIndex, source: Source, size: int, edit: Callable[[list[st
     }
 
 
-def postgres_feed(size: int, server: Postgres, database: Callable[[str], IndexDatabase]) -> dict[str, float]:
+def postgres_feed(
+    size: int, server: Postgres, label: str, database: Callable[[str], IndexDatabase]
+) -> dict[str, float]:
     """A table of ``size`` short rows followed through a logical slot; edits update 10 rows."""
     import psycopg2
 
-    db = server.create_database(f"feed_{size}")
+    name = f"feed_{size}_{label}"
+    db = server.create_database(name)
     connection = psycopg2.connect(host=server.host, port=server.port, user=server.user, dbname=db)
     connection.autocommit = True
     with connection.cursor() as cur:
@@ -105,7 +108,7 @@ def postgres_feed(size: int, server: Postgres, database: Callable[[str], IndexDa
 
     source = PostgresTable(f"postgresql://{server.user}@{server.host}:{server.port}/{db}", "public.docs")
     try:
-        return timed(ChangeIndex(database(f"feed_{size}"), SHARDS), source, size, edit)
+        return timed(ChangeIndex(database(name), SHARDS), source, size, edit)
     finally:
         source.close()
         connection.close()
@@ -135,10 +138,11 @@ def main() -> None:
         dsn = f"postgresql://{server.user}@{server.host}:{server.port}/{server.db}"
         generated = {size: measure(size, root) for size in SIZES}
         slot_sqlite = {
-            size: postgres_feed(size, server, lambda n: SqliteDatabase(root / f"{n}.sqlite")) for size in SIZES
+            size: postgres_feed(size, server, "sqlite", lambda n: SqliteDatabase(root / f"{n}.sqlite"))
+            for size in SIZES
         }
         slot_postgres = {
-            size: postgres_feed(size, server, lambda n: PostgresDatabase(dsn, f"index_{n}"))
+            size: postgres_feed(size, server, "postgres", lambda n: PostgresDatabase(dsn, f"index_{n}"))
             for size in POSTGRES_INDEX_SIZES
         }
     lines = [

@@ -117,6 +117,7 @@ class Index:
             dimensions=dimensions,
             batch_size=s.batch_size,
             tokens_per_minute=s.tokens_per_minute,
+            threads=s.model_threads,
             api_key=self.credentials.api_key,
             base_url=self.credentials.base_url,
         )

@@ -40,6 +40,7 @@ class Settings:
     chunk_tokens: int = 200
     chunk_overlap: int = 32
     batch_size: int = 16
+    model_threads: int | None = None  # the local model's threads per run; None: one per core
     id_field: str = "id"
     text_field: str = "text"
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
@@ -71,6 +72,7 @@ class Settings:
             "automation_interval_seconds",
             "tokens_per_minute",
             "max_file_bytes",
+            "model_threads",
         ):
             value = getattr(self, name)
             if value is not None and value <= 0:

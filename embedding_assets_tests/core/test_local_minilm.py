@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from embedding_assets.core.embedders import Embedder
+from embedding_assets.core.embedders import Embedder, make_embedder
 
 
 def test_vectors_are_unit_length_and_384_wide(minilm: Embedder) -> None:
@@ -33,3 +33,10 @@ def test_tokens_are_counted_without_special_tokens(minilm: Embedder) -> None:
     assert minilm.count_tokens(["hello world", ""]) == [2, 0]
     assert minilm.model_version == "local:all-MiniLM-L6-v2-onnx-int8@1.0.0/384d"
     assert minilm.max_input_tokens == 254
+
+
+def test_the_thread_count_changes_speed_not_vectors(minilm: Embedder) -> None:
+    texts = ["A while loop repeats while its condition is true.", "Generators yield values lazily."] * 4
+    one = make_embedder("local:all-MiniLM-L6-v2", threads=1)
+    assert one.model_version == minilm.model_version
+    np.testing.assert_allclose(one.embed(texts), minilm.embed(texts), atol=1e-6)

@@ -16,9 +16,11 @@ def make_embedder(
     base_url: str | None = None,
     batch_size: int = 16,
     tokens_per_minute: float | None = None,
+    threads: int | None = None,
 ) -> Embedder:
-    """Build the embedder a model spec names; unknown specs fail with the list of valid ones."""
-    embedder = _build(spec, dimensions, api_key, base_url, batch_size, tokens_per_minute)
+    """Build the embedder a model spec names; unknown specs fail with the list of valid ones. ``threads``
+    is the local model's intra-op thread count (None: one per core)."""
+    embedder = _build(spec, dimensions, api_key, base_url, batch_size, tokens_per_minute, threads)
     embedder.spec, embedder.requested_dimensions = spec, dimensions
     return embedder
 
@@ -30,6 +32,7 @@ def _build(
     base_url: str | None,
     batch_size: int,
     tokens_per_minute: float | None,
+    threads: int | None,
 ) -> Embedder:
     provider, _, name = spec.partition(":")
     if provider == "local" and name in LOCAL_MODELS:
@@ -37,7 +40,7 @@ def _build(
             raise ConfigError(f"{spec} has 384 dimensions; it cannot produce {dimensions}")
         from embedding_assets.core.embedders.local_minilm import LocalMiniLM
 
-        return LocalMiniLM(batch_size=batch_size)
+        return LocalMiniLM(batch_size=batch_size, threads=threads)
     if provider == "openai" and name:
         from embedding_assets.core.embedders.openai_api import OpenAIEmbedder
 

