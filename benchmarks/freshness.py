@@ -91,6 +91,7 @@ def postgres_trials(root: Path) -> list[Trial]:
 
     import psycopg2
 
+    root.mkdir(parents=True)
     with postgres_server() as server:
         db = server.create_database("freshness")
         connection = psycopg2.connect(host=server.host, port=server.port, user=server.user, dbname=db)
@@ -140,11 +141,11 @@ def row(name: str, trials: list[Trial]) -> str:
 
 
 def main() -> None:
+    results: dict[str, list[Trial]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        results = {
-            "folder": folder_trials(Path(tmp) / "folder"),
-            "PostgreSQL (logical slot)": postgres_trials(Path(tmp) / "postgres"),
-        }
+        for name, trials in (("folder", folder_trials), ("PostgreSQL (logical slot)", postgres_trials)):
+            results[name] = trials(Path(tmp) / name.split()[0].lower())
+            print(row(name, results[name]), flush=True)
     lines = [
         "# Edit → searchable under the daemon",
         "",

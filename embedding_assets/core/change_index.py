@@ -11,8 +11,9 @@ skip ("duplicate document id"); when the holder lets it go, the duplicate's key 
 """
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from embedding_assets.core.change_index_db import Connection, IndexDatabase
 from embedding_assets.core.hashing import pair_hash, set_hash_hex
@@ -20,6 +21,7 @@ from embedding_assets.core.shards import shard_keys, shard_of
 from embedding_assets.core.sources.base import Document, Read, Skip, Source
 
 LISTING_BATCH = 10_000
+IN_CHUNK = 500  # values per IN (...) list, well under SQLite's and PostgreSQL's parameter limits
 _MASK = (1 << 128) - 1
 DUPLICATE = "duplicate document id, first read from "
 
@@ -75,21 +77,20 @@ class ChangeIndex:
         reconcile = source.reconcile_seconds
         due = listed_at is None or (reconcile is not None and now - float(listed_at) >= reconcile)
         listing = full or due or changes is None or changes.resync
-        before: dict[str, tuple[int, str, int, str]] = {}  # each touched shard's sums before this sync
+        before: dict[str, tuple[int, int, int, int]] = {}  # each touched shard's sums before this sync
         changed: set[str] = set()
         read = deleted = 0
 
         def record(keys: Sequence[str]) -> None:
             nonlocal read
             with self._db() as db:
-                pending = list(keys)
+                sums, pending = _Sums(db, before), list(keys)
                 while pending:
-                    freed: set[str] = set()
-                    for key, result in source.read_many(pending):
-                        read += 1
-                        freed |= _record(db, key, result, self.shard_count, before)
+                    reads = list(source.read_many(pending))
+                    read += len(reads)
+                    freed = _record(db, reads, self.shard_count, sums)
                     pending = sorted(_duplicates_of(db, freed))  # a duplicate may take a freed id over
-                moved = {shard for shard, sums in before.items() if _sums(db, shard) != sums} - changed
+                moved = sums.save() - changed
                 if moved:  # a re-read that found the same content (a same-content overwrite) changes nothing
                     db.executemany("UPDATE shards SET generation = ? WHERE shard = ?", [(generation, s) for s in moved])
                     db.executemany(
@@ -227,88 +228,108 @@ class _Listing:
         return keys
 
 
-def _record(
-    db: Connection,
-    key: str,
-    result: Read | None,
-    shard_count: int,
-    before: dict[str, tuple[int, str, int, str]],
-) -> set[str]:
-    """Replace what the index holds for ``key`` by ``result`` (None: the key is gone), keeping the shard
-    sums; returns the document ids the key let go (a duplicate elsewhere may now take them)."""
-    old = db.execute("SELECT doc_id, shard, doc_hash, skip_reason FROM items WHERE key = ?", (key,)).fetchall()
-    for doc_id, shard, doc_hash, reason in old:
-        before.setdefault(shard, _sums(db, shard))
-        _add(db, shard, doc_id, doc_hash, reason, -1)
-    db.execute("DELETE FROM items WHERE key = ?", (key,))
-    if result is None:
-        db.execute("DELETE FROM keys WHERE key = ?", (key,))
-        return {doc_id for doc_id, _, _, reason in old if reason is None}
-    db.execute(
-        "INSERT INTO keys VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET version = excluded.version",
-        (key, result.version),
+class _Sums:
+    """The shards' sums touched by one transaction, loaded on first use and written back together.
+    ``before`` keeps each shard's sums as the sync first found them."""
+
+    def __init__(self, db: Connection, before: dict[str, tuple[int, int, int, int]]) -> None:
+        self._db, self.before = db, before
+        self.touched: dict[str, list[int]] = {}  # shard → [documents, doc_sum, skips, skip_sum]
+
+    def add(self, shard: str, doc_id: str, doc_hash: str | None, reason: str | None, sign: int) -> None:
+        """Add (``sign`` +1) or remove (-1) one document or skip from its shard's sums."""
+        sums = self.touched.get(shard) or self._load(shard)
+        if reason is None:
+            sums[0] += sign
+            sums[1] = (sums[1] + sign * pair_hash(doc_id, doc_hash or "")) & _MASK
+        else:
+            sums[2] += sign
+            sums[3] = (sums[3] + sign * pair_hash(doc_id, reason)) & _MASK
+
+    def _load(self, shard: str) -> list[int]:
+        row = self._db.execute(
+            "SELECT documents, doc_sum, skips, skip_sum FROM shards WHERE shard = ?", (shard,)
+        ).fetchone()
+        sums = (0, 0, 0, 0) if row is None else (int(row[0]), int(row[1], 16), int(row[2]), int(row[3], 16))
+        self.before.setdefault(shard, sums)
+        self.touched[shard] = list(sums)
+        return self.touched[shard]
+
+    def save(self) -> set[str]:
+        """Write the touched sums; the shards whose sums now differ from the sync's start."""
+        self._db.executemany(
+            "INSERT INTO shards VALUES (?, ?, ?, ?, ?, 0) ON CONFLICT (shard) DO UPDATE SET documents = "
+            "excluded.documents, doc_sum = excluded.doc_sum, skips = excluded.skips, skip_sum = excluded.skip_sum",
+            [(shard, d, f"{ds:x}", k, f"{ks:x}") for shard, (d, ds, k, ks) in self.touched.items()],
+        )
+        return {shard for shard, sums in self.touched.items() if tuple(sums) != self.before[shard]}
+
+
+def _record(db: Connection, reads: Sequence[tuple[str, Read | None]], shard_count: int, sums: _Sums) -> set[str]:
+    """Replace what the index holds for each key by its read (None: the key is gone), in order, keeping
+    the shard sums; a few statements per batch, not per key. A document whose id another key holds
+    becomes a duplicate skip, as if the keys were recorded one by one. Returns the ids the keys let go
+    (a duplicate elsewhere may now take them)."""
+    keys = [key for key, _ in reads]
+    old: dict[str, list[tuple[str, str, str | None, str | None]]] = {}
+    for key, *row in _select_in(db, "SELECT key, doc_id, shard, doc_hash, skip_reason FROM items WHERE key IN", keys):
+        old.setdefault(key, []).append(tuple(row))
+    claimed = sorted({i.doc_id for _, read in reads if read for i in read.items if isinstance(i, Document)})
+    holders = dict(_select_in(db, "SELECT doc_id, key FROM items WHERE skip_reason IS NULL AND doc_id IN", claimed))
+    versions, items, gone, freed = [], [], [], set()
+    for key, result in reads:
+        let_go = set()
+        for doc_id, shard, doc_hash, reason in old.get(key, []):
+            sums.add(shard, doc_id, doc_hash, reason, -1)
+            if reason is None:
+                let_go.add(doc_id)
+                if holders.get(doc_id) == key:
+                    del holders[doc_id]
+        if result is None:
+            gone.append(key)
+            freed |= let_go
+            continue
+        versions.append((key, result.version))
+        kept: set[str] = set()
+        for position, item in enumerate(result.items):
+            if isinstance(item, Document):
+                holder = key if item.doc_id in kept else holders.get(item.doc_id)
+                if holder is not None:
+                    item = Skip(item.doc_id, DUPLICATE + holder)
+                else:
+                    kept.add(item.doc_id)
+                    holders[item.doc_id] = key
+            shard = shard_of(item.doc_id, shard_count)
+            doc_hash, reason = (item.doc_hash, None) if isinstance(item, Document) else (None, item.reason)
+            items.append((key, position, item.doc_id, shard, doc_hash, reason))
+            sums.add(shard, item.doc_id, doc_hash, reason, +1)
+        freed |= let_go - kept
+    _execute_in(db, "DELETE FROM items WHERE key IN", keys)
+    _execute_in(db, "DELETE FROM keys WHERE key IN", gone)
+    db.executemany(
+        "INSERT INTO keys VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET version = excluded.version", versions
     )
-    kept: set[str] = set()
-    for position, item in enumerate(result.items):
-        if isinstance(item, Document):
-            holder = _holder(db, item.doc_id, key) if item.doc_id not in kept else key
-            if holder is not None:
-                item = Skip(item.doc_id, DUPLICATE + holder)
-            else:
-                kept.add(item.doc_id)
-        shard = shard_of(item.doc_id, shard_count)
-        doc_hash, reason = (item.doc_hash, None) if isinstance(item, Document) else (None, item.reason)
-        db.execute("INSERT INTO items VALUES (?, ?, ?, ?, ?, ?)", (key, position, item.doc_id, shard, doc_hash, reason))
-        before.setdefault(shard, _sums(db, shard))
-        _add(db, shard, item.doc_id, doc_hash, reason, +1)
-    return {doc_id for doc_id, _, _, reason in old if reason is None} - kept
-
-
-def _holder(db: Connection, doc_id: str, key: str) -> str | None:
-    """The other key that holds ``doc_id`` as a document, if any."""
-    row = db.execute(
-        "SELECT key FROM items WHERE doc_id = ? AND skip_reason IS NULL AND key != ? LIMIT 1", (doc_id, key)
-    ).fetchone()
-    return None if row is None else str(row[0])
+    db.executemany("INSERT INTO items VALUES (?, ?, ?, ?, ?, ?)", items)
+    return freed
 
 
 def _duplicates_of(db: Connection, doc_ids: Iterable[str]) -> set[str]:
     """Keys holding a duplicate skip of one of ``doc_ids``: read them again, one may take the id over."""
-    keys: set[str] = set()
-    for doc_id in doc_ids:
-        keys |= {
-            key
-            for (key,) in db.execute(
-                "SELECT key FROM items WHERE doc_id = ? AND skip_reason LIKE ?", (doc_id, DUPLICATE + "%")
-            )
-        }
-    return keys
+    query = "SELECT key FROM items WHERE skip_reason LIKE ? AND doc_id IN"
+    return {key for (key,) in _select_in(db, query, sorted(doc_ids), DUPLICATE + "%")}
 
 
-def _sums(db: Connection, shard: str) -> tuple[int, str, int, str]:
-    """(documents, doc_sum, skips, skip_sum) of ``shard`` (zeros before it holds anything)."""
-    row = db.execute("SELECT documents, doc_sum, skips, skip_sum FROM shards WHERE shard = ?", (shard,)).fetchone()
-    return (0, "0", 0, "0") if row is None else (int(row[0]), str(row[1]), int(row[2]), str(row[3]))
+def _select_in(db: Connection, query: str, values: Sequence[str], *first: str) -> Iterator[tuple[Any, ...]]:
+    """The rows of ``query ... IN (values)``, ``IN_CHUNK`` values a statement; ``first`` precede them."""
+    for start in range(0, len(values), IN_CHUNK):
+        chunk = values[start : start + IN_CHUNK]
+        yield from db.execute(f"{query} ({', '.join('?' * len(chunk))})", (*first, *chunk)).fetchall()
 
 
-def _add(db: Connection, shard: str, doc_id: str, doc_hash: str | None, reason: str | None, sign: int) -> None:
-    """Add (``sign`` +1) or remove (-1) one document or skip from its shard's sums."""
-    documents, doc_sum, skips, skip_sum = _sums(db, shard)
-    if reason is None:
-        documents += sign
-        doc_sum = _plus(doc_sum, sign * pair_hash(doc_id, doc_hash or ""))
-    else:
-        skips += sign
-        skip_sum = _plus(skip_sum, sign * pair_hash(doc_id, reason))
-    db.execute(
-        "INSERT INTO shards VALUES (?, ?, ?, ?, ?, 0) ON CONFLICT (shard) DO UPDATE SET documents = "
-        "excluded.documents, doc_sum = excluded.doc_sum, skips = excluded.skips, skip_sum = excluded.skip_sum",
-        (shard, documents, doc_sum, skips, skip_sum),
-    )
-
-
-def _plus(total: str, value: int) -> str:
-    return f"{(int(total, 16) + value) & _MASK:x}"
+def _execute_in(db: Connection, statement: str, values: Sequence[str]) -> None:
+    for start in range(0, len(values), IN_CHUNK):
+        chunk = values[start : start + IN_CHUNK]
+        db.execute(f"{statement} ({', '.join('?' * len(chunk))})", chunk)
 
 
 def _summary(shard: str, documents: int, doc_sum: str, skips: int, skip_sum: str, generation: int) -> ShardSummary:

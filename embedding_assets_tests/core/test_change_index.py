@@ -4,16 +4,17 @@ Every test runs twice: on SQLite in staging, and on a real PostgreSQL server (th
 
 import json
 import os
+import random
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from embedding_assets.core.change_index import ChangeIndex
+from embedding_assets.core.change_index import DUPLICATE, ChangeIndex
 from embedding_assets.core.change_index_db import IndexDatabase, PostgresDatabase, SqliteDatabase
 from embedding_assets.core.hashing import set_hash
-from embedding_assets.core.shards import shard_of
+from embedding_assets.core.shards import shard_keys, shard_of
 from embedding_assets.core.sources import Read, SourceFolder
 from embedding_assets.core.sources.folder import RACY_SECONDS
 
@@ -194,3 +195,38 @@ def test_a_listing_is_recorded_in_batches_and_an_interrupted_one_resumes(
         s: (v.fingerprint, v.version) for s, v in clean.summaries().items()
     }
     assert {s.shard for s in index.changed_since(0)} == {s.shard for s in clean.changed_since(0)}
+
+
+@pytest.mark.parametrize("limit", [1, 3, 1000])
+def test_random_duplicate_ids_keep_one_holder_and_lose_none(tmp_path: Path, index: ChangeIndex, limit: int) -> None:
+    """Files whose records share ids, edited at random and synced in batches of ``limit`` keys: every id in
+    the source is held as a document by exactly one key, every other copy is a duplicate skip naming it,
+    and the fingerprints are those of the documents held."""
+    root, rng = tmp_path / "dupes", random.Random(limit)
+    root.mkdir()
+    for step in range(12):
+        for name in rng.sample([f"f{i}.jsonl" for i in range(6)], 3):
+            path = root / name
+            if rng.random() < 0.2:
+                path.unlink(missing_ok=True)
+                continue
+            ids = rng.sample(range(10), rng.randint(1, 4))
+            path.write_text("\n".join(json.dumps({"id": f"d{i}", "text": f"{name} {i} {step}"}) for i in ids))
+            age(path)
+        index.sync(SourceFolder(root), limit=limit)
+        held: dict[str, list[tuple[str, str]]] = {}  # doc_id → (key, doc_hash) of its document copies
+        skipped: dict[str, list[str]] = {}  # doc_id → duplicate skip reasons
+        for shard in shard_keys(SHARDS):
+            for key, _, doc_id, doc_hash, reason in index.shard_items(shard):
+                if reason is None:
+                    held.setdefault(doc_id, []).append((key, doc_hash or ""))
+                else:
+                    skipped.setdefault(doc_id, []).append(reason)
+        in_source = {json.loads(line)["id"] for path in root.iterdir() for line in path.read_text().splitlines()}
+        assert set(held) == in_source, step
+        assert all(len(copies) == 1 for copies in held.values()), held
+        for doc_id, reasons in skipped.items():
+            assert reasons == [DUPLICATE + held[doc_id][0][0]] * len(reasons), (doc_id, reasons)
+        for shard, summary in index.summaries().items():
+            pairs = [(d, copies[0][1]) for d, copies in held.items() if shard_of(d, SHARDS) == shard]
+            assert summary.fingerprint == set_hash(pairs)
