@@ -1,7 +1,8 @@
 """Real parallel processes: different shards write one table without losing anything; runs of one
-shard never interleave."""
+shard never interleave; two indexes sharing a staging folder never mix their files."""
 
 import itertools
+import random
 import subprocess
 import sys
 from collections.abc import Callable
@@ -13,9 +14,9 @@ import pytest
 from embedding_assets.core.embedders import Embedder
 from embedding_assets.core.settings import Settings
 from embedding_assets.core.store import VectorStore
-from embedding_assets_tests.conftest import write_topics
+from embedding_assets_tests.conftest import TEST_TOPICS, write_topics
 from embedding_assets_tests.dagster_dev import PROJECT_ROOT, project_env
-from embedding_assets_tests.pipeline_helpers import expected_index, indexed
+from embedding_assets_tests.pipeline_helpers import SPARE_TOPICS, expected_index, indexed, random_edit
 
 pytestmark = [pytest.mark.slow, pytest.mark.reliability]
 ASSETS = "raw_documents,chunks,embeddings,vector_table"
@@ -129,6 +130,56 @@ def test_readers_see_a_whole_shard_before_or_after_a_commit(
             "trials": reads,
             "faults": {"concurrent commits": 40},
             "rows_checked": reads * 25,
+            "rows_lost": 0,
+            "duplicates": 0,
+        }
+    )
+
+
+def test_two_indexes_sharing_the_default_staging_refreshed_at_once_stay_apart(
+    tmp_path: Path, minilm: Embedder, reliability_log: Callable[[dict], None]
+) -> None:
+    """Two indexes of different sources and LanceDB locations, run from one working folder with the default
+    staging (`data/staging`), refreshed at the same time after random edits to both: each table equals its
+    own source after every round."""
+    work, rng = tmp_path / "work", random.Random(16)
+    work.mkdir()
+    indexes = []
+    for name, topics in (("a", TEST_TOPICS[:6]), ("b", TEST_TOPICS[6:])):
+        (tmp_path / name).mkdir()
+        env = project_env(tmp_path / name, shards="4")
+        del env["EMBEDDING_ASSETS_STAGING_DIR"]  # the default, relative to the working folder
+        write_topics(tmp_path / name / "source", topics)
+        indexes.append((env, Settings.from_env(env | {"EMBEDDING_ASSETS_STAGING_DIR": str(work / "data/staging")})))
+    checked, spare = 0, list(SPARE_TOPICS)
+    for round_ in range(3):
+        for _, settings in indexes:
+            for _ in range(2):
+                random_edit(Path(settings.source_dir), rng, spare)
+        procs = [
+            subprocess.Popen(
+                [str(PROJECT_ROOT / ".venv/bin/embedding-assets"), "refresh"],
+                cwd=work,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            for env, _ in indexes
+        ]
+        for proc in procs:
+            _, stderr = proc.communicate(timeout=600)
+            assert proc.returncode == 0, stderr.decode()[-3000:]
+        for _, settings in indexes:
+            stored = indexed(settings, minilm.model_version)
+            assert stored == expected_index(settings, minilm), f"round {round_}: {settings.source_dir}"
+            checked += len(stored)
+    assert len(list((work / "data/staging").glob("index-*/index.json"))) == 2
+    reliability_log(
+        {
+            "suite": "two indexes, one default staging folder, refreshed at once",
+            "trials": 3,
+            "faults": {"concurrent refreshes of two indexes": 3},
+            "rows_checked": checked,
             "rows_lost": 0,
             "duplicates": 0,
         }

@@ -108,7 +108,7 @@ def test_the_index_follows_the_source_on_postgres_and_s3(
         changes = Index(settings).changes  # in the instance's database, where every run worker finds it
         assert isinstance(changes.database, PostgresDatabase) and changes.database.schema.startswith("change_index_")
         assert changes.keys() == len(list(source.iterdir()))
-        assert not Path(settings.staging_dir, "change_index.sqlite").exists()
+        assert not list(Path(settings.staging_dir).rglob("change_index.sqlite"))
         assert_secret_never_stored(production, instance, postgres, object_store)
     out, err = capfd.readouterr()
     assert S3_SECRET not in out and S3_SECRET not in err

@@ -7,11 +7,13 @@ these objects from an ``Index``, so each is built one way only.
 
 import dataclasses
 import hashlib
+import json
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
+from pathlib import Path
 
 from embedding_assets.core.change_index import ChangeIndex, SyncReport
 from embedding_assets.core.change_index_db import IndexDatabase, PostgresDatabase, SqliteDatabase
@@ -84,9 +86,20 @@ class Index:
             )
         return SourceFolder(location, id_field=s.id_field, text_field=s.text_field, max_file_bytes=s.max_file_bytes)
 
+    @property
+    def identity(self) -> dict[str, str]:
+        """What makes an index itself: its table location and shard count (a shard's rows live there)."""
+        return {"lancedb_uri": self.settings.lancedb_uri, "shards": str(self.settings.shards)}
+
+    @property
+    def index_id(self) -> str:
+        return hashlib.sha256(json.dumps(self.identity, sort_keys=True).encode()).hexdigest()[:12]
+
     @cached_property
     def staging(self) -> Staging:
-        return Staging(self.settings.staging_dir)
+        """This index's own staging folder, ``<EMBEDDING_ASSETS_STAGING_DIR>/index-<id>``: indexes sharing
+        a staging folder (the default ``data/staging``) never read or lock each other's files."""
+        return Staging(Path(self.settings.staging_dir) / f"index-{self.index_id}", self.identity)
 
     @cached_property
     def embedder(self) -> Embedder:
@@ -229,6 +242,7 @@ class Index:
             embedder=self.embedder,
             chunking=self.chunking,
             expire_before=self.expire_before(),
+            index_id=self.index_id,
         )
 
 

@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 
 from embedding_assets.core.chunking import Chunk, ChunkingConfig, chunk_document
 from embedding_assets.core.embedders import Embedder
+from embedding_assets.core.errors import ConfigError
 from embedding_assets.core.hashing import Hasher
 from embedding_assets.core.sources import Document, Item, Skip
 from embedding_assets.core.staging import Row, Staging
@@ -48,6 +49,7 @@ CHUNK_SCHEMA = pa.schema(
 EMBED_BATCH_ROWS = 256
 KEY = "embedding_assets.key"  # footer metadata: what a staged file was derived from
 MADE_BY = "embedding_assets.made_by"  # footer metadata: the code that made it (chunker or model identity)
+INDEX = "embedding_assets.index"  # footer metadata: the index the file was staged for
 GENERATION = "embedding_assets.generation"  # raw documents' footer: the change index generation they reflect
 
 
@@ -86,6 +88,7 @@ class ShardWork:
     embedder: Embedder
     chunking: ChunkingConfig
     expire_before: datetime | None = None
+    index_id: str = ""  # the index this staging belongs to: in every key and footer, checked before a commit
 
     @property
     def model_version(self) -> str:
@@ -114,7 +117,7 @@ class ShardWork:
         change index's ``generation`` the documents are at least as new as."""
         skipped: list[Skip] = []
         totals = {"characters": 0}
-        key, footer = Hasher(), {GENERATION: str(generation)}
+        key, footer = Hasher().update(self.index_id), {GENERATION: str(generation), INDEX: self.index_id}
 
         def rows() -> Iterator[Row]:
             for item in items:
@@ -163,7 +166,7 @@ class ShardWork:
                     totals["tokens"] += sum(c["token_count"] for c in chunks)
                     yield from chunks
 
-        chunks = staging.write_rows(out, CHUNK_SCHEMA, rows(), {KEY: key or "", MADE_BY: made_by})
+        chunks = staging.write_rows(out, CHUNK_SCHEMA, rows(), {KEY: key or "", MADE_BY: made_by, INDEX: self.index_id})
         return ChunkStats(totals["documents"], chunks, totals["tokens"], totals["rechunked"])
 
     def staged_chunks(self, columns: Sequence[str] | None = None) -> pa.Table | None:
@@ -204,7 +207,7 @@ class ShardWork:
         stamp = now or datetime.now(UTC)
         reusable = self._reusable_vectors
         embedded = reused = tokens = 0
-        with staging.writer(out, schema, {KEY: self._embeddings_key or ""}) as writer:
+        with staging.writer(out, schema, {KEY: self._embeddings_key or "", INDEX: self.index_id}) as writer:
             for batch in staging.read_batches(self.chunks_path, EMBED_BATCH_ROWS):
                 hashes = batch.column("chunk_hash").to_pylist()
                 missing = [i for i, h in enumerate(hashes) if h not in reusable]
@@ -229,7 +232,14 @@ class ShardWork:
         return EmbedStats(embedded + reused, embedded, reused, tokens, embedder.dimensions)
 
     def write(self) -> ShardWrite:
-        """Replace the shard's rows in the model's LanceDB table with the staged embeddings, atomically."""
+        """Replace the shard's rows in the model's LanceDB table with the staged embeddings. Refuses a
+        file staged for another index (a staging folder copied or mounted by hand)."""
+        staged_for = self.staging.metadata(self.embeddings_path).get(INDEX, "")
+        if staged_for != self.index_id:
+            raise ConfigError(
+                f"{self.embeddings_path} was staged for index {staged_for or '(unknown)'}, not this one "
+                f"({self.index_id}); staging folders belong to one index: re-materialize {self.shard}"
+            )
         return self.store.replace_shard(self.shard, self.staging.read(self.embeddings_path))
 
     @cached_property

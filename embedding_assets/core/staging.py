@@ -4,6 +4,7 @@ Parquet rather than pickles, so a person can open any stage with pyarrow, DuckDB
 """
 
 import fcntl
+import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -13,15 +14,44 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from embedding_assets.core.errors import ConfigError
+
 BATCH_ROWS = 1024
 Row = dict[str, Any]  # one row as pyarrow's to_pylist gives it
 
 
-class Staging:
-    """``<root>/<asset>/<shard>.parquet``; ``variant`` separates data that depends on a model or config."""
+IDENTITY_FILE = "index.json"
 
-    def __init__(self, root: str | Path) -> None:
+
+class Staging:
+    """``<root>/<asset>/<shard>.parquet``; ``variant`` separates data that depends on a model or config.
+
+    With an ``identity`` (what the index is), the folder belongs to that index: the first use writes it
+    to ``index.json``, and every later use refuses a folder that names another index."""
+
+    def __init__(self, root: str | Path, identity: Mapping[str, str] | None = None) -> None:
         self.root = Path(root)
+        self.identity = dict(identity or {})
+        self._claimed = False
+
+    def claim(self) -> None:
+        """Make sure this folder is this index's (once per object; a no-op without an identity)."""
+        if self._claimed or not self.identity:
+            return
+        path = self.root / IDENTITY_FILE
+        if path.exists():
+            recorded = json.loads(path.read_text(encoding="utf-8"))
+            if recorded != self.identity:
+                raise ConfigError(
+                    f"the staging folder {self.root} belongs to another index ({recorded}), not to this one "
+                    f"({self.identity}); set EMBEDDING_ASSETS_STAGING_DIR to a folder of this index's own"
+                )
+        else:
+            self.root.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f".{IDENTITY_FILE}.{os.getpid()}.partial")
+            partial.write_text(json.dumps(self.identity, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            os.replace(partial, path)
+        self._claimed = True
 
     def path(self, asset: str, shard: str, variant: str = "") -> Path:
         return self.root / asset / variant / f"{shard}.parquet" if variant else self.root / asset / f"{shard}.parquet"
@@ -30,6 +60,7 @@ class Staging:
     def lock(self, shard: str) -> Iterator[None]:
         """Exclusive lock on one shard for every process on this host (flock, released if the process
         dies), so two runs of the same shard never interleave their steps or their table commits."""
+        self.claim()
         path = self.root / "locks" / f"{shard}.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a") as handle:
@@ -41,6 +72,7 @@ class Staging:
 
     def change_index(self) -> Path:
         """The change index: what every key of the source held, and each shard's fingerprint."""
+        self.claim()
         return self.root / "change_index.sqlite"
 
     def read_batches(self, path: Path, batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:

@@ -1,6 +1,7 @@
 """The one place the pipeline's objects are built: each once, from settings, and stale shards found one way."""
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -12,17 +13,18 @@ from embedding_assets.core.profiles import INSTANCE_DATABASE
 from embedding_assets.core.settings import Settings
 from embedding_assets.core.shards import shard_of
 from embedding_assets.core.sources import SourceFolder
+from embedding_assets.core.staging import Staging
 
 
 def test_objects_are_built_from_the_settings_once(settings: Settings) -> None:
     index = Index(settings)
     assert isinstance(index.source, SourceFolder) and index.source.root == Path(settings.source_dir)
-    assert index.staging.root == Path(settings.staging_dir)
+    assert index.staging.root == Path(settings.staging_dir) / f"index-{index.index_id}"
     assert index.store.uri == settings.lancedb_uri and index.shard_count == settings.shards
     assert index.embedder is index.embedder and index.store is index.store
     assert index.embedder.model_version == "local:all-MiniLM-L6-v2-onnx-int8@1.0.0/384d"
     work = index.shard_work("s001")
-    assert work.chunks_path == Path(settings.staging_dir) / "chunks" / "s001.parquet"
+    assert work.chunks_path == index.staging.root / "chunks" / "s001.parquet"
     assert work.embeddings_path.parent.name == "chunks__local_all_minilm_l6_v2_onnx_int8_1_0_0_384d"
 
 
@@ -45,6 +47,22 @@ def test_the_change_index_lives_in_staging_or_in_each_index_s_own_postgresql_sch
     assert len(schemas) == 2, "two indexes never share a change index"
     with pytest.raises(ConfigError, match="CHANGE_INDEX must not hold a password"):
         dataclasses.replace(settings, change_index="postgresql://ea:secret@pg/state")
+
+
+def test_each_index_stages_in_a_folder_of_its_own_that_refuses_another_index(settings: Settings) -> None:
+    index = Index(settings)
+    other = Index(dataclasses.replace(settings, lancedb_uri=settings.lancedb_uri + "-other"))
+    assert index.staging.root.parent == other.staging.root.parent == Path(settings.staging_dir)
+    assert index.staging.root != other.staging.root
+    with index.staging.lock("s000"):  # first use: the folder is claimed
+        pass
+    recorded = json.loads((index.staging.root / "index.json").read_text())
+    assert recorded == {"lancedb_uri": settings.lancedb_uri, "shards": str(settings.shards)}
+    copied = Staging(index.staging.root, other.identity)  # another index pointed at this folder by hand
+    with pytest.raises(ConfigError, match=r"belongs to another index .* set EMBEDDING_ASSETS_STAGING_DIR"):
+        copied.lock("s000").__enter__()
+    with Index(settings).staging.lock("s000"):  # the index itself, again: fine
+        pass
 
 
 def test_validate_refuses_what_only_the_model_can_tell(settings: Settings) -> None:

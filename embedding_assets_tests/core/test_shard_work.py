@@ -1,17 +1,20 @@
 """One shard's four stages on real Parquet staging and a real LanceDB table, with the toy embedder (the
 model is not under test here): incremental work equals a from-scratch run, and memory stays bounded."""
 
+import dataclasses
 import random
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 
 from embedding_assets.core.chunking import ChunkingConfig
 from embedding_assets.core.embedders.toy import ToyEmbedder
+from embedding_assets.core.errors import ConfigError
 from embedding_assets.core.hashing import content_hash
-from embedding_assets.core.shard_work import EMBED_BATCH_ROWS, ChunkStats, EmbedStats, ShardWork
+from embedding_assets.core.shard_work import EMBED_BATCH_ROWS, INDEX, ChunkStats, EmbedStats, ShardWork
 from embedding_assets.core.sources import Document, SourceFolder
 from embedding_assets.core.staging import Staging
 from embedding_assets.core.store import VectorStore
@@ -135,3 +138,19 @@ def test_stages_stream_with_a_bounded_number_of_rows_in_flight(tmp_path: Path) -
     assert stats.chunks == shard.staging.row_count(shard.chunks_path) > source.count
     assert embedder.largest_request <= EMBED_BATCH_ROWS
     assert raw_peak < total / 3 and rest_peak < total / 3, (raw_peak, rest_peak, total)
+
+
+def test_a_file_staged_for_another_index_is_never_committed(tmp_path: Path) -> None:
+    source, root, embedder = tmp_path / "source", tmp_path / "index", CountingToy()
+    write_docs(source, 5)
+    run_stages(source, root, embedder)
+    other = dataclasses.replace(work(root, embedder), index_id="another")  # its folder, copied by hand
+    with pytest.raises(ConfigError, match=r"staged for index \(unknown\), not this one \(another\)"):
+        other.write()
+    other.read_raw_documents(SourceFolder(source).read_shard(SHARD, SHARD_COUNT))
+    other.chunk()
+    other.embed()  # its keys differ from the files there, so every stage is rewritten for it
+    assert {other.staging.metadata(p)[INDEX] for p in (other.raw_path, other.chunks_path, other.embeddings_path)} == {
+        "another"
+    }
+    assert other.write().unchanged > 0  # then it commits (the same rows here: nothing changes)
