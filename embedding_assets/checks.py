@@ -32,8 +32,9 @@ DESCRIPTIONS = {
     VECTOR_TABLE_INTEGRITY: "Dimensions, valid vectors, unique chunk ids, one model version, and one row per "
     "staged chunk.",
     INDEX_MATCHES_SOURCE: "Reconciliation: the shard's rows are exactly the chunks its source documents produce "
-    "now (ids, text hashes, document hashes, model version), listing every difference. Documents whose hash "
-    "the staged chunks carry are not re-cut (`embedding-assets verify` re-cuts them all).",
+    "now (ids, text hashes, document hashes, model version), listing every difference, and the fingerprint "
+    "recorded beside the table (what stale detection reads instead of the rows) is the rows' own. Documents "
+    "whose hash the staged chunks carry are not re-cut (`embedding-assets verify` re-cuts them all).",
     EMBEDDING_DRIFT: "Drift sentinel: re-embeds a few random stored chunks of the run's shards with the table's "
     "own model and warns when a stored vector no longer matches (a silent provider-side change, broken "
     "preprocessing). The sample is per run, so its cost does not grow with the number of shards; only the "
@@ -82,6 +83,7 @@ def build_table_checks(
         rng = random.Random(f"{keys[0]}:{keys[-1]}:{date.today()}")
         quota = sample_quota(list(keys), index.settings.drift_sample, rng) if EMBEDDING_DRIFT in selected else {}
         samples: dict[str, pa.Table] = {}
+        recorded = store.recorded_states(model.model_version) if INDEX_MATCHES_SOURCE in selected else {}
         for shard in keys:
             work = index.shard_work(shard)
             columns = {c for name in selected for c in COLUMNS.get(name, ())}
@@ -102,7 +104,7 @@ def build_table_checks(
             if INDEX_MATCHES_SOURCE in selected:
                 cached = work.staged_chunks(CHUNK_COLUMNS)
                 expected = expected_chunks(index.documents(shard), index.chunking, model, cached)
-                diff = diff_shard(shard, expected, rows, model.model_version)
+                diff = diff_shard(shard, expected, rows, model.model_version, recorded.get(shard))
                 report(
                     context, shard, CheckOutcome(INDEX_MATCHES_SOURCE, diff.matches, diff.describe(), diff.figures())
                 )

@@ -82,8 +82,8 @@ def build_triggers(
         context: dg.ScheduleEvaluationContext, pipeline: PipelineResource
     ) -> list[dg.RunRequest] | dg.SkipReason:
         """On a cron (EMBEDDING_ASSETS_REFRESH_CRON, off by default): reconcile the change index with a
-        full listing of the source, compare it with the table itself, and refresh every shard that
-        differs or holds expired vectors."""
+        full listing of the source, compare it with the fingerprints recorded beside the table, and
+        refresh every shard that differs or holds expired vectors."""
         index = pipeline.get()
         index.sync(full=True)
         stale = index.stale_shards()

@@ -92,10 +92,13 @@ class ObjectStore:
             aws_secret_access_key=S3_SECRET,
         )
 
-    def notify_queue(self, bucket: str, prefix: str, queue: str) -> str:
-        """A new queue ``queue`` receiving the bucket's created and removed events under ``prefix``; its URL."""
+    def notify_queue(self, bucket: str, prefix: str, queue: str, visibility_timeout: int | None = None) -> str:
+        """A new queue ``queue`` receiving the bucket's created and removed events under ``prefix``; its URL.
+        ``visibility_timeout`` (seconds; SQS's default is 30) is how soon a message received but not
+        deleted is delivered again."""
         sqs = self.sqs()
-        url = sqs.create_queue(QueueName=queue)["QueueUrl"]
+        attributes = {} if visibility_timeout is None else {"VisibilityTimeout": str(visibility_timeout)}
+        url = sqs.create_queue(QueueName=queue, Attributes=attributes)["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         rule = {"Name": "prefix", "Value": prefix}
         self.client().put_bucket_notification_configuration(

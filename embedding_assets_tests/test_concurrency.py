@@ -5,6 +5,7 @@ import itertools
 import random
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -109,19 +110,21 @@ for n in range(int(sys.argv[2])):
 """
 
 
-def test_readers_see_a_whole_shard_before_or_after_a_commit(
+def test_readers_never_miss_a_current_chunk_while_a_shard_is_written(
     tmp_path: Path, reliability_log: Callable[[dict], None]
 ) -> None:
+    """A shard write is an upsert, then a delete of the vanished chunks: a reader sees the old shard, the
+    new one, or the new one plus the chunks about to be deleted, never a shard missing a current chunk."""
     uri = str(tmp_path / "lancedb")
     subprocess.run([sys.executable, "-c", WRITER, uri, "1"], check=True)  # the table exists, in state 0
     writer = subprocess.Popen([sys.executable, "-c", WRITER, uri, "40"])
     store, seen, reads = VectorStore(uri), set(), 0
     while writer.poll() is None or reads == 0:
         rows = store.shard_rows("toy:hashing@1/4d", "s000", ["chunk_hash", "doc_hash"]).to_pylist()
-        versions = {r["doc_hash"] for r in rows}
-        assert len(versions) == 1, f"a read mixed two commits: {versions}"
-        assert len(rows) == (40 if versions == {"v1"} else 25) == len({r["chunk_hash"] for r in rows})
-        seen |= versions
+        counts = Counter(r["doc_hash"] for r in rows)  # v0: d0..d24; v1: d0..d39
+        assert counts in ({"v1": 40}, {"v0": 25}, {"v0": 25, "v1": 15}), counts
+        assert len(rows) == len({r["chunk_hash"] for r in rows})
+        seen |= set(counts)
         reads += 1
     assert writer.returncode == 0 and seen == {"v0", "v1"}
     reliability_log(

@@ -51,6 +51,12 @@ def check_table(settings: Settings, embedder: Embedder) -> tuple[int, int, int]:
     return len(rows), lost, duplicates
 
 
+def shrink_longest(source: Path) -> None:
+    """Cut the longest document to a quarter: the next refresh upserts its first chunk, then deletes the rest."""
+    path = max(source.glob("*.txt"), key=lambda p: (p.stat().st_size, p.name))
+    path.write_text(path.read_text()[: path.stat().st_size // 4])
+
+
 def test_sigkill_anywhere_then_rerun_restores_the_exact_index(
     tmp_path: Path, minilm: Embedder, reliability_log: Callable[[dict], None]
 ) -> None:
@@ -74,6 +80,8 @@ def test_sigkill_anywhere_then_rerun_restores_the_exact_index(
             if faults.total():  # the first trial builds the index from nothing
                 random_edit(source, rng, spare)
                 random_edit(source, rng, spare)
+            if point.startswith("delete:"):
+                shrink_longest(source)  # so that a write deletes vanished chunks after its upsert
             worker = subprocess.Popen(
                 [
                     sys.executable,

@@ -19,7 +19,7 @@ from embedding_assets.core.shards import shard_of
 from embedding_assets.core.store import VectorStore
 from embedding_assets.refresh import refresh
 
-READS = ("shard_rows", "documents_by_shard", "expired_shards", "shard_counts")
+READS = ("shard_rows", "shard_states", "recorded_states", "expired_shards", "shard_counts")
 HELPERS = {"_stored_vectors"}  # name the caller that needs the read, not the helper that makes it
 
 
@@ -49,10 +49,11 @@ def test_a_one_shard_refresh_reads_the_shard_once_per_step(settings: Settings, r
         report = refresh(Index(toy), instance)
         assert report.stale == [shard_of("while.txt", toy.shards)]
         assert reads == {
-            "documents_by_shard <- stale_shards": 1,  # which shards are stale: the one whole-table read
+            "shard_states <- stale_shards": 1,  # which shards are stale: the small state table, not the rows
             "shard_rows <- _reusable_vectors": 1,  # embeddings: the stored vectors it may reuse
             "shard_rows <- replace_shard": 1,  # vector_table: what the commit must change
             "shard_rows <- vector_table_checks": 1,  # all three checks, from one read
+            "recorded_states <- vector_table_checks": 1,  # the fingerprints index_matches_source holds against it
         }
 
         # With a run budget, the budget pass reads the stored hashes once more, before the shard's lock.
@@ -60,4 +61,4 @@ def test_a_one_shard_refresh_reads_the_shard_once_per_step(settings: Settings, r
         reads.clear()
         refresh(Index(dataclasses.replace(toy, run_budget_usd=1.0)), instance)
         assert reads["shard_rows <- _reusable_hashes"] == 1
-        assert sum(reads.values()) == 5
+        assert sum(reads.values()) == 6

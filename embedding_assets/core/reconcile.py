@@ -12,7 +12,7 @@ from embedding_assets.core.embedders import Embedder
 from embedding_assets.core.hashing import set_hash
 from embedding_assets.core.sources import Document, Item
 from embedding_assets.core.staging import Row
-from embedding_assets.core.store import VectorStore
+from embedding_assets.core.store import ShardState, VectorStore, fingerprint
 
 MAX_LISTED = 20
 STORED_COLUMNS = ("chunk_id", "doc_id", "chunk_hash", "doc_hash", "model_version")  # what diff_shard compares
@@ -37,13 +37,21 @@ class ShardDiff:
     extra: list[str] = field(default_factory=list)  # chunk ids the source no longer produces
     changed: list[str] = field(default_factory=list)  # stored with another text or document hash
     wrong_model: list[str] = field(default_factory=list)  # embedded by another model version
+    rows_fingerprint: str = ""  # the set hash of the stored rows' (doc_id, doc_hash) pairs
+    recorded_fingerprint: str | None = None  # what the shard state records (None: nothing recorded)
+
+    @property
+    def fingerprint_matches(self) -> bool:
+        """The recorded fingerprint is the stored rows' (vacuously, when none is recorded)."""
+        return self.recorded_fingerprint in (None, self.rows_fingerprint)
 
     @property
     def matches(self) -> bool:
-        return not (self.missing or self.extra or self.changed or self.wrong_model)
+        return not (self.missing or self.extra or self.changed or self.wrong_model) and self.fingerprint_matches
 
-    def figures(self) -> dict[str, int]:
-        """The counts a check result records."""
+    def figures(self) -> dict[str, int | str | bool]:
+        """The counts (and the fingerprint comparison) a check result records."""
+        recorded = self.recorded_fingerprint
         return {
             "expected_rows": self.expected,
             "stored_rows": self.stored,
@@ -51,6 +59,9 @@ class ShardDiff:
             "extra": len(self.extra),
             "changed": len(self.changed),
             "wrong_model": len(self.wrong_model),
+            "rows_fingerprint": self.rows_fingerprint,
+            "recorded_fingerprint": "none" if recorded is None else recorded or "pending",
+            "fingerprint_matches": self.fingerprint_matches,
         }
 
     def describe(self) -> str:
@@ -66,6 +77,9 @@ class ShardDiff:
             )
             if ids
         ]
+        if not self.fingerprint_matches:
+            recorded = self.recorded_fingerprint or "pending (a write that did not finish)"
+            parts.append(f"recorded fingerprint {recorded} is not the rows' {self.rows_fingerprint}")
         return f"{self.shard}: " + "; ".join(parts)
 
 
@@ -91,9 +105,14 @@ def expected_chunks(
 
 
 def diff_shard(
-    shard: str, expected: dict[str, ExpectedChunk], stored: pa.Table | None, model_version: str
+    shard: str,
+    expected: dict[str, ExpectedChunk],
+    stored: pa.Table | None,
+    model_version: str,
+    recorded: ShardState | None = None,
 ) -> ShardDiff:
-    """Compare the stored rows of ``shard`` (None: no table yet) with the expected chunks."""
+    """Compare the stored rows of ``shard`` (None: no table yet) with the expected chunks, and the
+    fingerprint its ``recorded`` state holds (None: not compared) with theirs."""
     rows = {} if stored is None else {r["chunk_id"]: r for r in stored.select(list(STORED_COLUMNS)).to_pylist()}
     both = sorted(expected.keys() & rows.keys())
     return ShardDiff(
@@ -109,6 +128,8 @@ def diff_shard(
             != (expected[k].doc_id, expected[k].chunk_hash, expected[k].doc_hash)
         ],
         wrong_model=sorted(k for k, r in rows.items() if r["model_version"] != model_version),
+        rows_fingerprint=fingerprint(stored),
+        recorded_fingerprint=None if recorded is None else recorded.fingerprint,
     )
 
 
@@ -124,11 +145,18 @@ def stale_shards(
 ) -> list[str]:
     """Shards whose table rows do not come from exactly the documents whose set hash ``fingerprints``
     holds (shard → ``set_hash`` of its (doc_id, doc_hash) pairs, as the change index keeps it), or hold
-    vectors embedded before ``expire_before``. Costs one read of three table columns, no chunking."""
-    indexed = store.documents_by_shard(model_version)
-    expired = set(store.expired_shards(model_version, expire_before)) if expire_before else set()
-    return [
-        shard
-        for shard, fingerprint in sorted(fingerprints.items())
-        if fingerprint != set_hash(indexed.get(shard, ())) or shard in expired
-    ]
+    vectors embedded before ``expire_before``. Compares with the shard states recorded beside the table
+    (one read of a row per shard), never the table itself: a shard whose write did not finish reads as
+    pending and so as stale. A shard no state records yet (a table of an older release) is computed
+    from its rows once, by an indexed read of that shard."""
+    states = store.shard_states(model_version, fingerprints)
+    return [shard for shard, source in sorted(fingerprints.items()) if _stale(states.get(shard), source, expire_before)]
+
+
+def _stale(state: ShardState | None, source: str, expire_before: datetime | None) -> bool:
+    """Whether a shard whose state is ``state`` (None: no table yet) must be refreshed."""
+    if state is None:
+        return source != set_hash(())  # only a shard with documents needs the table
+    oldest = state.oldest_embedded_at
+    expired = expire_before is not None and oldest is not None and oldest < expire_before
+    return state.fingerprint != source or expired

@@ -1,15 +1,28 @@
 """The LanceDB store on a real table in a temporary folder (toy vectors: the model is not under test)."""
 
-from datetime import UTC, datetime
+import random
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import lancedb
 import numpy as np
 import pyarrow as pa
 import pytest
 
+from embedding_assets.core import store as store_module
 from embedding_assets.core.errors import ConfigError
-from embedding_assets.core.hashing import content_hash
-from embedding_assets.core.store import VectorStore, row_schema, sql_string, table_name
+from embedding_assets.core.hashing import content_hash, set_hash
+from embedding_assets.core.store import (
+    STATE_COLUMNS,
+    VectorStore,
+    fingerprint,
+    row_schema,
+    shard_state,
+    sql_string,
+    state_table_name,
+    table_name,
+)
 
 MODEL = "toy:hashing@1/4d"
 SHARDS = 2
@@ -51,27 +64,170 @@ def sorted_rows(store: VectorStore, shard: str) -> list[dict]:
     return sorted(table.to_pylist(), key=lambda r: r["chunk_id"])
 
 
+def documents_fingerprint(docs: dict[str, list[str]]) -> str:
+    """The fingerprint the change index keeps for a shard holding ``docs``: the set hash of its
+    (doc_id, doc_hash) pairs, with the document hash ``rows`` gives each document."""
+    return set_hash((doc_id, content_hash("".join(texts))) for doc_id, texts in docs.items())
+
+
+def indexed_columns(store: VectorStore) -> dict[str, str]:
+    return {column: index.index_type for index in store.table(MODEL).list_indices() for column in index.columns}
+
+
+def state_version(store: VectorStore) -> int:
+    return int(store.db.open_table(state_table_name(MODEL)).version)
+
+
 def test_writing_the_same_shard_twice_commits_once(store: VectorStore) -> None:
     first = store.replace_shard("s000", rows("s000", {"a": ["x", "y"], "b": ["z"]}))
     assert (first.inserted, first.updated, first.deleted, first.committed) == (3, 0, 0, True)
-    before = sorted_rows(store, "s000")
+    before, states = sorted_rows(store, "s000"), state_version(store)
     again = store.replace_shard("s000", rows("s000", {"a": ["x", "y"], "b": ["z"]}))
     assert not again.committed and again.unchanged == 3
-    assert again.table_version == first.table_version
+    assert again.table_version == first.table_version == store.table(MODEL).version
+    assert state_version(store) == states  # nor is the shard's state rewritten
     assert sorted_rows(store, "s000") == before
 
 
-def test_changes_shrinks_and_deletes_are_applied_in_one_commit(store: VectorStore) -> None:
+def test_changes_shrinks_and_deletes_are_an_upsert_then_a_delete(store: VectorStore) -> None:
     store.replace_shard("s000", rows("s000", {"a": ["x", "y", "w"], "b": ["z"]}))
     store.replace_shard("s001", rows("s001", {"c": ["other shard"]}))
+    before = store.table(MODEL).version
     write = store.replace_shard("s000", rows("s000", {"a": ["x", "changed"], "d": ["new"]}))
     # a#0 keeps its text but its document changed (doc_hash), so it is rewritten too
     assert (write.inserted, write.updated, write.deleted, write.unchanged) == (1, 2, 2, 0)
     assert [r["chunk_id"] for r in sorted_rows(store, "s000")] == ["a#0", "a#1", "d#0"]
     assert [r["text"] for r in sorted_rows(store, "s000")][1] == "changed"
     assert [r["chunk_id"] for r in sorted_rows(store, "s001")] == ["c#0"]
-    versions = [v["version"] for v in store.table(MODEL).list_versions()]
-    assert versions[-1] == write.table_version == versions[-2] + 1
+    assert write.table_version == store.table(MODEL).version == before + 2  # two commits, upsert then delete
+
+
+def test_only_inserts_or_only_deletes_are_one_commit_and_an_empty_shard_is_deleted_whole(
+    store: VectorStore,
+) -> None:
+    store.replace_shard("s000", rows("s000", {"a": ["x", "y", "w"]}))
+    before = store.table(MODEL).version
+    shrink = store.replace_shard("s000", rows("s000", {"a": ["x", "y", "w"]}).slice(0, 1))
+    assert (shrink.inserted, shrink.updated, shrink.deleted, shrink.unchanged) == (0, 0, 2, 1)
+    assert shrink.table_version == before + 1
+    emptied = store.replace_shard("s000", rows("s000", {}))
+    assert (emptied.deleted, emptied.table_version) == (1, before + 2)
+    assert store.shard_rows(MODEL, "s000").num_rows == 0
+    assert store.recorded_states(MODEL)["s000"] == shard_state("s000", rows("s000", {}), before + 2)
+
+
+def test_vanished_ids_are_deleted_in_batches(store: VectorStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_module, "DELETE_BATCH_IDS", 2)
+    store.replace_shard("s000", rows("s000", {"a": [f"t{i}" for i in range(6)]}))
+    before = store.table(MODEL).version
+    write = store.replace_shard("s000", rows("s000", {"a": [f"t{i}" for i in range(6)]}).slice(0, 1))
+    assert write.deleted == 5 and write.table_version == before + 3  # ceil(5 / 2) delete commits
+    assert [r["chunk_id"] for r in sorted_rows(store, "s000")] == ["a#0"]
+
+
+def test_the_first_write_makes_the_scalar_indexes_and_a_state_per_shard(store: VectorStore) -> None:
+    store.replace_shard("s000", rows("s000", {"a": ["x"]}))
+    assert indexed_columns(store) == {"chunk_id": "BTree", "shard": "Bitmap", "doc_id": "BTree"}
+    states = store.recorded_states(MODEL)
+    assert sorted(states) == ["s000", "s001"] and states["s001"].rows == 0
+    assert states["s000"].fingerprint == documents_fingerprint({"a": ["x"]}) and states["s000"].rows == 1
+
+    def plan() -> str:
+        return str(store.table(MODEL).search().where("shard = 's000'").explain_plan(verbose=True))
+
+    assert "ScalarIndexQuery" not in plan()  # rows written since the index was made are scanned ...
+    store.compact(MODEL, min_small_fragments=1)
+    assert "ScalarIndexQuery: query=[shard = s000]@shard_idx(Bitmap)" in plan()  # ... until optimize folds them in
+
+
+def test_a_table_of_an_older_release_gets_indexes_and_states(tmp_path: Path) -> None:
+    uri = str(tmp_path / "lancedb")
+    legacy = lancedb.connect(uri).create_table(
+        table_name(MODEL), schema=row_schema(4, model_version=MODEL, shard_count=SHARDS)
+    )
+    legacy.add(rows("s000", {"a": ["x", "y"]}))
+    legacy.add(rows("s001", {"b": ["z"]}))
+    store = VectorStore(uri)
+    assert store.recorded_states(MODEL) == {} and indexed_columns(store) == {}
+    states = store.shard_states(MODEL, ["s000", "s001"])  # computed from each shard's rows, and recorded
+    assert states["s000"].fingerprint == documents_fingerprint({"a": ["x", "y"]})
+    assert states["s001"].fingerprint == documents_fingerprint({"b": ["z"]})
+    assert store.recorded_states(MODEL) == states
+    assert indexed_columns(store) == {"chunk_id": "BTree", "shard": "Bitmap", "doc_id": "BTree"}
+
+    again = VectorStore(uri)  # a write to an older table, in a process that has not seen it yet
+    lancedb.connect(uri).open_table(table_name(MODEL)).drop_index("doc_id_idx")
+    again.replace_shard("s001", rows("s001", {"b": ["z", "w"]}))
+    assert indexed_columns(again)["doc_id"] == "BTree"
+    assert again.recorded_states(MODEL)["s001"].fingerprint == documents_fingerprint({"b": ["z", "w"]})
+
+
+def test_states_of_a_dropped_table_are_not_taken_for_the_new_ones(tmp_path: Path) -> None:
+    uri = str(tmp_path / "lancedb")
+    VectorStore(uri).replace_shard("s000", rows("s000", {"a": ["x"]}))
+    lancedb.connect(uri).drop_table(table_name(MODEL))  # dropped by hand: its states stay behind
+    store = VectorStore(uri)
+    store.replace_shard("s001", rows("s001", {"b": ["z"]}))
+    states = store.recorded_states(MODEL)
+    assert states["s000"].rows == 0 and states["s000"].fingerprint == set_hash(())
+    assert states["s001"].fingerprint == documents_fingerprint({"b": ["z"]})
+    store.drop(MODEL)
+    assert state_table_name(MODEL) not in store.db.list_tables().tables
+
+
+def test_recorded_states_equal_the_rows_after_random_rewrites(
+    store: VectorStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "DELETE_BATCH_IDS", 2)  # several delete commits per write, too
+    rng = random.Random(13)
+    written: dict[str, dict[str, list[str]]] = {"s000": {}, "s001": {}}
+    for step in range(30):
+        shard = rng.choice(sorted(written))
+        docs = {
+            f"{shard}-d{i}": [f"doc {i} v{rng.randrange(3)} part {p}" for p in range(rng.randrange(1, 5))]
+            for i in rng.sample(range(8), rng.randrange(0, 6))
+        }
+        store.replace_shard(shard, rows(shard, docs))
+        written[shard] = docs
+        stored = store.shard_rows(MODEL, shard, ["chunk_id", "chunk_hash", "doc_hash"])
+        want = rows(shard, docs).select(["chunk_id", "chunk_hash", "doc_hash"])
+        assert sorted(stored.to_pylist(), key=str) == sorted(want.to_pylist(), key=str), f"step {step}"
+        recorded = store.recorded_states(MODEL)
+        for key, held in written.items():
+            actual = store.shard_rows(MODEL, key, STATE_COLUMNS)
+            assert recorded[key].same_content(shard_state(key, actual, 0)), f"step {step}, {key}"
+            assert recorded[key].fingerprint == fingerprint(actual) == documents_fingerprint(held)
+            assert not recorded[key].pending
+
+
+def test_a_write_that_dies_between_upsert_and_delete_never_hides_a_current_chunk(tmp_path: Path) -> None:
+    class DiesBeforeTheDelete(VectorStore):
+        def _delete_chunks(self, *args: Any, **kwargs: Any) -> int:
+            raise RuntimeError("killed")
+
+    uri = str(tmp_path / "lancedb")
+    VectorStore(uri).replace_shard("s000", rows("s000", {"a": ["x", "y", "w"], "b": ["z"]}))
+    with pytest.raises(RuntimeError, match="killed"):
+        DiesBeforeTheDelete(uri).replace_shard("s000", rows("s000", {"a": ["x", "changed"], "d": ["new"]}))
+    store = VectorStore(uri)
+    seen = {r["chunk_id"]: r["chunk_hash"] for r in sorted_rows(store, "s000")}
+    current = {r["chunk_id"]: r["chunk_hash"] for r in rows("s000", {"a": ["x", "changed"], "d": ["new"]}).to_pylist()}
+    assert seen.items() >= current.items()  # every current chunk, already new
+    assert set(seen) - set(current) == {"a#2", "b#0"}  # and the vanished ones, until the re-run
+    assert store.recorded_states(MODEL)["s000"].pending
+    store.replace_shard("s000", rows("s000", {"a": ["x", "changed"], "d": ["new"]}))
+    assert {r["chunk_id"] for r in sorted_rows(store, "s000")} == set(current)
+    assert store.recorded_states(MODEL)["s000"].fingerprint == documents_fingerprint(
+        {"a": ["x", "changed"], "d": ["new"]}
+    )
+
+
+def test_expired_shards_and_counts_come_from_states_and_indexes(store: VectorStore) -> None:
+    store.replace_shard("s000", rows("s000", {"a": ["x", "y"]}))
+    assert store.expired_shards(MODEL, WHEN) == []
+    assert store.expired_shards(MODEL, WHEN + timedelta(seconds=1)) == ["s000"]  # s001 holds no vector
+    assert store.shard_counts(MODEL) == {"s000": 2}
+    assert store.expired_shards("other:model/4d", WHEN) == [] and store.shard_counts("other:model/4d") == {}
 
 
 def test_ids_with_quotes_are_data_not_sql(store: VectorStore) -> None:
