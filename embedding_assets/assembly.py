@@ -8,7 +8,7 @@ import os
 
 import dagster as dg
 
-from embedding_assets.assets import build_pipeline_assets, source_documents_spec
+from embedding_assets.assets import GROUP, build_pipeline_assets, source_documents_spec
 from embedding_assets.checks import build_table_checks
 from embedding_assets.core.index import Credentials, Index
 from embedding_assets.core.settings import Settings
@@ -16,6 +16,7 @@ from embedding_assets.core.shard_work import chunker_identity
 from embedding_assets.partitions import shard_partitions
 from embedding_assets.resources import PipelineResource
 from embedding_assets.sensors import build_triggers
+from embedding_assets.vector_index import build_vector_index
 
 REFRESH_JOB = "refresh_job"
 
@@ -44,17 +45,18 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         chunking_version=chunker_identity(settings.chunking, embedder),
         freshness_hours=settings.freshness_hours,
     )
+    vector_index = build_vector_index(vector_table, GROUP)
     sensors, schedules = build_triggers(settings, [raw_documents, chunks, embeddings, vector_table])
     automation = dg.AutomationConditionSensorDefinition(
         "pipeline_automation_sensor",
-        target=dg.AssetSelection.assets(chunks, embeddings, vector_table, retrieval_eval),
+        target=dg.AssetSelection.assets(chunks, embeddings, vector_table, retrieval_eval, vector_index),
         default_status=dg.DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=settings.automation_interval_seconds,
-        description="Carries refreshed shards from raw_documents down to vector_table, and refreshes every "
-        "shard after a model or chunker change.",
+        description="Carries refreshed shards from raw_documents down to vector_table, refreshes every "
+        "shard after a model or chunker change, and keeps the vector index fresh after refreshes.",
     )
     return dg.Definitions(
-        assets=[source_documents_spec(partitions), *assets],
+        assets=[source_documents_spec(partitions), *assets, vector_index],
         asset_checks=build_table_checks(vector_table, partitions),
         jobs=[
             dg.define_asset_job(

@@ -13,6 +13,7 @@ from typing import Any, TypedDict
 import dagster as dg
 
 from embedding_assets.automation import Condition, evaluate_after_refresh, follow_upstream, index_freshness
+from embedding_assets.core import progress
 from embedding_assets.core.cost import check_budget, cost_usd
 from embedding_assets.core.errors import ConfigError
 from embedding_assets.core.evaluation import comparison_table
@@ -25,7 +26,9 @@ from embedding_assets.resources import PipelineResource
 
 GROUP = "embedding_pipeline"
 SOURCE_DOCUMENTS = "source_documents"
-SOURCE_READER_VERSION = "1"
+# 2: HTML without glued words, texts in other encodings, PDF and DOCX (the keys of those suffixes are
+# read again: their versions carry the reader, see core.sources.records.READERS).
+SOURCE_READER_VERSION = "2"
 MAX_SKIPS_IN_METADATA = 100
 SLOW_SHARD_SECONDS = 1.0  # shards that take longer get a progress line in the run's log
 EMBEDDING_RETRIES = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
@@ -68,7 +71,8 @@ def build_pipeline_assets(
         """The shard's documents, staged as Parquet. The step first records the source's changes in the
         change index; each shard's keys come from there, and only documents whose hash changed are read
         from the source, the rest are kept from the previous file. Unreadable documents are skipped with
-        their reason recorded. A re-run rewrites the file atomically."""
+        their reason recorded; a text not in UTF-8 is decoded in the encoding detected for it, recorded
+        in ``detected_encodings``. A re-run rewrites the file atomically."""
         index = pipeline.get()
         index.sync()  # what the source holds now (a no-op after the change sensor's tick): O(changes)
 
@@ -78,12 +82,15 @@ def build_pipeline_assets(
             for skip in stats.skipped:
                 context.log.warning(f"{work.shard}: skipped {skip.doc_id!r}: {skip.reason}")
             skipped = [{"doc_id": s.doc_id, "reason": s.reason} for s in stats.skipped[:MAX_SKIPS_IN_METADATA]]
+            detected = [{"doc_id": d, "encoding": e} for d, e in list(stats.encodings.items())[:MAX_SKIPS_IN_METADATA]]
             return {
                 "documents": stats.documents,
                 "characters": stats.characters,
                 "skipped": len(stats.skipped),
                 "dagster/row_count": stats.documents,
                 "skipped_documents": dg.MetadataValue.json(skipped),
+                "documents_not_utf8": len(stats.encodings),
+                "detected_encodings": dg.MetadataValue.json(detected),
                 "path": dg.MetadataValue.path(str(work.raw_path)),
             }
 
@@ -257,6 +264,7 @@ def _for_each_shard(
             metadata = work(index.shard_work(shard))
         metadata["duration_s"] = round(time.perf_counter() - started, 3)
         context.add_asset_metadata(metadata, partition_key=shard)
+        progress.advance(asset, shard, **{k: v for k, v in metadata.items() if isinstance(v, int | float)})
         if metadata["duration_s"] >= SLOW_SHARD_SECONDS:
             figures = ", ".join(f"{k}={v}" for k, v in metadata.items() if isinstance(v, int | float))
             context.log.info(f"[{position}/{len(keys)}] {asset} {shard}: {figures}")

@@ -33,3 +33,15 @@ def index_freshness(hours: float) -> dg.FreshnessPolicy:
     """Flags the table when no shard has been refreshed for ``hours`` (warns at half). It only
     reports: the sensors and automation above do the refreshing."""
     return dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=hours), warn_window=timedelta(hours=hours / 2))
+
+
+def index_after_refresh() -> Condition:
+    """For vector_index: fold new rows into the ANN index (or retrain it) after the table changed."""
+    return (
+        # eager(): once any shard of vector_table was re-materialized, and never while one is still in
+        # progress or missing, so the index step follows a backfill once instead of once per shard.
+        # It is its own asset (its own step and run), so no shard's write ever waits for a retrain.
+        # eager() also excludes a run of vector_index itself in progress: a long retrain is never
+        # requested twice.
+        dg.AutomationCondition.eager()
+    )

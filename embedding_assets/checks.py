@@ -34,7 +34,8 @@ DESCRIPTIONS = {
     INDEX_MATCHES_SOURCE: "Reconciliation: the shard's rows are exactly the chunks its source documents produce "
     "now (ids, text hashes, document hashes, model version), listing every difference, and the fingerprint "
     "recorded beside the table (what stale detection reads instead of the rows) is the rows' own. Documents "
-    "whose hash the staged chunks carry are not re-cut (`embedding-assets verify` re-cuts them all).",
+    "are read from the source only where the staged copy's hash differs from the change index's, and are "
+    "not re-cut where the staged chunks carry their hash (`embedding-assets verify` re-reads and re-cuts all).",
     EMBEDDING_DRIFT: "Drift sentinel: re-embeds a few random stored chunks of the run's shards with the table's "
     "own model and warns when a stored vector no longer matches (a silent provider-side change, broken "
     "preprocessing). The sample is per run, so its cost does not grow with the number of shards; only the "
@@ -102,8 +103,11 @@ def build_table_checks(
                 )
                 report(context, shard, outcome)
             if INDEX_MATCHES_SOURCE in selected:
+                # Documents whose hash the change index holds come from the staged copy with that hash, the
+                # rest from the source: O(change) source reads (`verify` re-reads everything).
                 cached = work.staged_chunks(CHUNK_COLUMNS)
-                expected = expected_chunks(index.documents(shard), index.chunking, model, cached)
+                documents = index.documents(shard, reuse=work.staged_documents())
+                expected = expected_chunks(documents, index.chunking, model, cached)
                 diff = diff_shard(shard, expected, rows, model.model_version, recorded.get(shard))
                 report(
                     context, shard, CheckOutcome(INDEX_MATCHES_SOURCE, diff.matches, diff.describe(), diff.figures())

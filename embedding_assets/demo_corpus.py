@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+from embedding_assets.core import progress
+
 
 def export_pydoc_topics(folder: str | Path) -> int:
     """Write each pydoc topic as ``<topic>.txt`` under ``folder``; returns the number written.
@@ -16,4 +18,5 @@ def export_pydoc_topics(folder: str | Path) -> int:
         path = root / f"{name}.txt"
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             path.write_text(text, encoding="utf-8")
+        progress.advance("export", path.name)
     return len(topics)

@@ -12,6 +12,7 @@ from typing import Any
 import dagster as dg
 
 from embedding_assets.assembly import REFRESH_JOB, build_definitions
+from embedding_assets.core import progress as work_progress
 from embedding_assets.core.change_index import SyncReport
 from embedding_assets.core.index import Index
 from embedding_assets.shard_runs import range_tags, run_ranges, source_observation
@@ -44,8 +45,11 @@ def refresh(
     *,
     shards: list[str] | None = None,
     progress: Callable[[str], None] = lambda _: None,
+    log_level: str | None = None,
 ) -> RefreshReport:
-    """Scan, then materialize the stale shards (or exactly ``shards``, to repair them); raises if a run fails."""
+    """Scan, then materialize the stale shards (or exactly ``shards``, to repair them); raises if a run fails.
+    ``log_level`` (``WARNING``) quiets the runs' console log, whose events the instance keeps anyway.
+    The plan is reported to ``core.progress`` as step ``refresh_plan`` (figure ``stale_shards``)."""
     sync = index.sync()
     stale = shards if shards is not None else index.stale_shards()
     report = RefreshReport(sync, stale)
@@ -53,10 +57,14 @@ def refresh(
         f"{index.source.name}: {sync.keys_read} key(s) read, {sync.keys_deleted} deleted in {sync.seconds:.2f} s; "
         f"{len(stale)} of {index.shard_count} shards stale"
     )
+    work_progress.advance("refresh_plan", stale_shards=len(stale))
     job = build_definitions(index.settings).resolve_job_def(REFRESH_JOB)
+    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}} if log_level else None
     for first, last in run_ranges(stale, index.shard_count):
         progress(f"refreshing {first}...{last}")
-        result = job.execute_in_process(instance=instance, tags=range_tags(first, last), raise_on_error=True)
+        result = job.execute_in_process(
+            instance=instance, tags=range_tags(first, last), raise_on_error=True, run_config=run_config
+        )
         report.runs.append(result.run_id)
         for event in result.get_asset_materialization_events():
             materialization = event.materialization

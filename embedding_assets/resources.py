@@ -50,6 +50,7 @@ class PipelineResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     eval_margin: float = Field(description="Largest drop in recall@10 / nDCG@10 a promotion accepts.")
     drift_sample: int = Field(description="Stored chunks per run re-embedded by the drift check.")
     drift_threshold: float = Field(description="Lowest acceptable cosine of stored vs fresh vector.")
+    ann_min_rows: int = Field(description="Rows at which a table gets its vector (ANN) index.")
     openai_api_key: str | None = Field(default=None, description="From the OPENAI_API_KEY variable (dg.EnvVar).")
     openai_base_url: str | None = Field(default=None, description="From the OPENAI_BASE_URL variable (dg.EnvVar).")
 

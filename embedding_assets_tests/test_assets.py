@@ -12,6 +12,7 @@ from embedding_assets.core.settings import Settings
 from embedding_assets.core.shards import shard_keys, shard_of
 from embedding_assets.core.store import VectorStore
 from embedding_assets.core.table_checks import EMBEDDING_DRIFT, VECTOR_TABLE_INTEGRITY
+from embedding_assets.vector_index import ANN_RECALL
 from embedding_assets_tests.pipeline_helpers import (
     check_evaluations,
     expected_index,
@@ -31,7 +32,8 @@ def test_every_shard_is_indexed_checked_and_described(settings: Settings, minilm
         assert indexed(settings, minilm.model_version) == expected_index(settings, minilm)
         shards = shard_keys(settings.shards)
         checks = (VECTOR_TABLE_INTEGRITY, INDEX_MATCHES_SOURCE, EMBEDDING_DRIFT)  # 4 shards: 1 drift sample each
-        assert check_evaluations(result) == sorted((c, s, True) for c in checks for s in shards)
+        expected = [(c, s, True) for c in checks for s in shards] + [(ANN_RECALL, None, True)]  # no index yet
+        assert check_evaluations(result) == sorted(expected)
         counts = VectorStore(settings.lancedb_uri).shard_counts(minilm.model_version)
         assert len(set(counts.values())) > 1, "corpus too uniform to tell per-shard metadata apart"
         for shard in shards:
@@ -76,13 +78,14 @@ def test_edits_shrinks_deletes_and_additions_reach_the_index(settings: Settings,
 
 def test_unreadable_documents_are_reported_and_the_shard_proceeds(settings: Settings, minilm: Embedder) -> None:
     source = Path(settings.source_dir)
-    (source / "broken.txt").write_bytes(b"\xff\xfe not utf-8 \xff")
+    (source / "broken.txt").write_bytes(b"\x1b\x02\x03abc\x80\x81")  # neither UTF-8 nor any other encoding
     shard = shard_of("broken.txt", settings.shards)
     with dg.instance_for_test() as instance:
         materialize(settings, instance, partition=shard)
         raw = metadata(instance, "raw_documents", shard)
         assert raw["skipped"] == 1
-        assert raw["skipped_documents"] == [{"doc_id": "broken.txt", "reason": "not valid UTF-8 (byte 0)"}]
+        reason = "not valid UTF-8 (byte 6), and no other encoding fits it"
+        assert raw["skipped_documents"] == [{"doc_id": "broken.txt", "reason": reason}]
         assert raw["documents"] == metadata(instance, "chunks", shard)["documents"] > 0
 
 
@@ -95,9 +98,11 @@ def test_search_and_status_commands(
         monkeypatch.setenv(name, value)
     assert cli.main(["search", "loop until a condition becomes false", "-k", "3"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == (
-        f"top 3 for 'loop until a condition becomes false', answered by the live table ({minilm.model_version}):"
+    assert lines[0].startswith(
+        f"top 3 for 'loop until a condition becomes false', answered by the live table ({minilm.model_version}; "
+        "exact scan, "  # below EMBEDDING_ASSETS_ANN_MIN_ROWS: no vector index yet
     )
+    assert lines[0].endswith(" ms):")
     assert "while.txt" in lines[1] and float(lines[1].split()[1]) > 0.3
     assert cli.main(["status"]) == 0
     status = capsys.readouterr().out
@@ -112,6 +117,7 @@ def test_empty_shards_are_materialized_and_checked(settings: Settings, minilm: E
     with dg.instance_for_test() as instance:
         result = materialize(settings, instance)
         evaluations = check_evaluations(result)
-        assert len(evaluations) == 3 * settings.shards and all(passed for _, _, passed in evaluations)
+        assert len(evaluations) == 3 * settings.shards + 1  # three per shard, and the vector index's recall
+        assert all(passed for _, _, passed in evaluations)
         empty = [s for s in shard_keys(settings.shards) if s != shard_of("if.txt", settings.shards)]
         assert all(metadata(instance, "vector_table", s)["rows"] == 0 for s in empty)

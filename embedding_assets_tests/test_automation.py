@@ -39,6 +39,7 @@ def test_only_the_refreshed_shard_moves_and_a_model_change_moves_all(
         quiet = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=followed.cursor)
         assert {a: requested(quiet, a) for a in DOWNSTREAM} == {a: set() for a in DOWNSTREAM}
         assert quiet.get_num_requested(dg.AssetKey("retrieval_eval")) == 1  # the table changed: re-evaluate it
+        assert quiet.get_num_requested(dg.AssetKey("vector_index")) == 1  # fold the new rows into the index
 
         old_table = VectorStore(settings.lancedb_uri).table(minilm.model_version)
         old_version, old_rows = old_table.version, old_table.count_rows()

@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.reliability]
 SECRET = "this text lives outside the source folder"
 
 EXPECTED_SKIPS = {
-    "invalid-utf8.txt": "not valid UTF-8 (byte 6)",
+    "invalid-utf8.txt": "not valid UTF-8 (byte 6), and no other encoding fits it",
     "binary.txt": "binary content (NUL bytes)",
     "empty.md": "empty after normalisation",
     "blank.txt": "empty after normalisation",
@@ -45,6 +45,7 @@ EXPECTED_DOCUMENTS = {
     "quote'name.md",
     "semi;colon.md",
     "page.html",
+    "legacy-cp1252.txt",
     "dup-1",
     "x' OR '1'='1",
     "'; DROP TABLE chunks; --",
@@ -54,7 +55,8 @@ EXPECTED_DOCUMENTS = {
 def hostile_corpus(root: Path, outside: Path) -> None:
     write_topics(root, ("assert", "break"))
     outside.write_text(SECRET)
-    (root / "invalid-utf8.txt").write_bytes(b"hello \xff\xfe world")
+    (root / "invalid-utf8.txt").write_bytes(b"\x1b\x02\x03abc\x80\x81")  # no encoding makes this text
+    (root / "legacy-cp1252.txt").write_bytes("Caf\xe9 cr\xe8me: \u201cquoted\u201d, not UTF-8".encode("cp1252"))
     (root / "binary.txt").write_bytes(b"\x00\x01\x02PK\x03\x04" * 100)
     (root / "empty.md").write_bytes(b"")
     (root / "blank.txt").write_text(" \n\t\n \r\n")

@@ -33,9 +33,11 @@ def test_asset_graph_is_the_partitioned_chain(settings: Settings) -> None:
     defs = build_definitions(settings)
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == {*CHAIN, "retrieval_eval"}
-    evaluation = graph.get(dg.AssetKey("retrieval_eval"))
-    assert evaluation.parent_keys == {dg.AssetKey("vector_table")} and evaluation.partitions_def is None
+    assert keys == {*CHAIN, "retrieval_eval", "vector_index"}
+    for unpartitioned in ("retrieval_eval", "vector_index"):
+        node = graph.get(dg.AssetKey(unpartitioned))
+        assert node.parent_keys == {dg.AssetKey("vector_table")} and node.partitions_def is None
+    assert {k.name for k in graph.asset_check_keys if k.asset_key == dg.AssetKey("vector_index")} == {"ann_recall"}
     for upstream, downstream in itertools.pairwise(CHAIN):
         assert graph.get(dg.AssetKey(downstream)).parent_keys == {dg.AssetKey(upstream)}
     for name in CHAIN:

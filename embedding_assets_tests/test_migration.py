@@ -76,7 +76,7 @@ def test_promote_refuse_force_rollback_and_drop(
         versions = {v: store.info(v).version for v in (minilm.model_version, CANDIDATE)}
         assert cli.main(["promote", CANDIDATE, "--force"]) == 0
         assert cli.main(["search", "leave a loop early"]) == 0
-        assert f"answered by the live table ({CANDIDATE})" in capsys.readouterr().out
+        assert f"answered by the live table ({CANDIDATE}; exact scan" in capsys.readouterr().out
         assert cli.main(["rollback"]) == 0
         assert f"{minilm.model_version} is live again (was {CANDIDATE})" in capsys.readouterr().out
         assert {v: store.info(v).version for v in versions} == versions  # instant: no table was written

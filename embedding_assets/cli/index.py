@@ -3,14 +3,29 @@
 import argparse
 import os
 import textwrap
+import time
+from collections.abc import Mapping
+from typing import Any
 
+from embedding_assets.cli.output import EXIT_DIFFERENCE, EXIT_OK, emit
+from embedding_assets.cli.progress import Display
 from embedding_assets.core import profiles
 from embedding_assets.core.errors import ConfigError
 from embedding_assets.core.index import Index
-from embedding_assets.core.reconcile import STORED_COLUMNS, diff_shard, expected_chunks
+from embedding_assets.core.reconcile import STORED_COLUMNS, ShardDiff, diff_shard, expected_chunks
 from embedding_assets.core.shards import shard_keys
 
 MAX_QUARANTINE_LISTED = 50
+PIPELINE_STEPS = ("raw_documents", "chunks", "embeddings", "vector_table")  # what a refresh runs per shard
+REFRESH_TOTALS = (
+    "chunks_embedded",
+    "chunks_reused",
+    "chunks_inserted",
+    "chunks_updated",
+    "chunks_deleted",
+    "tokens_embedded",
+)
+Outcome = tuple[int, dict[str, Any], list[str]]  # exit code, JSON payload, lines for people
 
 
 def search(index: Index, args: argparse.Namespace) -> int:
@@ -18,23 +33,43 @@ def search(index: Index, args: argparse.Namespace) -> int:
     info = store.info(live)
     if info is None:
         raise LookupError(f"no table for {live} in {store.uri}; materialize the pipeline first")
-    hits = store.search(live, index.query_embedder(info).embed([args.query])[0], args.k)
-    print(f"top {hits.num_rows} for {args.query!r}, answered by the live table ({live}):")
-    for rank, hit in enumerate(hits.to_pylist(), start=1):
+    found = store.search(live, index.query_embedder(info).embed([args.query])[0], args.k)
+    meta = {k.decode(): v.decode() for k, v in (found.schema.metadata or {}).items()}
+    used = meta.get("vector_index") or "exact scan"
+    search_ms = float(meta.get("search_ms", "nan"))
+    hits = found.to_pylist()
+    lines = [f"top {len(hits)} for {args.query!r}, answered by the live table ({live}; {used}, {search_ms:.1f} ms):"]
+    for rank, hit in enumerate(hits, start=1):
         excerpt = textwrap.shorten(" ".join(hit["text"].split()), width=100, placeholder=" ...")
-        print(f"{rank:>2}. {hit['score']:.3f}  {hit['doc_id']}  [{hit['chunk_id']}]\n      {excerpt}")
-    return 0
+        page = f"  p. {hit['page']}" if hit.get("page") is not None else ""
+        lines.append(f"{rank:>2}. {hit['score']:.3f}  {hit['doc_id']}{page}  [{hit['chunk_id']}]\n      {excerpt}")
+    results = [
+        {
+            "rank": rank,
+            "score": round(float(hit["score"]), 6),
+            "doc_id": hit["doc_id"],
+            "chunk_id": hit["chunk_id"],
+            "shard": hit["shard"],
+            "page": hit.get("page"),
+            "text": hit["text"],
+        }
+        for rank, hit in enumerate(hits, start=1)
+    ]
+    payload = {"query": args.query, "k": args.k, "model_version": live, "vector_index": meta.get("vector_index", "")}
+    payload |= {"search_ms": search_ms, "hits": results}
+    return emit(args, EXIT_OK, payload, lines)
 
 
 def status(index: Index, args: argparse.Namespace) -> int:
     store, configured = index.store, index.embedder.model_version
     registry = index.registry.state()
     live = registry.live or configured
+    payload: dict[str, Any] = {"configured_model": configured, "live_model": live, "tables": []}
     versions = store.model_versions()
     if not versions:
-        print(f"no tables in {store.uri} yet; materialize the pipeline")
-        return 1
-    print(f"{'model version':<52}{'role':<11}{'rows':>8}{'version':>9}  promoted")
+        payload |= {"quarantined_count": 0, "quarantined": [], "shards": []}
+        return emit(args, EXIT_DIFFERENCE, payload, [f"no tables in {store.uri} yet; materialize the pipeline"])
+    lines = [f"{'model version':<52}{'role':<11}{'rows':>8}{'version':>9}  promoted"]
     for version in versions:
         info = store.info(version)
         if info is None:  # dropped since it was listed
@@ -42,84 +77,168 @@ def status(index: Index, args: argparse.Namespace) -> int:
         role = "live" if version == live else "previous" if version in registry.history else "candidate"
         promoted = registry.promoted_at.get(version)
         when = f"{promoted:%Y-%m-%d %H:%M} UTC" if promoted else "-"
-        print(f"{version:<52}{role:<11}{info.rows:>8}{info.version:>9}  {when}")
-    print(f"configured model: {configured}")
+        lines.append(f"{version:<52}{role:<11}{info.rows:>8}{info.version:>9}  {when}")
+        table = {"model_version": version, "role": role, "rows": info.rows, "table_version": info.version}
+        payload["tables"].append(table | {"promoted_at": promoted})
+    lines.append(f"configured model: {configured}")
     index.sync()
-    quarantined = index.changes.skips()
-    print(f"quarantined: {len(quarantined)} item(s) of the source folder were not indexed")
-    for skip in sorted(quarantined, key=lambda s: s.doc_id)[:MAX_QUARANTINE_LISTED]:
-        print(f"  {skip.doc_id!r}: {skip.reason}")
+    quarantined = sorted(index.changes.skips(), key=lambda s: s.doc_id)
+    lines.append(f"quarantined: {len(quarantined)} item(s) of the source folder were not indexed")
+    lines += [f"  {skip.doc_id!r}: {skip.reason}" for skip in quarantined[:MAX_QUARANTINE_LISTED]]
+    payload["quarantined_count"] = len(quarantined)
+    payload["quarantined"] = [{"doc_id": s.doc_id, "reason": s.reason} for s in quarantined[:MAX_QUARANTINE_LISTED]]
     counts = store.shard_counts(live)
-    print(f"\n{'shard':<8}{'live rows':>10}{'chunks staged':>15}")
+    lines.append(f"\n{'shard':<8}{'live rows':>10}{'chunks staged':>15}")
+    payload["shards"] = []
     for shard in shard_keys(index.shard_count):
         staged = index.staging.row_count(index.shard_work(shard).chunks_path)
-        print(f"{shard:<8}{counts.get(shard, 0):>10}{'-' if staged is None else staged:>15}")
-    return 0
+        lines.append(f"{shard:<8}{counts.get(shard, 0):>10}{'-' if staged is None else staged:>15}")
+        payload["shards"].append({"shard": shard, "live_rows": counts.get(shard, 0), "chunks_staged": staged})
+    return emit(args, EXIT_OK, payload, lines)
 
 
-def refresh(index: Index, args: argparse.Namespace, shards: list[str] | None = None) -> int:
+def refresh(index: Index, args: argparse.Namespace) -> int:
+    code, payload, lines = _refresh(index, None, verbose=args.verbose)
+    return emit(args, code, payload, lines)
+
+
+def _refresh(index: Index, shards: list[str] | None, *, verbose: bool = False) -> Outcome:
+    """Sync, then run the stale shards (or ``shards``) in this process, with progress on a terminal."""
     import dagster as dg
 
     from embedding_assets.refresh import refresh as run_refresh
 
     if not os.environ.get("DAGSTER_HOME"):
         raise ConfigError("set DAGSTER_HOME so refresh runs land in the instance the UI reads (the Makefile sets it)")
-    with dg.DagsterInstance.get() as instance:
-        report = run_refresh(index, instance, shards=shards, progress=print)
-    for shard, figures in sorted(report.per_shard.items()):
-        print(f"  {shard}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
-    print(
+    started = time.monotonic()
+    shown = {"shards": "shards done", "chunks_embedded": "chunks embedded"}
+    with (
+        dg.DagsterInstance.get() as instance,
+        Display("refresh", None, "steps", shown) as display,
+        display.following(_on_refresh),
+    ):
+        try:
+            report = run_refresh(index, instance, shards=shards, progress=display.write, log_level="WARNING")
+        except (dg.DagsterError, dg.Failure) as err:
+            cause = getattr(err, "user_exception", None) or err
+            if isinstance(cause, ConfigError):
+                raise cause from None
+            message = getattr(cause, "description", None) or str(cause)
+            return EXIT_DIFFERENCE, {"error": message}, [f"refresh failed: {message}"]
+    totals = {name: report.total(name) for name in REFRESH_TOTALS}
+    per_shard = sorted(report.per_shard.items()) if verbose else []
+    lines = [f"  {shard}: " + ", ".join(f"{k}={v}" for k, v in figures.items()) for shard, figures in per_shard]
+    lines.append(
         f"refreshed {len(report.stale)} shard(s) in {len(report.runs)} run(s): "
-        f"{report.total('chunks_embedded')} chunks embedded, {report.total('chunks_reused')} reused, "
-        f"{report.total('chunks_deleted')} deleted, {report.total('tokens_embedded')} tokens"
+        f"{totals['chunks_embedded']} chunks embedded, {totals['chunks_reused']} reused, "
+        f"{totals['chunks_deleted']} deleted, {totals['tokens_embedded']} tokens"
     )
-    return 0
+    sync = report.sync
+    payload = {
+        "source": index.source.name,
+        "keys_read": sync.keys_read,
+        "keys_deleted": sync.keys_deleted,
+        "sync_seconds": round(sync.seconds, 3),
+        "shards_total": index.shard_count,
+        "stale_shards": report.stale,
+        "runs": report.runs,
+        "per_shard": report.per_shard,
+        "totals": totals,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    return EXIT_OK, payload, lines
+
+
+def _on_refresh(display: Display, step: str, item: str, figures: Mapping[str, Any]) -> None:
+    if step == "sync":
+        display.advance(0, "reading the source's changes", keys_read=int(figures.get("keys_read", 0)))
+    elif step == "refresh_plan":
+        display.set_total(len(PIPELINE_STEPS) * int(figures["stale_shards"]))
+        display.advance(0, f"{figures['stale_shards']} stale shard(s)")
+    elif step in PIPELINE_STEPS:
+        done = int(step == PIPELINE_STEPS[-1])
+        display.advance(1, f"{step} {item}", shards=done, chunks_embedded=int(figures.get("chunks_embedded", 0)))
 
 
 def resync(index: Index, args: argparse.Namespace) -> int:
     """A full listing diffed against the change index (the feed's slot or queue is set up first, so
     nothing written during the listing is lost); the next refresh or sensor tick runs what changed."""
-    report = index.sync(full=True)
+    with Display("resync", None, "", {"keys_read": "keys read"}) as display, display.following(_on_sync):
+        report = index.sync(full=True)
     print(
         f"{index.source.name}: {index.changes.keys()} keys; {report.keys_read} read, {report.keys_deleted} deleted, "
         f"{len(report.changed_shards)} shard(s) changed, in {report.seconds:.2f} s"
     )
-    return 0
+    return EXIT_OK
+
+
+def _on_sync(display: Display, step: str, item: str, figures: Mapping[str, Any]) -> None:
+    if step == "sync":
+        display.advance(0, "listing the source", keys_read=int(figures.get("keys_read", 0)))
 
 
 def verify(index: Index, args: argparse.Namespace) -> int:
+    code, payload, lines = _verify(index, args.verbose)
+    if code != EXIT_OK and args.repair:
+        _, repair, repair_lines = _refresh(index, payload["mismatched"], verbose=args.verbose)
+        code, after, after_lines = _verify(index, False)
+        payload = after | {"mismatched_before": payload["mismatched"], "repair": repair}
+        lines += repair_lines + after_lines
+    return emit(args, code, payload, lines)
+
+
+def _verify(index: Index, verbose: bool) -> Outcome:
+    """Every shard's rows against what the source (fully listed now) says they must be."""
     model_version, shard_count = index.embedder.model_version, index.shard_count
-    index.sync(full=True)  # the truth is the source as a full listing finds it now
-    mismatched = []
-    for shard in shard_keys(shard_count):
-        expected = expected_chunks(index.documents(shard), index.chunking, index.embedder)
-        diff = diff_shard(shard, expected, index.store.shard_rows(model_version, shard, STORED_COLUMNS), model_version)
-        if not diff.matches:
-            mismatched.append(shard)
-        if args.verbose or not diff.matches:
-            print(diff.describe())
-    print(f"{shard_count - len(mismatched)} of {shard_count} shards match the source ({model_version})")
-    if mismatched and args.repair:
-        refresh(index, args, shards=mismatched)
-        return verify(index, argparse.Namespace(verbose=False, repair=False))
-    return 1 if mismatched else 0
+    diffs: list[ShardDiff] = []
+    shown = {"differing": "differ", "chunks": "chunks compared"}
+    with Display("verify", shard_count, "shards", shown) as display:
+        with display.following(_on_sync):
+            index.sync(full=True)  # the truth is the source as a full listing finds it now
+        recorded = index.store.recorded_states(model_version)  # what stale detection reads in place of the rows
+        for shard in shard_keys(shard_count):
+            expected = expected_chunks(index.documents(shard), index.chunking, index.embedder)
+            stored = index.store.shard_rows(model_version, shard, STORED_COLUMNS)
+            diff = diff_shard(shard, expected, stored, model_version, recorded.get(shard))
+            diffs.append(diff)
+            display.advance(1, shard, chunks=len(expected), differing=int(not diff.matches))
+    mismatched = [d.shard for d in diffs if not d.matches]
+    lines = [d.describe() for d in diffs if verbose or not d.matches]
+    lines.append(f"{shard_count - len(mismatched)} of {shard_count} shards match the source ({model_version})")
+    payload = {
+        "model_version": model_version,
+        "shards_total": shard_count,
+        "shards_matching": shard_count - len(mismatched),
+        "mismatched": mismatched,
+        "shards": [{"shard": d.shard, "matches": d.matches} | d.figures() for d in diffs],
+    }
+    return (EXIT_DIFFERENCE if mismatched else EXIT_OK), payload, lines
 
 
 def shards(index: Index, args: argparse.Namespace) -> int:
     keys = shard_keys(index.shard_count)
     print(f"{keys[0]}...{keys[-1]}" if args.range else "\n".join(keys))
-    return 0
+    return EXIT_OK
 
 
 def instance_config(index: Index, args: argparse.Namespace) -> int:
     """The profile's dagster.yaml, which the Makefile copies into DAGSTER_HOME."""
     print(profiles.instance_config(index.settings.profile))
-    return 0
+    return EXIT_OK
 
 
 def export(index: Index, args: argparse.Namespace) -> int:
+    from pydoc_data.topics import topics
+
     from embedding_assets.demo_corpus import export_pydoc_topics
 
     folder = args.folder or index.settings.source_dir
-    print(f"exported {export_pydoc_topics(folder)} pydoc topics to {folder}")
-    return 0
+    with Display("export", len(topics), "files", {}) as display, display.following(_on_export):
+        count = export_pydoc_topics(folder)
+    print(f"exported {count} pydoc topics to {folder}")
+    return EXIT_OK
+
+
+def _on_export(display: Display, step: str, item: str, figures: Mapping[str, Any]) -> None:
+    if step == "export":
+        display.advance(1, item)

@@ -1,7 +1,11 @@
 """Commands about model versions: eval, promote, rollback, drop, and the cost estimate."""
 
 import argparse
+from collections.abc import Mapping
+from typing import Any
 
+from embedding_assets.cli.output import EXIT_OK, emit
+from embedding_assets.cli.progress import Display
 from embedding_assets.core.cost import estimate as estimate_cost
 from embedding_assets.core.evaluation import comparison_table, load_golden
 from embedding_assets.core.index import Index
@@ -15,9 +19,14 @@ def evaluate(index: Index, args: argparse.Namespace) -> int:
     dropped = index.registry.state().dropped
     versions = args.model_version or [v for v in dict.fromkeys([live, *store.model_versions()]) if v not in dropped]
     reports = [evaluate_table(store, v, golden, index.query_embedder) for v in versions]
-    print(f"{len(golden)} golden queries ({golden_path})")
-    print(comparison_table(reports, live))
-    return 0
+    tables = [
+        {"model_version": r.model_version, "role": "live" if r.model_version == live else "candidate"}
+        | {"queries": r.queries, "metrics": {name: round(value, 6) for name, value in r.metrics.items()}}
+        for r in reports
+    ]
+    payload = {"golden": str(golden_path), "queries": len(golden), "live_model": live, "tables": tables}
+    lines = [f"{len(golden)} golden queries ({golden_path})", comparison_table(reports, live)]
+    return emit(args, EXIT_OK, payload, lines)
 
 
 def promote(index: Index, args: argparse.Namespace) -> int:
@@ -71,10 +80,28 @@ def estimate(index: Index, args: argparse.Namespace) -> int:
     index.sync()
     shards = index.stale_shards(embedder.model_version) if args.stale_only else None
     price = settings.price_per_mtok if embedder.spec == settings.model else None
-    result = estimate_cost(index.documents, index.shard_count, index.chunking, embedder, store, shards, price)
+    total = len(shards) if shards is not None else index.shard_count
+    shown = {"chunks": "chunks", "tokens": "tokens"}
+    with Display("estimate", total, "shards", shown) as display, display.following(_on_estimate):
+        result = estimate_cost(index.documents, index.shard_count, index.chunking, embedder, store, shards, price)
     scope = f"{result.shards} stale shard(s), new text only" if store else f"full re-embed, {result.shards} shards"
-    print(
+    line = (
         f"{result.model_version} ({scope}): {result.documents:,} documents, {result.chunks:,} chunks, "
         f"{result.tokens:,} tokens, ${result.cost_usd:.4f} at ${result.price_per_mtok}/1M tokens"
     )
-    return 0
+    payload = {
+        "model_version": result.model_version,
+        "scope": "stale" if store else "full",
+        "shards": result.shards,
+        "documents": result.documents,
+        "chunks": result.chunks,
+        "tokens": result.tokens,
+        "price_per_mtok": result.price_per_mtok,
+        "cost_usd": result.cost_usd,
+    }
+    return emit(args, EXIT_OK, payload, [line])
+
+
+def _on_estimate(display: Display, step: str, item: str, figures: Mapping[str, Any]) -> None:
+    if step == "estimate":
+        display.advance(1, item, chunks=int(figures.get("chunks", 0)), tokens=int(figures.get("tokens", 0)))

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from embedding_assets.core import progress
 from embedding_assets.core.change_index_db import Connection, IndexDatabase
 from embedding_assets.core.hashing import pair_hash, set_hash_hex
 from embedding_assets.core.shards import shard_keys, shard_of
@@ -88,6 +89,7 @@ class ChangeIndex:
                 while pending:
                     reads = list(source.read_many(pending))
                     read += len(reads)
+                    progress.advance("sync", keys_read=len(reads))
                     freed = _record(db, reads, self.shard_count, sums)
                     pending = sorted(_duplicates_of(db, freed))  # a duplicate may take a freed id over
                 moved = sums.save() - changed

@@ -5,6 +5,10 @@ separators), units that are still too long are halved at the best boundary, and 
 greedily into chunks of at most ``max_tokens``. A heading starts a new chunk once the current one
 has some substance; a chunk cut mid-section repeats up to ``overlap_tokens`` of trailing sentences.
 The same text and config always give the same chunks, so unchanged documents hash the same.
+
+A paged document (a PDF) is a text that begins with ``PAGE_BREAK`` and holds one before each page.
+Every page is cut on its own, so no chunk spans two pages, and each chunk records its page number
+(from 1); chunks of other documents have no page.
 """
 
 import re
@@ -13,7 +17,8 @@ from dataclasses import dataclass
 
 from embedding_assets.core.hashing import content_hash
 
-CHUNKER_VERSION = "1"
+CHUNKER_VERSION = "2"  # 2: page breaks are hard boundaries, and chunks carry their page
+PAGE_BREAK = "\f"  # a form feed: a paged text begins with one, and each page after it too
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
 """Counts the tokens of each text, without special tokens, using the embedding model's tokenizer."""
@@ -49,6 +54,7 @@ class Chunk:
     text: str
     chunk_hash: str
     token_count: int
+    page: int | None = None  # the page it is on (from 1), for paged documents
 
 
 @dataclass(frozen=True)
@@ -64,14 +70,24 @@ def chunk_id(doc_id: str, position: int) -> str:
 
 
 def chunk_document(doc_id: str, text: str, config: ChunkingConfig, count_tokens: TokenCounter) -> list[Chunk]:
-    """Split one normalised document into chunks; positions count from 0."""
-    units = _fit_units(_units(text), config.max_tokens, count_tokens)
-    texts = [_join(group) for group in _pack(units, config)]
-    counts = count_tokens(texts) if texts else []
-    return [
-        Chunk(chunk_id(doc_id, i), doc_id, i, t, content_hash(t), n)
-        for i, (t, n) in enumerate(zip(texts, counts, strict=True))
+    """Split one normalised document into chunks; positions count from 0 across its pages."""
+    cut = [
+        (_join(group), page)
+        for body, page in _pages(text)
+        for group in _pack(_fit_units(_units(body), config.max_tokens, count_tokens), config)
     ]
+    counts = count_tokens([t for t, _ in cut]) if cut else []
+    return [
+        Chunk(chunk_id(doc_id, i), doc_id, i, t, content_hash(t), n, page)
+        for i, ((t, page), n) in enumerate(zip(cut, counts, strict=True))
+    ]
+
+
+def _pages(text: str) -> list[tuple[str, int | None]]:
+    """(text, page number) of each page of a paged text; the whole text, without a page, otherwise."""
+    if not text.startswith(PAGE_BREAK):
+        return [(text, None)]
+    return [(page, number) for number, page in enumerate(text.split(PAGE_BREAK)[1:], start=1)]
 
 
 def _units(text: str) -> list[tuple[str, str, bool]]:

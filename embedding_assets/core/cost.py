@@ -3,6 +3,7 @@
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from embedding_assets.core import progress
 from embedding_assets.core.chunking import ChunkingConfig, chunk_document
 from embedding_assets.core.embedders import Embedder
 from embedding_assets.core.errors import ConfigError
@@ -69,6 +70,7 @@ def estimate(
     documents = chunks = tokens = 0
     selected = list(shards) if shards is not None else list(shard_keys(shard_count))
     for shard in selected:
+        before = (documents, chunks, tokens)
         stored = store.shard_rows(embedder.model_version, shard, ["chunk_hash"]) if store else None
         known = set(stored.column("chunk_hash").to_pylist()) if stored is not None else set()
         for doc in documents_of(shard):
@@ -81,6 +83,9 @@ def estimate(
                 ]
                 chunks += len(new)
                 tokens += sum(c.token_count for c in new)
+        progress.advance(
+            "estimate", shard, documents=documents - before[0], chunks=chunks - before[1], tokens=tokens - before[2]
+        )
     return Estimate(
         embedder.model_version, len(selected), documents, chunks, tokens, price_per_mtok(embedder.spec, price_override)
     )

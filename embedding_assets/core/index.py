@@ -251,7 +251,7 @@ def _reused(reuse: Mapping[str, Row], doc_id: str, doc_hash: str | None) -> Docu
     row = reuse.get(doc_id)
     if row is None or row["doc_hash"] != doc_hash:
         return None
-    return Document(doc_id, row["text"], row["doc_hash"], row["source_path"])
+    return Document(doc_id, row["text"], row["doc_hash"], row["source_path"], row.get("encoding"))
 
 
 def _at(items: list[Item], position: int, doc_id: str) -> Item | None:

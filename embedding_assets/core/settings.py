@@ -56,6 +56,7 @@ class Settings:
     eval_margin: float = 0.02
     drift_sample: int = 4
     drift_threshold: float = 0.98
+    ann_min_rows: int = 100_000  # a table this big gets a vector (ANN) index; see core.ann
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
@@ -73,6 +74,7 @@ class Settings:
             "tokens_per_minute",
             "max_file_bytes",
             "model_threads",
+            "ann_min_rows",
         ):
             value = getattr(self, name)
             if value is not None and value <= 0:

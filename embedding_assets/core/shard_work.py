@@ -32,7 +32,13 @@ from embedding_assets.core.staging import Row, Staging
 from embedding_assets.core.store import ShardWrite, VectorStore, row_schema, table_name
 
 RAW_SCHEMA = pa.schema(
-    [("doc_id", pa.string()), ("doc_hash", pa.string()), ("source_path", pa.string()), ("text", pa.string())]
+    [
+        ("doc_id", pa.string()),
+        ("doc_hash", pa.string()),
+        ("source_path", pa.string()),
+        ("text", pa.string()),
+        ("encoding", pa.string()),  # the encoding detected for a text that is not UTF-8; null otherwise
+    ]
 )
 CHUNK_SCHEMA = pa.schema(
     [
@@ -44,6 +50,7 @@ CHUNK_SCHEMA = pa.schema(
         ("chunk_hash", pa.string()),
         ("doc_hash", pa.string()),
         ("token_count", pa.int32()),
+        ("page", pa.int32()),  # the chunk's page (from 1) in a paged document (PDF); null otherwise
     ]
 )
 EMBED_BATCH_ROWS = 256
@@ -58,6 +65,7 @@ class RawStats:
     documents: int
     characters: int
     skipped: list[Skip] = field(default_factory=list)
+    encodings: dict[str, str] = field(default_factory=dict)  # doc_id → encoding detected, for texts not in UTF-8
 
 
 @dataclass(frozen=True)
@@ -116,6 +124,7 @@ class ShardWork:
         key is the hash of every (doc_id, doc_hash, source_path) it holds, in order; it also records the
         change index's ``generation`` the documents are at least as new as."""
         skipped: list[Skip] = []
+        encodings: dict[str, str] = {}
         totals = {"characters": 0}
         key, footer = Hasher().update(self.index_id), {GENERATION: str(generation), INDEX: self.index_id}
 
@@ -125,12 +134,14 @@ class ShardWork:
                     skipped.append(item)
                     continue
                 totals["characters"] += len(item.text)
+                if item.encoding:
+                    encodings[item.doc_id] = item.encoding
                 key.update(item.doc_id, item.doc_hash, item.source_path)
                 yield _raw_row(item)
             footer[KEY] = key.hexdigest()
 
         documents = self.staging.write_rows(self.raw_path, RAW_SCHEMA, rows(), footer)
-        return RawStats(documents, totals["characters"], skipped)
+        return RawStats(documents, totals["characters"], skipped, encodings)
 
     def source_generation(self) -> int:
         """The change index's generation the staged documents reflect (0 before the first run)."""
@@ -221,7 +232,7 @@ class ShardWork:
                 vectors = pa.array([np.asarray(v, dtype=np.float32) for v, _ in rows], type=schema.field("vector").type)
                 stamps = pa.array([t for _, t in rows], type=schema.field("embedded_at").type)
                 writer.write_table(
-                    pa.Table.from_batches([batch])
+                    _with_page(pa.Table.from_batches([batch]))
                     .select(CHUNK_SCHEMA.names)
                     .append_column("vector", vectors)
                     .append_column("model_version", pa.array([model] * len(hashes)))
@@ -240,7 +251,7 @@ class ShardWork:
                 f"{self.embeddings_path} was staged for index {staged_for or '(unknown)'}, not this one "
                 f"({self.index_id}); staging folders belong to one index: re-materialize {self.shard}"
             )
-        return self.store.replace_shard(self.shard, self.staging.read(self.embeddings_path))
+        return self.store.replace_shard(self.shard, _with_page(self.staging.read(self.embeddings_path)))
 
     @cached_property
     def _embeddings_key(self) -> str | None:
@@ -281,11 +292,26 @@ def _chunk_row(chunk: Chunk, shard: str, doc_hash: str) -> Row:
         "chunk_hash": chunk.chunk_hash,
         "doc_hash": doc_hash,
         "token_count": chunk.token_count,
+        "page": chunk.page,
     }
 
 
 def _raw_row(doc: Document) -> Row:
-    return {"doc_id": doc.doc_id, "doc_hash": doc.doc_hash, "source_path": doc.source_path, "text": doc.text}
+    return {
+        "doc_id": doc.doc_id,
+        "doc_hash": doc.doc_hash,
+        "source_path": doc.source_path,
+        "text": doc.text,
+        "encoding": doc.encoding,
+    }
+
+
+def _with_page(chunks: pa.Table) -> pa.Table:
+    """Staged chunks or embeddings with their ``page`` column (null in a file staged before chunks had
+    pages, when every document was unpaged)."""
+    if "page" in chunks.column_names:
+        return chunks
+    return chunks.append_column("page", pa.nulls(chunks.num_rows, pa.int32()))
 
 
 def _derived_key(staging: Staging, source: Path, made_by: str) -> str | None:

@@ -25,6 +25,7 @@ them yet and a filtered read scans those rows, so ``compact`` (which optimizes) 
 import dataclasses
 import functools
 import re
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from embedding_assets.core import ann
 from embedding_assets.core.errors import ConfigError
 from embedding_assets.core.hashing import set_hash
 from embedding_assets.core.object_store import storage_options
@@ -101,6 +103,9 @@ def row_schema(
             pa.field("token_count", pa.int32(), nullable=False),
             pa.field("model_version", pa.string(), nullable=False),
             pa.field("embedded_at", pa.timestamp("us", tz="UTC"), nullable=False),
+            # The chunk's page (from 1) in a paged document (PDF), else null. Last, where ``add_columns``
+            # puts it in a table made before it existed (``open_for_write``).
+            pa.field("page", pa.int32()),
         ],
         metadata={
             "model_version": model_version,
@@ -256,8 +261,21 @@ class VectorStore:
                 "a different shard count needs a new LanceDB location (EMBEDDING_ASSETS_LANCEDB_URI)"
             )
         table = self.table(model_version)
+        self._add_columns(table, schema)
         self._ensure_indexes(table)
         return table
+
+    def _add_columns(self, table: Any, schema: pa.Schema) -> None:
+        """Give a table made by an older release the nullable columns of ``schema`` it lacks (``page``),
+        all null: one commit, once, that rewrites no data. A writer adding them meanwhile is fine."""
+        missing = [f for f in schema if f.nullable and f.name not in table.schema.names]
+        if not missing:
+            return
+        try:
+            table.add_columns(missing)
+        except (RuntimeError, OSError, ValueError):  # another process added them first
+            if any(f.name not in table.schema.names for f in missing):
+                raise
 
     def _create(self, model_version: str, schema: pa.Schema, shard_count: int) -> Any | None:
         """A new table for ``schema`` with its indexes and an empty state per shard, or None when
@@ -453,20 +471,45 @@ class VectorStore:
         return int(fragments["num_fragments"])
 
     def search(self, model_version: str, vector: np.ndarray, k: int = 10) -> pa.Table:
-        """Top-``k`` chunks by cosine similarity, with a ``score`` column (1 = identical direction)."""
+        """Top-``k`` chunks by cosine similarity, with a ``score`` column (1 = identical direction),
+        through the table's vector index when it has one (``ann.query_options``: nprobes, and
+        refine_factor for PQ), else an exact scan. The schema metadata says which (``vector_index``,
+        empty for exact) and how long the query took (``search_ms``)."""
         table = self.table(model_version)
         if table is None:
             raise LookupError(f"no table for {model_version} in {self.uri}; materialize the pipeline first")
-        columns = ["chunk_id", "doc_id", "shard", "text"]
-        hits = (
-            table.search(vector.astype(np.float32))
-            .distance_type("cosine")
-            .limit(k)
-            .select([*columns, "_distance"])
-            .to_arrow()
-        )
+        columns = ["chunk_id", "doc_id", "shard", "text"] + ["page"] * ("page" in table.schema.names)
+        index = ann.state(table)
+        started = time.perf_counter()
+        query = ann.vector_query(table, vector, k, exact=index is None, **ann.query_options(index))
+        hits = query.select([*columns, "_distance"]).to_arrow()
+        elapsed_ms = (time.perf_counter() - started) * 1000
         scores = pc.subtract(1.0, hits.column("_distance"))
-        return hits.drop_columns(["_distance"]).append_column("score", scores)
+        found = hits.drop_columns(["_distance"]).append_column("score", scores)
+        return found.replace_schema_metadata(
+            {"vector_index": index.name if index else "", "search_ms": f"{elapsed_ms:.2f}"}
+        )
+
+    def vector_index(self, model_version: str) -> "ann.IndexState | None":
+        """The table's vector index (None: none yet, or no table)."""
+        table = self.table(model_version)
+        return None if table is None else ann.state(table)
+
+    def maintain_vector_index(self, model_version: str, min_rows: int) -> "ann.Maintained | None":
+        """Build, refresh or retrain the table's vector index (``ann.maintain``); None without a table."""
+        info, table = self.info(model_version), self.table(model_version)
+        if info is None or table is None:
+            return None
+        return ann.maintain(table, info.dimensions, min_rows)
+
+    def ann_recall(self, model_version: str, sample: int, seed: int = 0, **options: int) -> "ann.Recall | None":
+        """Recall@10 of the indexed search against exact search, for ``sample`` stored vectors as
+        queries (None: no table, or no index)."""
+        table = self.table(model_version)
+        if table is None or ann.state(table) is None:
+            return None
+        queries = ann.sample_vectors(table, sample, np.random.default_rng(seed))
+        return ann.measure_recall(table, queries, **options)
 
     def expired_shards(self, model_version: str, before: datetime) -> list[str]:
         """Shards holding vectors embedded before ``before`` (a UTC moment), from the shard states (a

@@ -118,12 +118,14 @@ def test_records_are_fingerprinted_one_by_one(source: Path, index: ChangeIndex) 
 def test_a_new_skip_changes_the_version_but_not_the_fingerprint(source: Path, index: ChangeIndex) -> None:
     sync(index, source)
     before = index.summaries()
-    (source / "bad.txt").write_bytes(b"\xff\xfe")
+    (source / "bad.txt").write_bytes(b"\x1b\x02\x03abc\x80\x81")  # neither UTF-8 nor any other encoding
     shard = shard_of("bad.txt", SHARDS)
     assert sync(index, source) == [shard]
     after = index.summaries()[shard]
     assert after.fingerprint == before[shard].fingerprint and after.version != before[shard].version
-    assert [(s.doc_id, s.reason) for s in index.skips()] == [("bad.txt", "not valid UTF-8 (byte 0)")]
+    assert [(s.doc_id, s.reason) for s in index.skips()] == [
+        ("bad.txt", "not valid UTF-8 (byte 6), and no other encoding fits it")
+    ]
 
 
 def test_a_duplicate_id_is_a_skip_until_its_holder_lets_it_go(source: Path, index: ChangeIndex) -> None:

@@ -52,6 +52,7 @@ def folder(tmp_path: Path) -> Path:
     (tmp_path / "list.json").write_text(json.dumps([{"id": "j1", "text": "From a JSON list."}]))
     (tmp_path / "ignored.png").write_bytes(b"\x89PNG")
     (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    (tmp_path / "garbled.txt").write_bytes(b"\x1b\x02\x03abc\x80\x81")
     (tmp_path / "empty.md").write_text("  \n\n")
     (tmp_path / "binary.txt").write_bytes(b"abc\x00\x01\x02")
     return tmp_path
@@ -59,12 +60,14 @@ def folder(tmp_path: Path) -> Path:
 
 def test_documents_get_stable_ids_and_normalised_hashed_text(folder: Path) -> None:
     docs, _, _ = read_all(SourceFolder(folder))
-    assert set(docs) == {"guide/intro.md", "notes.txt", "api.rst", "page.html", "r1", "7", "j1"}
+    assert set(docs) == {"guide/intro.md", "notes.txt", "api.rst", "page.html", "latin1.txt", "r1", "7", "j1"}
     intro = docs["guide/intro.md"]
     assert intro.text == "# Intro\n\nHello"
     assert intro.doc_hash == content_hash(intro.text)
     assert docs["page.html"].text == "# Page\n\nFirst & only."
     assert docs["r1"].text == "Record one." and docs["r1"].source_path == "records.jsonl"
+    assert (docs["latin1.txt"].text, docs["latin1.txt"].encoding) == ("caf\xe9", "cp1252")
+    assert docs["notes.txt"].encoding is None
 
 
 def test_everything_unreadable_is_skipped_once_with_a_reason(folder: Path) -> None:
@@ -75,7 +78,7 @@ def test_everything_unreadable_is_skipped_once_with_a_reason(folder: Path) -> No
     assert "'id'" in reasons["records.jsonl:4"]
     assert reasons["r1"].startswith("duplicate document id")
     assert "'text'" in reasons["r9"]
-    assert reasons["latin1.txt"] == "not valid UTF-8 (byte 3)"
+    assert reasons["garbled.txt"] == "not valid UTF-8 (byte 6), and no other encoding fits it"
     assert reasons["empty.md"] == "empty after normalisation"
     assert reasons["binary.txt"] == "binary content (NUL bytes)"
     assert "ignored.png" not in reasons

@@ -22,6 +22,7 @@ class Document:
     text: str
     doc_hash: str
     source_path: str  # where it was read from: the key, plus the record's position for multi-record keys
+    encoding: str | None = None  # the encoding detected for a text that is not UTF-8 (None: UTF-8, or not text)
 
 
 @dataclass(frozen=True)

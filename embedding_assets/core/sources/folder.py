@@ -14,7 +14,7 @@ from pathlib import Path
 
 from embedding_assets.core.shards import shard_of
 from embedding_assets.core.sources.base import Document, Item, Read, Skip, Source, SourceError
-from embedding_assets.core.sources.records import RECORD_SUFFIXES, SUPPORTED_SUFFIXES, parse, suffix
+from embedding_assets.core.sources.records import RECORD_SUFFIXES, SUPPORTED_SUFFIXES, parse, suffix, versioned
 
 DEFAULT_MAX_FILE_BYTES = 10 * 1024 * 1024  # ~2.5M tokens: beyond this a file is rarely one document
 RACY_SECONDS = 2.0  # files modified this recently are read again on the next listing
@@ -73,19 +73,19 @@ class SourceFolder(Source):
         self.check()
 
     def listing(self) -> Iterator[tuple[str, str]]:
-        """(path, "size:mtime") of every supported file; a file modified within ``RACY_SECONDS`` gets the
-        unknown version "", so it is read again next time (an edit inside the clock's resolution that
-        keeps its size is not missed)."""
+        """(path, "size:mtime|reader") of every supported file; a file modified within ``RACY_SECONDS``
+        gets the unknown version "", so it is read again next time (an edit inside the clock's
+        resolution that keeps its size is not missed)."""
         racy_after = time.time_ns() - int(RACY_SECONDS * 1e9)
         for rel in self.files():
             size, mtime = _stat(self.root / rel)
-            yield rel, f"{size}:{mtime}" if 0 <= mtime < racy_after else ""
+            yield rel, versioned(rel, f"{size}:{mtime}") if 0 <= mtime < racy_after else ""
 
     def read(self, key: str) -> Read | None:
         size, mtime = _stat(self.root / key)
         if size < 0 and not (self.root / key).is_symlink():
             return None
-        return Read(f"{size}:{mtime}", self.read_file(key))
+        return Read(versioned(key, f"{size}:{mtime}"), self.read_file(key))
 
     def read_file(self, rel: str) -> list[Item]:
         """Everything one file holds: its document, or its records (a skip for each that fails)."""

@@ -1,8 +1,9 @@
 """Documents from the bytes of one file or object, by its name's suffix: shared by every source of files.
 
-A text file (``.md .txt .rst .html``) is one document whose id is its name; a ``.json`` or ``.jsonl``
-file holds records, each a document with its own id. What cannot be read becomes a ``Skip`` with a
-reason, so nothing is dropped silently.
+A text file (``.md .txt .rst .html``), a PDF or a DOCX is one document whose id is its name; a
+``.json`` or ``.jsonl`` file holds records, each a document with its own id. A text file that is not
+UTF-8 is decoded in the encoding detected for it, which its document records. What cannot be read
+becomes a ``Skip`` with a reason, so nothing is dropped silently.
 """
 
 import json
@@ -12,31 +13,51 @@ from typing import TypeAlias
 from embedding_assets.core.hashing import content_hash, normalize_text
 from embedding_assets.core.html_text import html_to_text
 from embedding_assets.core.sources.base import Document, Item, Skip
+from embedding_assets.core.sources.formats import Unreadable, decode_text, docx_text, pdf_text
 
-TEXT_SUFFIXES = frozenset({".md", ".markdown", ".txt", ".rst", ".html", ".htm"})
+HTML_SUFFIXES = frozenset({".html", ".htm"})
+TEXT_SUFFIXES = frozenset({".md", ".markdown", ".txt", ".rst"}) | HTML_SUFFIXES
+BINARY_SUFFIXES = frozenset({".pdf", ".docx"})
 RECORD_SUFFIXES = frozenset({".json", ".jsonl"})
-SUPPORTED_SUFFIXES = TEXT_SUFFIXES | RECORD_SUFFIXES
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | BINARY_SUFFIXES | RECORD_SUFFIXES
+# The reader of each suffix and its version, carried in every key's version (``versioned``): when a
+# reader changes, the change index reads that suffix's keys again (and only those), so their documents
+# are what the reader makes now. Text 2: other encodings detected; html 2: no glued words.
+READERS = (
+    dict.fromkeys(TEXT_SUFFIXES, "text2") | dict.fromkeys(HTML_SUFFIXES, "html2") | {".pdf": "pdf1", ".docx": "docx1"}
+)
 _JSONObject: TypeAlias = dict[str, object]
 """A parsed JSON object (a record); its values are checked where they are read."""
 
 
-class Unreadable(ValueError):
-    """The bytes cannot be a document (not UTF-8, binary); the message is the skip's reason."""
-
-
 def parse(name: str, data: bytes, *, id_field: str = "id", text_field: str = "text") -> list[Item]:
     """Everything ``name`` holds: its document, or its records (a skip for each that fails)."""
-    if suffix(name) in RECORD_SUFFIXES:
+    kind = suffix(name)
+    if kind in RECORD_SUFFIXES:
         return _records(name, data, id_field, text_field)
+    encoding = None
     try:
-        raw = decode(data)
+        if kind == ".pdf":
+            return [document(name, pdf_text(data), name)]  # normalised page by page, its page breaks kept
+        if kind == ".docx":
+            text = docx_text(data)
+        else:
+            raw, encoding = decode_text(data)
+            text = html_to_text(raw) if kind in HTML_SUFFIXES else raw
     except Unreadable as err:
         return [Skip(name, str(err))]
-    return [document(name, normalize_text(html_to_text(raw) if suffix(name) in {".html", ".htm"} else raw), name)]
+    return [document(name, normalize_text(text), name, encoding)]
+
+
+def versioned(name: str, version: str) -> str:
+    """A key's version as the change index keeps it: the source's version and the reader of its suffix
+    (an unknown version, "", stays unknown)."""
+    reader = READERS.get(suffix(name))
+    return f"{version}|{reader}" if version and reader else version
 
 
 def decode(data: bytes) -> str:
-    """UTF-8 text (a BOM is dropped), refusing what is not text."""
+    """UTF-8 text (a BOM is dropped), refusing what is not text: JSON is UTF-8 (RFC 8259), never guessed."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
@@ -46,11 +67,12 @@ def decode(data: bytes) -> str:
     return text
 
 
-def document(doc_id: str, text: str, source_path: str) -> Item:
-    """A document of normalised ``text``, or a skip when nothing is left of it."""
+def document(doc_id: str, text: str, source_path: str, encoding: str | None = None) -> Item:
+    """A document of normalised ``text`` (decoded from ``encoding``, if not UTF-8), or a skip when
+    nothing is left of it."""
     if not text:
         return Skip(doc_id, "empty after normalisation")
-    return Document(doc_id, text, content_hash(text), source_path)
+    return Document(doc_id, text, content_hash(text), source_path, encoding)
 
 
 def suffix(name: str) -> str:

@@ -1,7 +1,8 @@
 """An S3 prefix as a source: object keys relative to the prefix, fed by S3 event notifications on SQS.
 
 Keys look like the folder's (``guide/intro.md``) and only keys with a supported suffix belong to the
-source; an object's bytes become documents through ``records.parse``, and its ETag is its version.
+source; an object's bytes become documents through ``records.parse``, and its ETag (with its reader's
+version, ``records.versioned``) is its version.
 
 With a queue, ``changes`` turns S3 event notifications into keys to re-read. Events are unordered and
 delivered at least once, so an event only says "this key may have changed": the read decides, and a
@@ -25,7 +26,7 @@ from typing import Any
 
 from embedding_assets.core.sources.base import Changes, Read, Skip, Source, SourceError
 from embedding_assets.core.sources.folder import DEFAULT_MAX_FILE_BYTES
-from embedding_assets.core.sources.records import SUPPORTED_SUFFIXES, parse, suffix
+from embedding_assets.core.sources.records import SUPPORTED_SUFFIXES, parse, suffix, versioned
 
 RECONCILE_SECONDS = 3600.0  # with a queue, a full listing this often catches what the queue missed
 _RECEIVE_BATCH = 10  # SQS's maximum for receive_message and delete_message_batch
@@ -95,14 +96,14 @@ class S3Prefix(Source):
     # Reads
 
     def listing(self) -> Iterator[tuple[str, str]]:
-        """(relative key, ETag) of every supported object, in key order (S3 lists in UTF-8 byte order)."""
+        """(relative key, versioned ETag) of every supported object, in key order (S3 lists in UTF-8 byte order)."""
         pages = self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix)
         try:
             for page in pages:
                 for obj in page.get("Contents", []):
                     key = self.relative(obj["Key"])
                     if key is not None:
-                        yield key, _etag(obj["ETag"])
+                        yield key, versioned(key, _etag(obj["ETag"]))
         except _aws_errors() as err:
             raise _source_error(err, f"cannot list {self.name}") from None
 
@@ -120,7 +121,8 @@ class S3Prefix(Source):
             if _error_code(err) in _MISSING_KEY:
                 return None
             raise _source_error(err, f"cannot read {self.name}{key}") from None
-        body, size, version = response["Body"], int(response["ContentLength"]), _etag(response["ETag"])
+        body, size = response["Body"], int(response["ContentLength"])
+        version = versioned(key, _etag(response["ETag"]))
         try:
             if size > self.max_object_bytes:  # the body is closed unread: only the headers came over
                 return Read(version, [Skip(key, self._too_big(size))])

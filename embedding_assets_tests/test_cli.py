@@ -1,0 +1,166 @@
+"""The ``embedding-assets`` command as cron, CI and a person meet it: ``--json`` with the README's fields,
+exit codes, and progress that shows on a terminal and nowhere else. Run in subprocesses on a small corpus."""
+
+import fcntl
+import json
+import os
+import pty
+import re
+import select
+import struct
+import subprocess
+import termios
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from embedding_assets.core.embedders import Embedder
+from embedding_assets.core.shards import shard_of
+from embedding_assets.core.store import VectorStore, sql_string
+from embedding_assets_tests.conftest import TEST_TOPICS, write_topics
+from embedding_assets_tests.dagster_dev import PROJECT_ROOT, project_env
+from embedding_assets_tests.generated_files import PAGES, pdf
+
+CLI = str(PROJECT_ROOT / ".venv" / "bin" / "embedding-assets")
+README = (PROJECT_ROOT / "README.md").read_text()
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def documented_fields() -> dict[str, tuple[set[str], dict[str, set[str]]]]:
+    """command → (its top-level fields, field → the fields of its items) from the README's ``--json`` table."""
+    section = README.split("**`--json`**", 1)[1].split("\n\n", 2)[1]
+    fields = {}
+    for command, cell in re.findall(r"^\| `([\w-]+)` \| (.+) \|$", section, flags=re.M):
+        nested = {
+            name: set(re.findall(r"`([\w@]+)`", inner)) for name, inner in re.findall(r"`(\w+)` \(([^)]*)\)", cell)
+        }
+        top = set(re.findall(r"`([\w@]+)`", re.sub(r"\([^)]*\)", "", cell)))
+        fields[command] = (top, nested)
+    return fields
+
+
+def run(env: dict[str, str], *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == code, f"{args}: exit {done.returncode}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+    return done
+
+
+def run_json(env: dict[str, str], *args: str, code: int = 0) -> dict[str, Any]:
+    """The command's one JSON object, checked against the README: envelope, and every documented field."""
+    done = run(env, *args, "--json", code=code)
+    payload: dict[str, Any] = json.loads(done.stdout)
+    assert (payload["schema"], payload["command"], payload["exit_code"]) == (1, args[0], code)
+    if "error" not in payload:
+        top, nested = documented_fields()[args[0]]
+        assert top <= set(payload), f"{args[0]} lacks {top - set(payload)}"
+        for name, inner in nested.items():
+            items = payload[name] if isinstance(payload[name], list) else [payload[name]]
+            for item in items:
+                if isinstance(item, dict):
+                    keys = set(item) | {k for v in item.values() if isinstance(v, dict) for k in v}
+                    assert inner <= keys, f"{args[0]}.{name} lacks {inner - keys}"
+    return payload
+
+
+def on_terminal(env: dict[str, str], *args: str) -> tuple[int, str]:
+    """Exit code and screen output of the command run on a pseudo-terminal (120 columns)."""
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    proc = subprocess.Popen([CLI, *args], env=env | {"TERM": "xterm"}, stdin=follower, stdout=follower, stderr=follower)
+    os.close(follower)
+    out, deadline = b"", time.monotonic() + 300
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([leader], [], [], 1)
+        if ready:
+            try:
+                data = os.read(leader, 65536)
+            except OSError:  # the follower side closed: the command ended
+                break
+            if not data:
+                break
+            out += data
+        elif proc.poll() is not None:
+            break
+    os.close(leader)
+    return proc.wait(timeout=60), ANSI.sub("", out.decode(errors="replace"))
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """A small real corpus (six topics and a three-page PDF) in four shards, nothing materialized yet."""
+    write_topics(tmp_path / "source", TEST_TOPICS[:6])
+    (tmp_path / "source" / "report.pdf").write_bytes(pdf(PAGES))
+    return project_env(tmp_path, shards="4")
+
+
+def test_the_readme_documents_json_for_the_six_commands() -> None:
+    assert set(documented_fields()) == {"status", "refresh", "verify", "eval", "estimate", "search"}
+
+
+@pytest.mark.slow
+def test_json_of_every_command_parses_and_carries_the_documented_fields(env: dict[str, str], minilm: Embedder) -> None:
+    refresh = run_json(env, "refresh")
+    holding = sorted({shard_of(name, 4) for name in [f"{t}.txt" for t in TEST_TOPICS[:6]] + ["report.pdf"]})
+    assert refresh["stale_shards"] == holding and refresh["shards_total"] == 4 and len(refresh["runs"]) >= 1
+    assert refresh["totals"]["chunks_embedded"] > 0 and refresh["keys_read"] == 7
+    assert run_json(env, "refresh")["stale_shards"] == [], "a second refresh has nothing to do"
+
+    status = run_json(env, "status")
+    assert [(t["model_version"], t["role"]) for t in status["tables"]] == [(minilm.model_version, "live")]
+    assert sum(s["live_rows"] for s in status["shards"]) == status["tables"][0]["rows"] > 0
+
+    verify = run_json(env, "verify")
+    assert (verify["shards_matching"], verify["mismatched"]) == (4, [])
+
+    search = run_json(env, "search", "bananas ripen in a warm room", "-k", "3")
+    top = search["hits"][0]
+    assert (top["rank"], top["doc_id"], top["page"], top["text"]) == (1, "report.pdf", 2, PAGES[1])
+    assert all(h["page"] is None for h in search["hits"] if h["doc_id"] != "report.pdf")
+
+    estimate = run_json(env, "estimate")
+    assert (estimate["scope"], estimate["shards"], estimate["documents"]) == ("full", 4, 7)
+    assert run_json(env, "estimate", "--stale-only")["tokens"] == 0
+
+    evaluation = run_json(env, "eval")
+    assert evaluation["tables"][0]["role"] == "live" and 0 <= evaluation["tables"][0]["metrics"]["ndcg@10"] <= 1
+
+    VectorStore(env["EMBEDDING_ASSETS_LANCEDB_URI"]).table(minilm.model_version).delete(
+        f"chunk_id = {sql_string('break.txt#0')}"
+    )
+    shard = shard_of("break.txt", 4)
+    drift = run_json(env, "verify", code=1)
+    assert drift["mismatched"] == [shard]
+    assert next(s for s in drift["shards"] if s["shard"] == shard)["missing"] == 1
+    repaired = run_json(env, "verify", "--repair")
+    assert (repaired["mismatched_before"], repaired["mismatched"]) == ([shard], [])
+    assert repaired["repair"]["stale_shards"] == [shard]
+
+
+def test_misconfiguration_exits_2_with_the_error_as_json(env: dict[str, str]) -> None:
+    bad = run_json(env | {"EMBEDDING_ASSETS_MODEL": "nosuch:model"}, "estimate", code=2)
+    assert "nosuch:model" in bad["error"]
+    missing = run_json(env | {"EMBEDDING_ASSETS_SOURCE_DIR": "/nonexistent/folder"}, "estimate", code=2)
+    assert "/nonexistent/folder" in missing["error"]
+    no_home = {k: v for k, v in env.items() if k != "DAGSTER_HOME"}
+    assert "DAGSTER_HOME" in run_json(no_home, "refresh", code=2)["error"]
+    assert run(env, "verify", "--no-such-flag", code=2).stdout == ""
+
+
+def test_status_without_a_table_exits_1(env: dict[str, str]) -> None:
+    assert run_json(env, "status", code=1)["tables"] == []
+
+
+def test_progress_shows_on_a_terminal_and_stays_quiet_without_one(env: dict[str, str], tmp_path: Path) -> None:
+    code, screen = on_terminal(env, "export-demo-corpus", str(tmp_path / "demo"))
+    assert code == 0
+    assert re.search(r"export \S+\.txt .*79/79 files .*elapsed, .*left", screen), screen[-2000:]
+    assert screen.rstrip().endswith(f"exported 79 pydoc topics to {tmp_path / 'demo'}")
+    code, screen = on_terminal(env, "estimate")
+    assert code == 0 and re.search(r"estimate s003 .*4/4 shards .*chunks, .*tokens .*elapsed", screen), screen[-2000:]
+
+    quiet = run(env, "export-demo-corpus", str(tmp_path / "again"))
+    assert quiet.stdout == f"exported 79 pydoc topics to {tmp_path / 'again'}\n" and quiet.stderr == ""
+    quiet = run(env, "estimate")
+    assert len(quiet.stdout.splitlines()) == 1 and quiet.stderr == ""
