@@ -31,11 +31,13 @@ def keys(entries: list[dict[str, Any]]) -> list[str]:
 
 
 def test_assets_form_the_partitioned_chain(nodes: dict[str, dict[str, Any]]) -> None:
-    assert set(nodes) == {*CHAIN, "retrieval_eval"}
-    assert keys(nodes["retrieval_eval"]["dependencyKeys"]) == ["vector_table"]
+    assert set(nodes) == {*CHAIN, "retrieval_eval", "vector_index"}
+    assert keys(nodes["retrieval_eval"]["dependencyKeys"]) == keys(nodes["vector_index"]["dependencyKeys"])
+    assert keys(nodes["vector_index"]["dependencyKeys"]) == ["vector_table"]
     for i, name in enumerate(CHAIN):
         assert keys(nodes[name]["dependencyKeys"]) == CHAIN[max(i - 1, 0) : i], name
-        assert keys(nodes[name]["dependedByKeys"]) == (CHAIN[i + 1 : i + 2] or ["retrieval_eval"]), name
+        after = CHAIN[i + 1 : i + 2] or ["retrieval_eval", "vector_index"]
+        assert keys(nodes[name]["dependedByKeys"]) == after, name
         assert nodes[name]["partitionKeys"] == SHARDS, name
         assert nodes[name]["repository"]["location"]["name"] == "embedding_assets"
 
