@@ -26,7 +26,7 @@ import dagster as dg
 from embedding_assets.core.profiles import instance_config
 from embedding_assets.core.settings import Settings
 from embedding_assets.core.store import VectorStore, sql_string
-from embedding_assets_tests.conftest import TEST_TOPICS, write_topics
+from embedding_assets_tests.conftest import TEST_TOPICS, topics_table, write_topics
 from embedding_assets_tests.dagster_dev import dagster_dev, project_env
 from embedding_assets_tests.pipeline_helpers import settings_env
 from embedding_assets_tests.services import postgres_server
@@ -89,29 +89,10 @@ def folder_trials(root: Path) -> list[Trial]:
 
 
 def postgres_trials(root: Path) -> list[Trial]:
-    from pydoc_data.topics import topics
-
-    import psycopg2
-
     root.mkdir(parents=True)
     with postgres_server() as server:
-        db = server.create_database("freshness")
-        connection = psycopg2.connect(host=server.host, port=server.port, user=server.user, dbname=db)
-        connection.autocommit = True
-        with connection.cursor() as cur:
-            cur.execute("CREATE TABLE docs (id integer PRIMARY KEY, title text, body text)")
-            for i, name in enumerate(TEST_TOPICS):
-                cur.execute("INSERT INTO docs VALUES (%s, %s, %s)", (i, name, topics[name]))
-        settings = Settings(
-            source=f"postgresql://{server.user}@{server.host}:{server.port}/{db}",
-            source_table="public.docs",
-            text_field="body",
-            lancedb_uri=str(root / "lancedb"),
-            staging_dir=str(root / "staging"),
-            shards=4,
-            scan_interval_seconds=INTERVAL,
-            automation_interval_seconds=INTERVAL,
-        )
+        table, connection = topics_table(server, "freshness", root)
+        settings = dataclasses.replace(table, scan_interval_seconds=INTERVAL, automation_interval_seconds=INTERVAL)
         env = project_env(root) | settings_env(settings)
         ids = iter(random.Random(3).choices(range(len(TEST_TOPICS)), k=TRIALS))
 

@@ -91,15 +91,14 @@ def reliability_log() -> Callable[[dict], None]:
     return record
 
 
-@pytest.fixture
-def docs_table(postgres: Postgres, tmp_path: Path) -> Iterator[tuple[Settings, Any]]:
-    """A PostgreSQL table of the test topics (id, title, body) in a database of its own, and settings
-    that follow it (logical mode), with a connection for the test to write through."""
+def topics_table(postgres: Postgres, db: str, root: Path) -> tuple[Settings, Any]:
+    """A PostgreSQL table of the test topics (id, title, body) in the new database ``db``, settings
+    that follow it (logical mode, 4 shards, data under ``root``), and an autocommit connection to it."""
     from pydoc_data.topics import topics
 
     import psycopg2
 
-    db = postgres.create_database(f"docs_{tmp_path.name[-12:].lower().replace('-', '_')}")
+    db = postgres.create_database(db)
     connection = psycopg2.connect(host=postgres.host, port=postgres.port, user=postgres.user, dbname=db)
     connection.autocommit = True
     with connection.cursor() as cur:
@@ -110,9 +109,16 @@ def docs_table(postgres: Postgres, tmp_path: Path) -> Iterator[tuple[Settings, A
         source=f"postgresql://{postgres.user}@{postgres.host}:{postgres.port}/{db}",
         source_table="public.docs",
         text_field="body",
-        lancedb_uri=str(tmp_path / "lancedb"),
-        staging_dir=str(tmp_path / "staging"),
+        lancedb_uri=str(root / "lancedb"),
+        staging_dir=str(root / "staging"),
         shards=4,
     )
+    return settings, connection
+
+
+@pytest.fixture
+def docs_table(postgres: Postgres, tmp_path: Path) -> Iterator[tuple[Settings, Any]]:
+    """The test topics in a PostgreSQL table of a database of its own (``topics_table``)."""
+    settings, connection = topics_table(postgres, f"docs_{tmp_path.name[-12:].lower().replace('-', '_')}", tmp_path)
     yield settings, connection
     connection.close()
