@@ -8,7 +8,13 @@ import os
 
 import dagster as dg
 
-from embedding_assets.assets import GROUP, build_pipeline_assets, source_documents_spec
+from embedding_assets.assets import (
+    build_chunks,
+    build_model_assets,
+    build_raw_documents,
+    model_group,
+    source_documents_spec,
+)
 from embedding_assets.checks import build_table_checks
 from embedding_assets.core.index import Credentials, Index
 from embedding_assets.core.settings import Settings
@@ -23,7 +29,7 @@ REFRESH_JOB = "refresh_job"
 
 def build_resources(settings: Settings) -> dict[str, PipelineResource]:
     """The pipeline resource for ``settings``; the OpenAI key and endpoint are read only through ``dg.EnvVar``."""
-    uses_openai = settings.model.startswith("openai:")
+    uses_openai = any(config.spec.startswith("openai:") for config in settings.model_configs)
     return {
         "pipeline": PipelineResource.from_settings(
             settings,
@@ -37,38 +43,77 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     """The pipeline's assets, checks and resources for ``settings``; fails fast on misconfiguration."""
     index = Index(settings, Credentials.from_env())
     index.validate()
-    embedder = index.embedder
     partitions = shard_partitions(settings.shards)
-    raw_documents, chunks, embeddings, vector_table, retrieval_eval = assets = build_pipeline_assets(
-        partitions,
-        model_version=embedder.model_version,
-        chunking_version=chunker_identity(settings.chunking, embedder),
-        freshness_hours=settings.freshness_hours,
-    )
-    vector_index = build_vector_index(vector_table, GROUP)
-    sensors, schedules = build_triggers(settings, [raw_documents, chunks, embeddings, vector_table])
-    automation = dg.AutomationConditionSensorDefinition(
-        "pipeline_automation_sensor",
-        target=dg.AssetSelection.assets(chunks, embeddings, vector_table, retrieval_eval, vector_index),
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        minimum_interval_seconds=settings.automation_interval_seconds,
-        description="Carries refreshed shards from raw_documents down to vector_table, refreshes every "
-        "shard after a model or chunker change, and keeps the vector index fresh after refreshes.",
-    )
+    raw_documents = build_raw_documents(partitions)
+    chunks = {
+        profile: build_chunks(partitions, raw_documents, profile, chunker_identity(settings.chunking, model.embedder))
+        for profile, model in index.chunk_profiles.items()
+    }
+    models = {
+        model.slug: build_model_assets(
+            partitions, model, chunks[model.profile], freshness_hours=settings.freshness_hours
+        )
+        for model in index.models
+    }
+    vector_indexes = {
+        slug: build_vector_index(assets.vector_table, model_group(slug), slug) for slug, assets in models.items()
+    }
+    sensors, schedules = build_triggers(settings, raw_documents, models)
+    automation = [
+        _automation_sensor(
+            "documents_automation_sensor",
+            list(chunks.values()),
+            settings,
+            "Cuts every chunking profile's chunks of the shards whose raw documents were refreshed, and "
+            "re-cuts every shard after a chunker change.",
+        ),
+        *(
+            _automation_sensor(
+                f"{slug}_automation_sensor",
+                [assets.embeddings, assets.vector_table, assets.retrieval_eval, vector_indexes[slug]],
+                settings,
+                f"Carries refreshed chunks down to {slug}'s vector_table, refreshes every shard after a "
+                "model change, then re-evaluates the table and keeps its vector index fresh.",
+            )
+            for slug, assets in models.items()
+        ),
+    ]
+    per_model = [a for m in models.values() for a in (m.embeddings, m.vector_table, m.retrieval_eval)]
     return dg.Definitions(
-        assets=[source_documents_spec(partitions), *assets, vector_index],
-        asset_checks=build_table_checks(vector_table, partitions),
+        assets=[
+            source_documents_spec(partitions),
+            raw_documents,
+            *chunks.values(),
+            *per_model,
+            *vector_indexes.values(),
+        ],
+        asset_checks=[c for slug, m in models.items() for c in build_table_checks(m.vector_table, partitions, slug)],
         jobs=[
             dg.define_asset_job(
                 REFRESH_JOB,
-                selection=dg.AssetSelection.assets(*assets[:4]),
-                description="The whole chain for the selected shards (for dagster job backfill).",
+                selection=dg.AssetSelection.assets(
+                    raw_documents, *chunks.values(), *(a for m in models.values() for a in m.chain[1:])
+                ),
+                description="The whole chain of every active model for the selected shards (for dagster job backfill).",
             )
         ],
-        sensors=[*sensors, automation],
+        sensors=[*sensors, *automation],
         schedules=schedules,
         resources=build_resources(settings),
         # The chain is linear, so separate processes per step would buy no parallelism, only a model
         # load and imports per step; shards of a range already share one process.
         executor=dg.in_process_executor,
+    )
+
+
+def _automation_sensor(
+    name: str, assets: list[dg.AssetsDefinition], settings: Settings, description: str
+) -> dg.AutomationConditionSensorDefinition:
+    """One automation sensor per model (and one for the shared chunks), so each model's runs are its own."""
+    return dg.AutomationConditionSensorDefinition(
+        name,
+        target=dg.AssetSelection.assets(*assets),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=settings.automation_interval_seconds,
+        description=description,
     )

@@ -1,5 +1,10 @@
 """The partitioned pipeline: raw_documents → chunks → embeddings → vector_table, then retrieval_eval.
 
+``raw_documents`` is every model's; ``chunks`` is built once per chunking profile (the tokenizer its
+chunks are sized in) under that profile's key prefix; ``embeddings``, ``vector_table`` and
+``retrieval_eval`` are built once per active model, under the model's key prefix and in its own group,
+so each model's chain refreshes, fails and is throttled on its own.
+
 Every asset shares the shard partitions and a single-run backfill policy, so a range of shards runs
 in one process with one model load. Each shard's figures are recorded on its own partition
 (``add_asset_metadata(partition_key=...)``), never copied across a range.
@@ -8,6 +13,7 @@ in one process with one model load. Each shard's figures are recorded on its own
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypedDict
 
 import dagster as dg
@@ -17,15 +23,15 @@ from embedding_assets.core import progress
 from embedding_assets.core.cost import check_budget, cost_usd
 from embedding_assets.core.errors import ConfigError
 from embedding_assets.core.evaluation import comparison_table
-from embedding_assets.core.index import Index
+from embedding_assets.core.index import ActiveModel, Index
 from embedding_assets.core.migration import evaluate_table, gate
 from embedding_assets.core.shard_work import ShardWork
-from embedding_assets.core.store import table_name
 from embedding_assets.core.table_policy import settle_table
 from embedding_assets.resources import PipelineResource
 
-GROUP = "embedding_pipeline"
+DOCUMENTS_GROUP = "documents"  # the source, the raw documents and every profile's chunks
 SOURCE_DOCUMENTS = "source_documents"
+RAW_DOCUMENTS = "raw_documents"
 # 2: HTML without glued words, texts in other encodings, PDF and DOCX (the keys of those suffixes are
 # read again: their versions carry the reader, see core.sources.records.READERS).
 SOURCE_READER_VERSION = "2"
@@ -39,7 +45,7 @@ def source_documents_spec(partitions: dg.PartitionsDefinition) -> dg.AssetSpec:
     return dg.AssetSpec(
         SOURCE_DOCUMENTS,
         partitions_def=partitions,
-        group_name=GROUP,
+        group_name=DOCUMENTS_GROUP,
         kinds={"folder"},
         description="Documents in the source folder. The change sensor records one observation "
         "per changed shard; its data version is the shard's fingerprint.",
@@ -55,18 +61,56 @@ class _Shared(TypedDict, total=False):
     automation_condition: Condition
 
 
-def build_pipeline_assets(
-    partitions: dg.PartitionsDefinition, *, model_version: str, chunking_version: str, freshness_hours: float
-) -> list[dg.AssetsDefinition]:
-    """The four partitioned assets and retrieval_eval. Code versions carry the chunker and model
-    identity, so changing either marks every partition stale."""
-    common = _Shared(partitions_def=partitions, group_name=GROUP, backfill_policy=dg.BackfillPolicy.single_run())
-    downstream = _Shared(**common, automation_condition=follow_upstream())
-    # Requests to one provider share a Dagster concurrency pool across runs
-    # (limit it with `dagster instance concurrency set embedding_api_openai N`).
-    embedding_pool = "embedding_api_" + model_version.split(":", 1)[0]
+@dataclass(frozen=True)
+class ModelAssets:
+    """One active model's assets, and the chunks they read."""
 
-    @dg.asset(deps=[SOURCE_DOCUMENTS], code_version=SOURCE_READER_VERSION, kinds={"parquet"}, **common)
+    slug: str
+    chunks: dg.AssetsDefinition
+    embeddings: dg.AssetsDefinition
+    vector_table: dg.AssetsDefinition
+    retrieval_eval: dg.AssetsDefinition
+
+    @property
+    def chain(self) -> list[dg.AssetsDefinition]:
+        """What a shard's refresh for this model runs after raw_documents."""
+        return [self.chunks, self.embeddings, self.vector_table]
+
+
+def model_group(slug: str) -> str:
+    return f"model_{slug}"
+
+
+def chain_keys(model: ActiveModel) -> list[dg.AssetKey]:
+    """What one refresh of a shard for ``model`` materializes: the whole chain from the raw documents."""
+    return [
+        dg.AssetKey(RAW_DOCUMENTS),
+        dg.AssetKey([model.profile, "chunks"]),
+        dg.AssetKey([model.slug, "embeddings"]),
+        dg.AssetKey([model.slug, "vector_table"]),
+    ]
+
+
+def _partitioned(partitions: dg.PartitionsDefinition, group: str) -> _Shared:
+    return _Shared(
+        partitions_def=partitions,
+        group_name=group,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        automation_condition=follow_upstream(),
+    )
+
+
+def build_raw_documents(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    """Every model's raw documents: the source's documents per shard, staged once."""
+
+    @dg.asset(
+        deps=[SOURCE_DOCUMENTS],
+        code_version=SOURCE_READER_VERSION,
+        kinds={"parquet"},
+        partitions_def=partitions,
+        group_name=DOCUMENTS_GROUP,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+    )
     def raw_documents(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult[None]:
         """The shard's documents, staged as Parquet. The step first records the source's changes in the
         change index; each shard's keys come from there, and only documents whose hash changed are read
@@ -94,9 +138,24 @@ def build_pipeline_assets(
                 "path": dg.MetadataValue.path(str(work.raw_path)),
             }
 
-        return _for_each_shard(context, index, one)
+        return _for_each_shard(context, index, RAW_DOCUMENTS, one)
 
-    @dg.asset(deps=[raw_documents], code_version=chunking_version, kinds={"parquet"}, **downstream)
+    return raw_documents
+
+
+def build_chunks(
+    partitions: dg.PartitionsDefinition, raw_documents: dg.AssetsDefinition, profile: str, chunking_version: str
+) -> dg.AssetsDefinition:
+    """The chunks of one chunking profile (``profile``: the tokenizer they are sized in), shared by every
+    model that uses it."""
+
+    @dg.asset(
+        key_prefix=[profile],
+        deps=[raw_documents],
+        code_version=chunking_version,
+        kinds={"parquet"},
+        **_partitioned(partitions, DOCUMENTS_GROUP),
+    )
     def chunks(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult[None]:
         """The shard's documents cut into chunks sized in the embedding model's tokens, each with a
         stable id (doc_id#position) and a content hash. Only documents whose hash changed are re-cut;
@@ -113,24 +172,46 @@ def build_pipeline_assets(
                 "path": dg.MetadataValue.path(str(work.chunks_path)),
             }
 
-        return _for_each_shard(context, pipeline.get(), one)
+        index = pipeline.get()
+        model = index.chunk_profiles[profile]
+        return _for_each_shard(context, index, f"chunks/{profile}", one, model)
+
+    return chunks
+
+
+def build_model_assets(
+    partitions: dg.PartitionsDefinition,
+    model: ActiveModel,
+    chunks: dg.AssetsDefinition,
+    *,
+    freshness_hours: float,
+) -> ModelAssets:
+    """One active model's embeddings, vector_table and retrieval_eval, under its key prefix and in its
+    group. Code versions carry the model's identity, so a new model version marks every partition stale."""
+    slug, model_version = model.slug, model.model_version
+    common = _partitioned(partitions, model_group(slug))
+    # Each model's requests share a Dagster concurrency pool across runs, so a candidate's backfill
+    # never takes the live model's slots (limit one with `dagster instance concurrency set <pool> N`).
+    pool = f"embedding_api_{slug}"
 
     # A step that fails for good (provider retries exhausted) is retried whole: re-running is idempotent.
     @dg.asset(
+        key_prefix=[slug],
         deps=[chunks],
         code_version=model_version,
         kinds={"parquet"},
-        pool=embedding_pool,
+        pool=pool,
         retry_policy=EMBEDDING_RETRIES,
-        **downstream,
+        **common,
     )
     def embeddings(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult[None]:
         """A vector for every chunk of the shard. Chunks this model already embedded (same chunk_hash)
         reuse the stored vector; only new or changed text is sent to the model. A run whose new text
         would cost more than the run budget fails before its first request."""
         index = pipeline.get()
-        model, price = index.embedder, index.price_per_mtok()
-        _refuse_over_budget(index, context.partition_keys)
+        active = index.model(slug)
+        model, price = active.embedder, active.price_per_mtok
+        _refuse_over_budget(index, active, context.partition_keys)
 
         def one(work: ShardWork) -> dict[str, Any]:
             before = dataclasses.replace(model.retry_stats)
@@ -152,34 +233,36 @@ def build_pipeline_assets(
                 "path": dg.MetadataValue.path(str(work.embeddings_path)),
             }
 
-        return _for_each_shard(context, index, one)
+        return _for_each_shard(context, index, active.table, one, active)
 
     @dg.asset(
+        key_prefix=[slug],
         deps=[embeddings],
         code_version=model_version,
         kinds={"lancedb"},
         freshness_policy=index_freshness(freshness_hours),
-        **downstream,
+        **common,
     )
     def vector_table(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult[None]:
         """The shard's rows in the model's LanceDB table, replaced in one merge_insert commit keyed on
         chunk_id: changed rows updated, new inserted, vanished deleted. Unchanged shards commit nothing.
-        The first table ever written becomes the live one; later models' tables wait for ``promote``."""
+        The first listed model's table becomes live when first written; the others wait for ``promote``."""
         index = pipeline.get()
-        model = index.embedder.model_version
+        active = index.model(slug)
+        model, tables = active.model_version, [m.table for m in index.models]
         live = index.registry.state().live
 
         def one(work: ShardWork) -> dict[str, Any]:
             write = work.write()
             rows = write.inserted + write.updated + write.unchanged
-            since = index.changes.settle(work.shard, work.source_generation())
+            since = index.changes.settle(work.shard, work.source_generation(), active.table, tables)
             # From the source's commit (or, for a feed that does not say when, the sync that saw it).
             latency = {} if since is None else {"source_to_table_seconds": round(max(0.0, time.time() - since), 3)}
             return {
                 "model_version": model,
                 "live_model_version": live or model,
                 "is_live": live in (None, model),
-                "table": table_name(model),
+                "table": active.table,
                 "table_version": write.table_version,
                 "rows": rows,
                 "chunks_inserted": write.inserted,
@@ -191,8 +274,8 @@ def build_pipeline_assets(
                 "dagster/row_count": rows,
             } | latency
 
-        result = _for_each_shard(context, index, one)
-        settled = settle_table(index.store, index.registry, model)
+        result = _for_each_shard(context, index, active.table, one, active)
+        settled = settle_table(index.store, index.registry, model, may_go_live=active == index.models[0])
         for note in settled.notes:
             context.log.info(note)
         for warning in settled.warnings:
@@ -201,17 +284,18 @@ def build_pipeline_assets(
 
     # Unpartitioned; the single-run policy only lets `--select '*' --partition-range` include it.
     @dg.asset(
+        key_prefix=[slug],
         deps=[vector_table],
-        group_name=GROUP,
+        group_name=model_group(slug),
         kinds={"lancedb"},
         automation_condition=evaluate_after_refresh(),
         backfill_policy=dg.BackfillPolicy.single_run(),
     )
     def retrieval_eval(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult[None]:
-        """Recall@k, MRR and nDCG@10 of the configured model's table on the golden set, beside the live
-        table's when that is another model: the evidence ``promote`` asks for, plotted over time."""
+        """Recall@k, MRR and nDCG@10 of this model's table on the golden set, beside the live table's
+        when that is another model: the evidence ``promote`` asks for, plotted over time."""
         index = pipeline.get()
-        store, model, live = index.store, index.embedder.model_version, index.live_model_version()
+        store, model, live = index.store, model_version, index.live_model_version()
         golden = index.golden()
         reports = {
             v: evaluate_table(store, v, golden, index.query_embedder)
@@ -232,36 +316,40 @@ def build_pipeline_assets(
             metadata["gate_refusals"] = dg.MetadataValue.json(refusals)
         return dg.MaterializeResult(metadata=metadata)
 
-    return [raw_documents, chunks, embeddings, vector_table, retrieval_eval]
+    return ModelAssets(slug, chunks, embeddings, vector_table, retrieval_eval)
 
 
-def _refuse_over_budget(index: Index, shards: Sequence[str]) -> None:
-    """With EMBEDDING_ASSETS_RUN_BUDGET_USD set, fail before the first request when the new text of the
-    run's shards would cost more (a pass over the shards before any is embedded, outside their locks)."""
-    budget = index.settings.run_budget_usd
+def _refuse_over_budget(index: Index, model: ActiveModel, shards: Sequence[str]) -> None:
+    """With a run budget for ``model``, fail before the first request when the new text of the run's
+    shards would cost more (a pass over the shards before any is embedded, outside their locks)."""
+    budget = model.config.run_budget_usd
     if budget is None:
         return
-    planned = sum(index.shard_work(shard).tokens_to_embed() for shard in shards)
+    planned = sum(index.shard_work(shard, model).tokens_to_embed() for shard in shards)
     try:
-        check_budget(planned, index.price_per_mtok(), budget, f"this run ({len(shards)} shards)")
+        check_budget(planned, model.price_per_mtok, budget, f"this run of {model.slug} ({len(shards)} shards)")
     except ConfigError as err:
         # Deterministic, so not worth a retry: the same run would be refused again.
         raise dg.Failure(str(err), metadata={"planned_tokens": planned}, allow_retries=False) from None
 
 
 def _for_each_shard(
-    context: dg.AssetExecutionContext, index: Index, work: Callable[[ShardWork], dict[str, Any]]
+    context: dg.AssetExecutionContext,
+    index: Index,
+    scope: str,
+    work: Callable[[ShardWork], dict[str, Any]],
+    model: ActiveModel | None = None,
 ) -> dg.MaterializeResult[None]:
-    """Run ``work`` on a fresh unit of work for every shard of the run, under the shard's lock,
-    recording metadata per shard.
+    """Run ``work`` on a fresh unit of work of ``model`` for every shard of the run, under the lock of
+    the shard's ``scope`` (what the step writes), recording metadata per shard.
     Shards that take a while are logged as they finish (every log line is an event the instance stores,
     so quick shards show only in their metadata)."""
     keys = context.partition_keys
     asset = context.asset_key.to_user_string()
     for position, shard in enumerate(keys, start=1):
         started = time.perf_counter()
-        with index.staging.lock(shard):
-            metadata = work(index.shard_work(shard))
+        with index.staging.lock(shard, scope):
+            metadata = work(index.shard_work(shard, model))
         metadata["duration_s"] = round(time.perf_counter() - started, 3)
         context.add_asset_metadata(metadata, partition_key=shard)
         progress.advance(asset, shard, **{k: v for k, v in metadata.items() if isinstance(v, int | float)})

@@ -12,15 +12,26 @@ Condition = dg.AutomationCondition[Any]
 
 def follow_upstream() -> Condition:
     """For chunks, embeddings and vector_table: refresh exactly the shards that need it."""
-    code_version_changed: Condition = dg.AutomationCondition.code_version_changed()
-    return (
+    # Typed Any: Dagster types with_label() on its built-in conditions only, which these all are.
+    code_version_changed: Any = dg.AutomationCondition.code_version_changed()
+    upstream_refreshed: Any = (
         # A shard's upstream was re-materialized (the change sensor, the TTL sensor, a manual run):
-        # eager() requests that shard only, and never while its upstream is missing or running.
-        dg.AutomationCondition.eager()
+        # that shard only, and never while its upstream is missing or running. This is eager() without
+        # its newly_missing() half: a model added to EMBEDDING_ASSETS_MODELS starts with every shard
+        # missing, and its first backfill is the backfill sensor's (bounded ranges, low priority).
+        dg.AutomationCondition.any_deps_updated().since_last_handled()
+        & ~dg.AutomationCondition.any_deps_missing()
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~dg.AutomationCondition.in_progress()
+    )
+    either: Any = (
+        upstream_refreshed.with_label("a shard's upstream was refreshed")
         # The code version changed (the embedding model, its dimensions, the chunker or its sizes):
         # every shard's vectors are stale, so every shard is requested once.
-        | code_version_changed.since_last_handled()
+        | code_version_changed.since_last_handled().with_label("the model or chunker changed")
     )
+    labelled: Condition = either.with_label("follow upstream")
+    return labelled
 
 
 def evaluate_after_refresh() -> Condition:

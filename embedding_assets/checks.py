@@ -45,8 +45,9 @@ COLUMNS = {VECTOR_TABLE_INTEGRITY: INTEGRITY_COLUMNS, INDEX_MATCHES_SOURCE: STOR
 
 
 def build_table_checks(
-    vector_table: dg.AssetsDefinition, partitions: dg.PartitionsDefinition
+    vector_table: dg.AssetsDefinition, partitions: dg.PartitionsDefinition, slug: str
 ) -> list[dg.AssetChecksDefinition]:
+    """The checks of the active model ``slug``'s ``vector_table``."""
     specs = [
         dg.AssetCheckSpec(name, asset=vector_table.key, partitions_def=partitions, description=description)
         for name, description in DESCRIPTIONS.items()
@@ -72,13 +73,14 @@ def build_table_checks(
             )
         )
 
-    @dg.multi_asset_check(specs=specs, can_subset=True, name="vector_table_checks")
+    @dg.multi_asset_check(specs=specs, can_subset=True, name=f"{slug}_vector_table_checks")
     def vector_table_checks(
         context: dg.AssetCheckExecutionContext, pipeline: PipelineResource
     ) -> Iterator[dg.AssetCheckResult]:
         """The selected checks of every shard of the run, from one read of each shard's stored rows."""
         index = pipeline.get()
-        model, store, keys = index.embedder, index.store, context.partition_keys
+        active = index.model(slug)
+        model, store, keys = active.embedder, index.store, context.partition_keys
         selected = {key.name for key in context.selected_asset_check_keys}
         info = store.info(model.model_version)
         rng = random.Random(f"{keys[0]}:{keys[-1]}:{date.today()}")
@@ -86,7 +88,7 @@ def build_table_checks(
         samples: dict[str, pa.Table] = {}
         recorded = store.recorded_states(model.model_version) if INDEX_MATCHES_SOURCE in selected else {}
         for shard in keys:
-            work = index.shard_work(shard)
+            work = index.shard_work(shard, active)
             columns = {c for name in selected for c in COLUMNS.get(name, ())}
             if quota.get(shard):
                 columns |= set(DRIFT_COLUMNS)

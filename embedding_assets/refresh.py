@@ -12,6 +12,7 @@ from typing import Any
 import dagster as dg
 
 from embedding_assets.assembly import REFRESH_JOB, build_definitions
+from embedding_assets.assets import chain_keys
 from embedding_assets.core import progress as work_progress
 from embedding_assets.core.change_index import SyncReport
 from embedding_assets.core.index import Index
@@ -31,12 +32,23 @@ REPORTED = (
 @dataclass
 class RefreshReport:
     sync: SyncReport
-    stale: list[str]
+    stale_by_model: dict[str, list[str]]  # each active model's shards refreshed, live model first
     runs: list[str] = field(default_factory=list)
-    per_shard: dict[str, dict[str, Any]] = field(default_factory=dict)
+    per_model: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # slug → shard → figures
+
+    @property
+    def stale(self) -> list[str]:
+        """The shards refreshed for any model."""
+        return sorted({shard for shards in self.stale_by_model.values() for shard in shards})
+
+    @property
+    def per_shard(self) -> dict[str, dict[str, Any]]:
+        """The first (live) model's figures per shard."""
+        return next(iter(self.per_model.values()), {})
 
     def total(self, name: str) -> int:
-        return sum(int(figures.get(name, 0)) for figures in self.per_shard.values())
+        """A figure summed over every model and shard."""
+        return sum(int(f.get(name, 0)) for shards in self.per_model.values() for f in shards.values())
 
 
 def refresh(
@@ -47,31 +59,42 @@ def refresh(
     progress: Callable[[str], None] = lambda _: None,
     log_level: str | None = None,
 ) -> RefreshReport:
-    """Scan, then materialize the stale shards (or exactly ``shards``, to repair them); raises if a run fails.
-    ``log_level`` (``WARNING``) quiets the runs' console log, whose events the instance keeps anyway.
-    The plan is reported to ``core.progress`` as step ``refresh_plan`` (figure ``stale_shards``)."""
+    """Scan, then materialize each active model's stale shards (or exactly ``shards``, to repair them),
+    live model first, one run per model and range; raises if a run fails. ``log_level`` (``WARNING``)
+    quiets the runs' console log, whose events the instance keeps anyway. The plan is reported to
+    ``core.progress`` as step ``refresh_plan`` (figure ``stale_shards``: shards times models to run)."""
     sync = index.sync()
-    stale = shards if shards is not None else index.stale_shards()
-    report = RefreshReport(sync, stale)
+    live = index.live_model()
+    models = [live, *(m for m in index.models if m != live)]
+    report = RefreshReport(
+        sync, {m.slug: shards if shards is not None else index.stale_shards(m.model_version) for m in models}
+    )
+    planned = sum(len(s) for s in report.stale_by_model.values())
     progress(
         f"{index.source.name}: {sync.keys_read} key(s) read, {sync.keys_deleted} deleted in {sync.seconds:.2f} s; "
-        f"{len(stale)} of {index.shard_count} shards stale"
+        + "; ".join(f"{len(s)} of {index.shard_count} shards stale for {m}" for m, s in report.stale_by_model.items())
     )
-    work_progress.advance("refresh_plan", stale_shards=len(stale))
+    work_progress.advance("refresh_plan", stale_shards=planned)
     job = build_definitions(index.settings).resolve_job_def(REFRESH_JOB)
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}} if log_level else None
-    for first, last in run_ranges(stale, index.shard_count):
-        progress(f"refreshing {first}...{last}")
-        result = job.execute_in_process(
-            instance=instance, tags=range_tags(first, last), raise_on_error=True, run_config=run_config
-        )
-        report.runs.append(result.run_id)
-        for event in result.get_asset_materialization_events():
-            materialization = event.materialization
-            if materialization.partition is not None:
-                figures = report.per_shard.setdefault(materialization.partition, {})
-                figures.update({k: v.value for k, v in materialization.metadata.items() if k in REPORTED})
+    for model in models:
+        figures_of = report.per_model.setdefault(model.slug, {})
+        for first, last in run_ranges(report.stale_by_model[model.slug], index.shard_count):
+            progress(f"refreshing {first}...{last} ({model.slug})")
+            result = job.execute_in_process(
+                instance=instance,
+                tags=range_tags(first, last),
+                raise_on_error=True,
+                run_config=run_config,
+                asset_selection=chain_keys(model),
+            )
+            report.runs.append(result.run_id)
+            for event in result.get_asset_materialization_events():
+                materialization = event.materialization
+                if materialization.partition is not None:
+                    figures = figures_of.setdefault(materialization.partition, {})
+                    figures.update({k: v.value for k, v in materialization.metadata.items() if k in REPORTED})
     summaries = index.changes.summaries()
-    for shard in stale:  # the UI's source_documents now shows what these runs indexed
+    for shard in report.stale:  # the UI's source_documents now shows what these runs indexed
         instance.report_runless_asset_event(source_observation(summaries[shard]))
     return report

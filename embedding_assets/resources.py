@@ -29,6 +29,7 @@ class PipelineResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     lancedb_uri: str = Field(description="LanceDB location: a folder or an object-store URI.")
     staging_dir: str = Field(description="Parquet files of the intermediate assets, and the shard locks.")
     model: str = Field(description="Embedding model spec, e.g. local:all-MiniLM-L6-v2 or openai:<model>.")
+    models: str = Field(description="The active models, comma-separated, each with its own settings (spec?k=v&...).")
     dimensions: int | None = Field(description="Shorter vectors for text-embedding-3-* models.")
     shards: int = Field(description="Number of shards (partitions), fixed for the life of the index.")
     chunk_tokens: int = Field(description="Target chunk size, in the model's tokens.")

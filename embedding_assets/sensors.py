@@ -1,41 +1,61 @@
-"""What starts refreshes: the change sensor, the TTL sensor and the (optional) refresh schedule.
+"""What starts refreshes: the change sensor, the TTL sensor, the (optional) refresh schedule, and each
+model's backfill sensor.
 
 Each requests runs for the affected shards only, grouped into ranges of consecutive shards (one run
-each): the source's changes run the whole chain, expired vectors ``embeddings`` and ``vector_table``.
-Automation handles model and chunker changes.
+each, one model each): the source's changes run the live model's whole chain (the other models follow
+through their automation), expired vectors ``embeddings`` and ``vector_table``. Automation handles
+model and chunker changes.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import dagster as dg
 
+from embedding_assets.assets import ModelAssets
+from embedding_assets.core.backfill import (
+    BACKFILL_PRIORITY,
+    BACKFILL_TAG,
+    PRIORITY_TAG,
+    BackfillState,
+    next_backfill_range,
+)
 from embedding_assets.core.settings import Settings
 from embedding_assets.resources import PipelineResource
-from embedding_assets.shard_runs import range_requests, source_observation
+from embedding_assets.shard_runs import range_requests, range_tags, run_shards, source_observation
+
+WAITING = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED]
+IN_FLIGHT = [*WAITING, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
 
 
 def build_triggers(
-    settings: Settings, chain: Sequence[dg.AssetsDefinition]
+    settings: Settings, raw_documents: dg.AssetsDefinition, models: Mapping[str, ModelAssets]
 ) -> tuple[list[dg.SensorDefinition], list[dg.ScheduleDefinition]]:
-    """The triggers of ``chain`` (raw_documents, chunks, embeddings, vector_table)."""
+    """The triggers of every model's chain (raw_documents, then the model's chunks, embeddings and
+    vector_table); ``models`` by slug."""
     shard_count = settings.shards
     running, stopped = dg.DefaultSensorStatus.RUNNING, dg.DefaultSensorStatus.STOPPED
-    chain_keys = [asset.key for asset in chain]
-    reembed = chain[2:]  # embeddings and vector_table
+    every_asset = [raw_documents, *{a.key: a for m in models.values() for a in m.chain}.values()]
 
-    @dg.sensor(minimum_interval_seconds=settings.scan_interval_seconds, default_status=running, asset_selection=chain)
+    def chain(slug: str) -> list[dg.AssetKey]:
+        return [raw_documents.key, *(asset.key for asset in models[slug].chain)]
+
+    @dg.sensor(
+        minimum_interval_seconds=settings.scan_interval_seconds, default_status=running, asset_selection=every_asset
+    )
     def source_change_sensor(
         context: dg.SensorEvaluationContext, pipeline: PipelineResource
     ) -> dg.SensorResult | dg.SkipReason:
         """Records one batch of the source's changes in the change index (its change feed, or a listing
-        diff for a folder) and refreshes the shards changed since the last tick: the whole chain, one
-        run per range. The cursor is the index's generation, so an idle tick costs the sync alone. The
-        first tick (no cursor) refreshes only the shards the table does not already reflect."""
+        diff for a folder) and refreshes the shards changed since the last tick: the live model's whole
+        chain, one run per range (every other active model follows through its own automation). The
+        cursor is the index's generation, so an idle tick costs the sync alone. The first tick (no
+        cursor) refreshes only the shards the live table does not already reflect."""
         index = pipeline.get()
+        live = index.live_model()
         sync = index.sync(drain=False)
         changed = index.changes.changed_since(_generation(context.cursor))
         if context.cursor is None and changed:
-            stale = set(index.stale_shards())
+            stale = set(index.stale_shards(live.model_version))
             changed = [summary for summary in changed if summary.shard in stale]
         feed = {"keys_read": sync.keys_read, "keys_deleted": sync.keys_deleted, **index.source.metrics()}
         if not changed:
@@ -48,7 +68,7 @@ def build_triggers(
         shards = [summary.shard for summary in changed]
         return dg.SensorResult(
             # Run keys carry the generation: a tick that crashed after recording replays to the same keys.
-            run_requests=range_requests(shards, shard_count, chain_keys, f"source:{sync.generation}"),
+            run_requests=range_requests(shards, shard_count, chain(live.slug), f"source:{sync.generation}"),
             asset_events=[source_observation(summary, feed) for summary in changed],
             cursor=str(sync.generation),
         )
@@ -56,43 +76,96 @@ def build_triggers(
     @dg.sensor(
         minimum_interval_seconds=3600,
         default_status=running if settings.ttl_days else stopped,
-        asset_selection=reembed,
+        asset_selection=[a for m in models.values() for a in (m.embeddings, m.vector_table)],
     )
     def ttl_expiry_sensor(
         context: dg.SensorEvaluationContext, pipeline: PipelineResource
     ) -> dg.SensorResult | dg.SkipReason:
-        """Re-embeds the shards holding vectors older than EMBEDDING_ASSETS_TTL_DAYS."""
+        """Re-embeds, for every active model, the shards holding vectors older than EMBEDDING_ASSETS_TTL_DAYS."""
         index = pipeline.get()
         cutoff = index.expire_before()
         if cutoff is None:
             return dg.SkipReason("EMBEDDING_ASSETS_TTL_DAYS is not set: vectors never expire")
-        expired = index.store.expired_shards(index.embedder.model_version, cutoff)
-        if not expired:
+        requests = []
+        for model in index.models:
+            expired = index.store.expired_shards(model.model_version, cutoff)
+            keys = [models[model.slug].embeddings.key, models[model.slug].vector_table.key]
+            # At most one request per model, shard range and day.
+            requests += range_requests(expired, shard_count, keys, f"ttl:{model.slug}:{cutoff:%Y-%m-%d}")
+        if not requests:
             return dg.SkipReason(f"no vector older than {cutoff:%Y-%m-%d %H:%M} UTC")
-        reason = f"ttl:{cutoff:%Y-%m-%d}"  # at most one request per shard range and day
-        return dg.SensorResult(run_requests=range_requests(expired, shard_count, [a.key for a in reembed], reason))
+        return dg.SensorResult(run_requests=requests)
 
     @dg.schedule(
         cron_schedule=settings.refresh_cron,
         default_status=dg.DefaultScheduleStatus.STOPPED,
-        target=chain,
+        target=every_asset,
         execution_timezone="UTC",
     )
     def refresh_schedule(
         context: dg.ScheduleEvaluationContext, pipeline: PipelineResource
     ) -> list[dg.RunRequest] | dg.SkipReason:
         """On a cron (EMBEDDING_ASSETS_REFRESH_CRON, off by default): reconcile the change index with a
-        full listing of the source, compare it with the fingerprints recorded beside the table, and
-        refresh every shard that differs or holds expired vectors."""
+        full listing of the source, compare it with the fingerprints recorded beside each active model's
+        table, and refresh every shard that differs or holds expired vectors, one run per model and range."""
         index = pipeline.get()
         index.sync(full=True)
-        stale = index.stale_shards()
-        if not stale:
-            return dg.SkipReason("the table matches the source")
         tick = context.scheduled_execution_time.strftime("%Y%m%dT%H%M")
-        return range_requests(stale, shard_count, chain_keys, f"schedule:{tick}")
+        requests = [
+            request
+            for model in index.models
+            for request in range_requests(
+                index.stale_shards(model.model_version), shard_count, chain(model.slug), f"schedule:{model.slug}:{tick}"
+            )
+        ]
+        return requests or dg.SkipReason("every active model's table matches the source")
 
-    return [source_change_sensor, ttl_expiry_sensor], [refresh_schedule]
+    backfills = [_backfill_sensor(settings, slug, chain(slug)[1:]) for slug in models]
+    return [source_change_sensor, ttl_expiry_sensor, *backfills], [refresh_schedule]
+
+
+def _backfill_sensor(settings: Settings, slug: str, assets: Sequence[dg.AssetKey]) -> dg.SensorDefinition:
+    """``<slug>_backfill_sensor``: the model's missing and stale shards, one bounded range at a time."""
+
+    @dg.sensor(
+        name=f"{slug}_backfill_sensor",
+        minimum_interval_seconds=settings.automation_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        asset_selection=list(assets),
+    )
+    def backfill_sensor(context: dg.SensorEvaluationContext, pipeline: PipelineResource) -> dg.SensorResult:
+        """Brings this model's table up to the source (its first backfill after the model joins
+        EMBEDDING_ASSETS_MODELS, or shards left stale) in the background: one bounded range per run at
+        a low priority (dagster/priority -1), at most two runs in flight, and only while no other run
+        waits for a slot; a failed run of it (an exhausted budget, say) pauses it until re-executed.
+        Its tick says how many shards are fresh."""
+        index = pipeline.get()
+        model = index.model(slug)
+        instance = context.instance
+        ours = instance.get_runs(dg.RunsFilter(tags={BACKFILL_TAG: slug}, statuses=IN_FLIGHT))
+        newest = instance.get_runs(dg.RunsFilter(tags={BACKFILL_TAG: slug}), limit=1)
+        failed = newest[0].run_id if newest and newest[0].status == dg.DagsterRunStatus.FAILURE else None
+        waiting = instance.get_runs_count(dg.RunsFilter(statuses=WAITING))
+        state = BackfillState(
+            stale=index.stale_shards(model.model_version),
+            shard_count=settings.shards,
+            queued_elsewhere=waiting - sum(run.status in WAITING for run in ours),
+            in_flight={shard for run in ours for shard in run_shards(run.tags, settings.shards)},
+            runs_in_flight=len(ours),
+            last_failure=failed,
+        )
+        step = next_backfill_range(state)
+        if not step.shards:
+            return dg.SensorResult(skip_reason=step.reason)
+        first, last = step.shards[0], step.shards[-1]
+        tags = range_tags(first, last) | {BACKFILL_TAG: slug, PRIORITY_TAG: str(BACKFILL_PRIORITY)}
+        # The run key names the change index generation: the same range is requested again only after a
+        # change, or once the earlier request's run is gone.
+        key = f"backfill:{slug}:{first}...{last}:{index.changes.generation_of(last)}:{len(state.stale)}"
+        context.log.info(step.reason)
+        return dg.SensorResult(run_requests=[dg.RunRequest(run_key=key, asset_selection=list(assets), tags=tags)])
+
+    return backfill_sensor
 
 
 def _generation(cursor: str | None) -> int:

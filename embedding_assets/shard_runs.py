@@ -7,14 +7,24 @@ import dagster as dg
 
 from embedding_assets.assets import SOURCE_DOCUMENTS
 from embedding_assets.core.change_index import ShardSummary
-from embedding_assets.core.shards import RUN_THROUGH_CLEAN_SHARDS, shard_ranges
+from embedding_assets.core.shards import RUN_THROUGH_CLEAN_SHARDS, shard_keys, shard_ranges
 
 DATA_VERSION_TAG = "dagster/data_version"  # the tag Dagster reads an observation's data version from
+RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 
 def range_tags(first: str, last: str) -> dict[str, str]:
     """Run tags that make one run cover the shards ``first`` to ``last``."""
-    return {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+    return {RANGE_START_TAG: first, RANGE_END_TAG: last}
+
+
+def run_shards(tags: Mapping[str, str], shard_count: int) -> list[str]:
+    """The shards a ranged run covers, from its tags ([] for a run of no range)."""
+    keys = shard_keys(shard_count)
+    first, last = tags.get(RANGE_START_TAG), tags.get(RANGE_END_TAG)
+    if first not in keys or last not in keys:
+        return []
+    return list(keys[keys.index(first) : keys.index(last) + 1])
 
 
 def run_ranges(shards: Sequence[str], shard_count: int) -> list[tuple[str, str]]:

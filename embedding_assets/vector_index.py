@@ -1,4 +1,4 @@
-"""The ANN index of the configured model's table, as its own unpartitioned asset, with its recall check.
+"""The ANN index of an active model's table, as its own unpartitioned asset, with its recall check.
 
 Building or retraining an index takes minutes at 10^6 rows, so it runs in this step (requested by
 automation after refreshes), never inside a shard's ``vector_table`` step: a refresh of one shard
@@ -20,11 +20,12 @@ ANN_RECALL = "ann_recall"
 INDEX_RETRIES = dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL)
 
 
-def build_vector_index(vector_table: dg.AssetsDefinition, group_name: str) -> dg.AssetsDefinition:
-    """The ``vector_index`` asset, downstream of every shard of ``vector_table``, with its recall check."""
+def build_vector_index(vector_table: dg.AssetsDefinition, group_name: str, slug: str) -> dg.AssetsDefinition:
+    """The active model ``slug``'s ``vector_index`` asset, downstream of every shard of its
+    ``vector_table``, with its recall check."""
     check = dg.AssetCheckSpec(
         ANN_RECALL,
-        asset="vector_index",
+        asset=dg.AssetKey([slug, "vector_index"]),
         description=f"Recall@{ann.RECALL_K} of the indexed search against exact search, for "
         f"{ann.RECALL_SAMPLE} stored vectors as queries; warns under {ann.RECALL_WARN_BELOW}. Passes "
         "without measuring while the table is below EMBEDDING_ASSETS_ANN_MIN_ROWS (no index).",
@@ -32,6 +33,7 @@ def build_vector_index(vector_table: dg.AssetsDefinition, group_name: str) -> dg
 
     # Unpartitioned; the single-run policy only lets `--select '*' --partition-range` include it.
     @dg.asset(
+        key_prefix=[slug],
         deps=[vector_table],
         group_name=group_name,
         kinds={"lancedb"},
@@ -42,11 +44,11 @@ def build_vector_index(vector_table: dg.AssetsDefinition, group_name: str) -> dg
     )
     # Unsubscripted: Dagster 1.13 reads a subscripted MaterializeResult as a tuple of outputs (the check).
     def vector_index(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:  # type: ignore[type-arg]
-        """The vector (ANN) index of the configured model's table: built once the table holds
+        """The vector (ANN) index of the model's table: built once the table holds
         EMBEDDING_ASSETS_ANN_MIN_ROWS rows, then new rows folded in with optimize(), and retrained when
         the table doubled or a third of it is unindexed. A re-run with nothing new changes nothing."""
         index = pipeline.get()
-        model = index.embedder.model_version
+        model = index.model(slug).model_version
         done = index.store.maintain_vector_index(model, index.settings.ann_min_rows)
         if done is None:
             raise dg.Failure(f"no table for {model} yet; materialize vector_table first", allow_retries=False)

@@ -61,29 +61,41 @@ def search(index: Index, args: argparse.Namespace) -> int:
 
 
 def status(index: Index, args: argparse.Namespace) -> int:
-    store, configured = index.store, index.embedder.model_version
-    registry = index.registry.state()
-    live = registry.live or configured
-    payload: dict[str, Any] = {"configured_model": configured, "live_model": live, "tables": []}
-    versions = store.model_versions()
-    if not versions:
-        payload |= {"quarantined_count": 0, "quarantined": [], "shards": []}
-        return emit(args, EXIT_DIFFERENCE, payload, [f"no tables in {store.uri} yet; materialize the pipeline"])
-    lines = [f"{'model version':<52}{'role':<11}{'rows':>8}{'version':>9}  promoted"]
+    """Every table: its role (live, standby, candidate; retired once its model left the active list),
+    rows and, for an active model, how many shards reflect the source now."""
+    store, registry = index.store, index.registry.state()
+    live = index.live_model_version()
+    index.sync()
+    active = {m.model_version: m for m in index.models}
+    versions = list(dict.fromkeys([*active, *store.model_versions()]))
+    lines = [f"{'model version':<52}{'role':<11}{'rows':>9}{'fresh shards':>14}{'version':>9}  promoted"]
+    tables = []
     for version in versions:
         info = store.info(version)
-        if info is None:  # dropped since it was listed
-            continue
-        role = "live" if version == live else "previous" if version in registry.history else "candidate"
+        stale = index.stale_shards(version) if version in active else None
+        role = _role(version, live, registry.history, version in active)
         promoted = registry.promoted_at.get(version)
+        fresh = "-" if stale is None else f"{index.shard_count - len(stale)}/{index.shard_count}"
         when = f"{promoted:%Y-%m-%d %H:%M} UTC" if promoted else "-"
-        lines.append(f"{version:<52}{role:<11}{info.rows:>8}{info.version:>9}  {when}")
-        table = {"model_version": version, "role": role, "rows": info.rows, "table_version": info.version}
-        payload["tables"].append(table | {"promoted_at": promoted})
-    lines.append(f"configured model: {configured}")
-    index.sync()
+        rows = info.rows if info else 0
+        lines.append(f"{version:<52}{role:<11}{rows:>9}{fresh:>14}{info.version if info else '-':>9}  {when}")
+        tables.append(
+            {
+                "model_version": version,
+                "slug": active[version].slug if version in active else None,
+                "role": role,
+                "active": version in active,
+                "rows": rows,
+                "table_version": info.version if info else None,
+                "shards_fresh": None if stale is None else index.shard_count - len(stale),
+                "stale_shards": stale,
+                "promoted_at": promoted,
+            }
+        )
+    payload: dict[str, Any] = {"live_model": live, "active_models": [m.config.entry for m in index.models]}
+    payload["tables"] = tables
     quarantined = sorted(index.changes.skips(), key=lambda s: s.doc_id)
-    lines.append(f"quarantined: {len(quarantined)} item(s) of the source folder were not indexed")
+    lines.append(f"quarantined: {len(quarantined)} item(s) of the source were not indexed")
     lines += [f"  {skip.doc_id!r}: {skip.reason}" for skip in quarantined[:MAX_QUARANTINE_LISTED]]
     payload["quarantined_count"] = len(quarantined)
     payload["quarantined"] = [{"doc_id": s.doc_id, "reason": s.reason} for s in quarantined[:MAX_QUARANTINE_LISTED]]
@@ -91,10 +103,21 @@ def status(index: Index, args: argparse.Namespace) -> int:
     lines.append(f"\n{'shard':<8}{'live rows':>10}{'chunks staged':>15}")
     payload["shards"] = []
     for shard in shard_keys(index.shard_count):
-        staged = index.staging.row_count(index.shard_work(shard).chunks_path)
+        staged = index.staging.row_count(index.shard_work(shard, active.get(live)).chunks_path)
         lines.append(f"{shard:<8}{counts.get(shard, 0):>10}{'-' if staged is None else staged:>15}")
         payload["shards"].append({"shard": shard, "live_rows": counts.get(shard, 0), "chunks_staged": staged})
-    return emit(args, EXIT_OK, payload, lines)
+    code = EXIT_OK if any(t["rows"] for t in tables) else EXIT_DIFFERENCE
+    if code != EXIT_OK:
+        lines.append(f"no rows in {store.uri} yet; materialize the pipeline")
+    return emit(args, code, payload, lines)
+
+
+def _role(version: str, live: str, history: list[str], active: bool) -> str:
+    if version == live:
+        return "live"
+    if not active:
+        return "retired"
+    return "standby" if version in history else "candidate"
 
 
 def refresh(index: Index, args: argparse.Namespace) -> int:
@@ -188,30 +211,43 @@ def verify(index: Index, args: argparse.Namespace) -> int:
 
 
 def _verify(index: Index, verbose: bool) -> Outcome:
-    """Every shard's rows against what the source (fully listed now) says they must be."""
-    model_version, shard_count = index.embedder.model_version, index.shard_count
-    diffs: list[ShardDiff] = []
+    """Every active model's rows, shard by shard, against what the source (fully listed now) says they
+    must be; each shard's documents are read once for all models."""
+    shard_count, models = index.shard_count, index.models
+    diffs: dict[str, list[ShardDiff]] = {m.model_version: [] for m in models}
     shown = {"differing": "differ", "chunks": "chunks compared"}
     with Display("verify", shard_count, "shards", shown) as display:
         with display.following(_on_sync):
             index.sync(full=True)  # the truth is the source as a full listing finds it now
-        recorded = index.store.recorded_states(model_version)  # what stale detection reads in place of the rows
+        # What stale detection reads in place of the rows.
+        recorded = {m.model_version: index.store.recorded_states(m.model_version) for m in models}
         for shard in shard_keys(shard_count):
-            expected = expected_chunks(index.documents(shard), index.chunking, index.embedder)
-            stored = index.store.shard_rows(model_version, shard, STORED_COLUMNS)
-            diff = diff_shard(shard, expected, stored, model_version, recorded.get(shard))
-            diffs.append(diff)
-            display.advance(1, shard, chunks=len(expected), differing=int(not diff.matches))
-    mismatched = [d.shard for d in diffs if not d.matches]
-    lines = [d.describe() for d in diffs if verbose or not d.matches]
-    lines.append(f"{shard_count - len(mismatched)} of {shard_count} shards match the source ({model_version})")
-    payload = {
-        "model_version": model_version,
-        "shards_total": shard_count,
-        "shards_matching": shard_count - len(mismatched),
-        "mismatched": mismatched,
-        "shards": [{"shard": d.shard, "matches": d.matches} | d.figures() for d in diffs],
-    }
+            documents = list(index.documents(shard))
+            compared = differing = 0
+            for model in models:
+                version = model.model_version
+                expected = expected_chunks(documents, index.chunking, model.embedder)
+                stored = index.store.shard_rows(version, shard, STORED_COLUMNS)
+                diff = diff_shard(shard, expected, stored, version, recorded[version].get(shard))
+                diffs[version].append(diff)
+                compared, differing = compared + len(expected), differing + int(not diff.matches)
+            display.advance(1, shard, chunks=compared, differing=differing)
+    lines: list[str] = []
+    reports: list[dict[str, Any]] = []
+    for version, model_diffs in diffs.items():
+        mismatched = [d.shard for d in model_diffs if not d.matches]
+        lines += [d.describe() for d in model_diffs if verbose or not d.matches]
+        lines.append(f"{shard_count - len(mismatched)} of {shard_count} shards match the source ({version})")
+        reports.append(
+            {
+                "model_version": version,
+                "shards_matching": shard_count - len(mismatched),
+                "mismatched": mismatched,
+                "shards": [{"shard": d.shard, "matches": d.matches} | d.figures() for d in model_diffs],
+            }
+        )
+    mismatched = sorted({d.shard for model_diffs in diffs.values() for d in model_diffs if not d.matches})
+    payload = {"shards_total": shard_count, "mismatched": mismatched, "models": reports}
     return (EXIT_DIFFERENCE if mismatched else EXIT_OK), payload, lines
 
 

@@ -7,9 +7,11 @@ from typing import Any
 from embedding_assets.cli.output import EXIT_OK, emit
 from embedding_assets.cli.progress import Display
 from embedding_assets.core.cost import estimate as estimate_cost
+from embedding_assets.core.errors import ConfigError
 from embedding_assets.core.evaluation import comparison_table, load_golden
-from embedding_assets.core.index import Index
+from embedding_assets.core.index import ActiveModel, Index
 from embedding_assets.core.migration import check_promotion, evaluate_table
+from embedding_assets.core.model_set import ModelConfig
 
 
 def evaluate(index: Index, args: argparse.Namespace) -> int:
@@ -30,18 +32,26 @@ def evaluate(index: Index, args: argparse.Namespace) -> int:
 
 
 def promote(index: Index, args: argparse.Namespace) -> int:
+    """Make an active model's table live: both it and the live table complete and fresh (so the eval
+    compares like with like), then the eval gate, then the switch (one registry row)."""
     golden = load_golden(args.golden or index.settings.golden_path)
     margin = index.settings.eval_margin
+    candidate = _active(index, args.model_version, "promote")
     index.sync()
-    stale = index.stale_shards(args.model_version)
-    check = check_promotion(index.store, stale, args.model_version, golden, margin, index.query_embedder)
+    live = index.registry.state().live
+    stale = {v: index.stale_shards(v) for v in dict.fromkeys([candidate.model_version, live]) if v is not None}
+    check = check_promotion(
+        index.store, stale[candidate.model_version], candidate.model_version, golden, margin, index.query_embedder
+    )
     if check.comparison():
         print(check.comparison())
-    if check.stale:
-        print(
-            f"refused: {len(check.stale)} shard(s) are missing or stale for {check.candidate}: "
-            f"{', '.join(check.stale[:20])}; materialize them first"
-        )
+    refusals = [
+        f"{len(shards)} shard(s) are missing or stale for {version}: {', '.join(shards[:20])}"
+        for version, shards in stale.items()
+        if shards
+    ]
+    if refusals:
+        print("refused: " + "; ".join(refusals) + "; refresh them first (embedding-assets refresh)")
         return 1
     if check.refusals and not args.force:
         print(
@@ -51,15 +61,39 @@ def promote(index: Index, args: argparse.Namespace) -> int:
         )
         return 1
     index.registry.promote(check.candidate, "forced past the eval gate" if check.refusals else "")
-    print(f"{check.candidate} is live" + (f" (was {check.live})" if check.live else ""))
+    print(f"{check.candidate} is live" + (f" (was {check.live}, now a standby kept fresh)" if check.live else ""))
     return 0
 
 
 def rollback(index: Index, args: argparse.Namespace) -> int:
+    """Make the previous live table live again, only if it is still an active model's and fresh."""
     registry = index.registry
-    before = registry.state().live
-    print(f"{registry.rollback()} is live again (was {before})")
+    state = registry.state()
+    if state.previous is None:
+        raise ConfigError("nothing to roll back to: no earlier live table in the registry")
+    previous = _active(index, state.previous, "roll back to")
+    index.sync()
+    stale = index.stale_shards(previous.model_version)
+    if stale:
+        print(
+            f"refused: {len(stale)} shard(s) of {previous.model_version} are stale: {', '.join(stale[:20])}; "
+            "refresh them first (embedding-assets refresh)"
+        )
+        return 1
+    print(f"{registry.rollback()} is live again (was {state.live})")
     return 0
+
+
+def _active(index: Index, model: str, action: str) -> ActiveModel:
+    """The active model ``model`` names (its model version or its slug); refuses one that is not active."""
+    found = index.active_model(model) or next((m for m in index.models if m.slug == model), None)
+    if found is None:
+        active = ", ".join(f"{m.slug} ({m.model_version})" for m in index.models)
+        raise ConfigError(
+            f"cannot {action} {model}: it is not an active model, so its table is not kept fresh; "
+            f"add it to EMBEDDING_ASSETS_MODELS and let its backfill finish (active: {active})"
+        )
+    return found
 
 
 def drop(index: Index, args: argparse.Namespace) -> int:
@@ -74,12 +108,13 @@ def drop(index: Index, args: argparse.Namespace) -> int:
 
 
 def estimate(index: Index, args: argparse.Namespace) -> int:
-    settings = index.settings
-    embedder = index.embedder_for(args.model, args.dimensions) if args.model else index.embedder
+    active = index.live_model() if not args.model else None
+    embedder = active.embedder if active else index.embedder_for(ModelConfig(args.model, args.dimensions))
     store = index.store if args.stale_only else None
     index.sync()
     shards = index.stale_shards(embedder.model_version) if args.stale_only else None
-    price = settings.price_per_mtok if embedder.spec == settings.model else None
+    listed = active or index.active_model(embedder.model_version)
+    price = listed.config.price_per_mtok if listed else None
     total = len(shards) if shards is not None else index.shard_count
     shown = {"chunks": "chunks", "tokens": "tokens"}
     with Display("estimate", total, "shards", shown) as display, display.following(_on_estimate):

@@ -125,14 +125,30 @@ class ChangeIndex:
         report = SyncReport(generation, read, deleted, sorted(changed), listing, more, time.monotonic() - started)
         return report
 
-    def settle(self, shard: str, generation: int) -> float | None:
-        """The table now reflects ``shard`` as of ``generation``: forget the changes up to it, and return
-        when the oldest of them was committed at the source (None: none was waiting)."""
+    def settle(self, shard: str, generation: int, consumer: str, consumers: Sequence[str]) -> float | None:
+        """``consumer``'s table now reflects ``shard`` as of ``generation``: return when the oldest change
+        it had not yet reflected was committed at the source (None: none was waiting). A change is
+        forgotten once every one of ``consumers`` (the active tables) has reflected it."""
         with self._db() as db:
+            row = db.execute("SELECT generation FROM settled WHERE shard = ? AND consumer = ?", (shard, consumer))
+            before = (row.fetchone() or (0,))[0]
             (oldest,) = db.execute(
-                "SELECT min(since) FROM pending WHERE shard = ? AND generation <= ?", (shard, generation)
+                "SELECT min(since) FROM pending WHERE shard = ? AND generation > ? AND generation <= ?",
+                (shard, before, generation),
             ).fetchone()
-            db.execute("DELETE FROM pending WHERE shard = ? AND generation <= ?", (shard, generation))
+            db.execute(
+                "INSERT INTO settled VALUES (?, ?, ?) ON CONFLICT (shard, consumer) DO UPDATE SET generation = CASE "
+                "WHEN excluded.generation > settled.generation THEN excluded.generation ELSE settled.generation END",
+                (shard, consumer, generation),
+            )
+            reflected = [
+                (
+                    db.execute("SELECT generation FROM settled WHERE shard = ? AND consumer = ?", (shard, c)).fetchone()
+                    or (0,)
+                )[0]
+                for c in consumers
+            ]
+            db.execute("DELETE FROM pending WHERE shard = ? AND generation <= ?", (shard, min(reflected, default=0)))
         return None if oldest is None else float(oldest)
 
     def changed_since(self, generation: int) -> list[ShardSummary]:

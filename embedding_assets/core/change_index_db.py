@@ -32,6 +32,8 @@ CREATE INDEX IF NOT EXISTS shards_by_generation ON shards (generation);
 CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS pending (
     shard TEXT NOT NULL, generation INTEGER NOT NULL, since REAL NOT NULL, PRIMARY KEY (shard, generation));
+CREATE TABLE IF NOT EXISTS settled (
+    shard TEXT NOT NULL, consumer TEXT NOT NULL, generation INTEGER NOT NULL, PRIMARY KEY (shard, consumer));
 """
 _PG_BATCH = 1_000  # rows per round trip of a bulk insert
 

@@ -23,14 +23,15 @@ from embedding_assets.core.embedders import Embedder, make_embedder
 from embedding_assets.core.errors import ConfigError
 from embedding_assets.core.evaluation import GoldenQuery, load_golden
 from embedding_assets.core.migration import table_embedder
+from embedding_assets.core.model_set import ModelConfig
 from embedding_assets.core.profiles import instance_database
 from embedding_assets.core.reconcile import stale_shards
 from embedding_assets.core.registry import Registry
 from embedding_assets.core.settings import POSTGRES_SCHEMES, Settings
-from embedding_assets.core.shard_work import ShardWork
+from embedding_assets.core.shard_work import ShardWork, chunk_profile
 from embedding_assets.core.sources import Document, Item, Skip, Source, SourceFolder
 from embedding_assets.core.staging import Row, Staging
-from embedding_assets.core.store import TableInfo, VectorStore, expire_before
+from embedding_assets.core.store import TableInfo, VectorStore, expire_before, table_name
 
 SYNC_BATCH_KEYS = 10_000  # keys one sync reads before it records them (and acknowledges the source)
 
@@ -45,6 +46,36 @@ class Credentials:
     @classmethod
     def from_env(cls) -> "Credentials":
         return cls(os.environ.get("OPENAI_API_KEY"), os.environ.get("OPENAI_BASE_URL"))
+
+
+@dataclass(frozen=True)
+class ActiveModel:
+    """One of the index's active models: its own settings, its embedder, and the names of its parts."""
+
+    config: ModelConfig
+    embedder: Embedder
+
+    @property
+    def slug(self) -> str:
+        """Its asset key prefix, group, pool and sensor names."""
+        return self.config.slug
+
+    @property
+    def model_version(self) -> str:
+        return self.embedder.model_version
+
+    @property
+    def table(self) -> str:
+        return table_name(self.embedder.model_version)
+
+    @property
+    def profile(self) -> str:
+        """Its chunking profile: models sharing a tokenizer share chunks."""
+        return chunk_profile(self.embedder)
+
+    @property
+    def price_per_mtok(self) -> float:
+        return price_per_mtok(self.config.spec, self.config.price_per_mtok)
 
 
 class Index:
@@ -102,9 +133,33 @@ class Index:
         return Staging(Path(self.settings.staging_dir) / f"index-{self.index_id}", self.identity)
 
     @cached_property
-    def embedder(self) -> Embedder:
-        """The configured model (loaded lazily, on its first embedding)."""
-        return self.embedder_for(self.settings.model, self.settings.dimensions)
+    def models(self) -> list[ActiveModel]:
+        """The active models, in the order listed (each loaded lazily, on its first embedding)."""
+        return [ActiveModel(config, self.embedder_for(config)) for config in self.settings.model_configs]
+
+    def model(self, slug: str) -> ActiveModel:
+        """The active model named ``slug`` (its assets' key prefix)."""
+        for model in self.models:
+            if model.slug == slug:
+                return model
+        raise ConfigError(f"no active model {slug!r}; active: {', '.join(m.slug for m in self.models)}")
+
+    def active_model(self, model_version: str) -> ActiveModel | None:
+        """The active model whose table is ``model_version``'s (None: not active, so not kept fresh)."""
+        return next((m for m in self.models if m.model_version == model_version), None)
+
+    def live_model(self) -> ActiveModel:
+        """The active model whose table is live; before the first promotion, the first one listed."""
+        live = self.registry.state().live
+        return (self.active_model(live) if live else None) or self.models[0]
+
+    @property
+    def chunk_profiles(self) -> dict[str, ActiveModel]:
+        """Each chunking profile, and the first model that uses it (whose tokenizer cuts its chunks)."""
+        profiles: dict[str, ActiveModel] = {}
+        for model in self.models:
+            profiles.setdefault(model.profile, model)
+        return profiles
 
     @cached_property
     def store(self) -> VectorStore:
@@ -122,14 +177,14 @@ class Index:
     def shard_count(self) -> int:
         return self.settings.shards
 
-    def embedder_for(self, spec: str, dimensions: int | None = None) -> Embedder:
-        """A model by spec with this index's batch size, pacing and credentials (``estimate --model``)."""
+    def embedder_for(self, config: ModelConfig) -> Embedder:
+        """A model with its own settings and this index's batch size, threads and credentials."""
         s = self.settings
         return make_embedder(
-            spec,
-            dimensions=dimensions,
+            config.spec,
+            dimensions=config.dimensions,
             batch_size=s.batch_size,
-            tokens_per_minute=s.tokens_per_minute,
+            tokens_per_minute=config.tokens_per_minute,
             threads=s.model_threads,
             api_key=self.credentials.api_key,
             base_url=self.credentials.base_url,
@@ -144,17 +199,13 @@ class Index:
         chunks, a production profile without the instance database that holds the change index."""
         if self.settings.profile == "production" and not self.settings.change_index:
             instance_database()  # the change index's home: its variables must be set
-        embedder = self.embedder
-        embedder.check_credentials()
-        if self.settings.chunk_tokens > embedder.max_input_tokens:
-            raise ConfigError(
-                f"EMBEDDING_ASSETS_CHUNK_TOKENS={self.settings.chunk_tokens} is over what "
-                f"{self.settings.model} reads ({embedder.max_input_tokens} tokens)"
-            )
-
-    def price_per_mtok(self) -> float:
-        """USD per 1M tokens of the configured model."""
-        return price_per_mtok(self.settings.model, self.settings.price_per_mtok)
+        for model in self.models:
+            model.embedder.check_credentials()
+            if self.settings.chunk_tokens > model.embedder.max_input_tokens:
+                raise ConfigError(
+                    f"EMBEDDING_ASSETS_CHUNK_TOKENS={self.settings.chunk_tokens} is over what "
+                    f"{model.config.spec} reads ({model.embedder.max_input_tokens} tokens)"
+                )
 
     def expire_before(self) -> datetime | None:
         """Vectors embedded before this moment have expired (None: vectors never expire)."""
@@ -164,8 +215,8 @@ class Index:
         return load_golden(self.settings.golden_path)
 
     def live_model_version(self) -> str:
-        """The registry's live version; before any promotion, the configured model's."""
-        return self.registry.state().live or self.embedder.model_version
+        """The registry's live version (active or not); before any promotion, the first model's."""
+        return self.registry.state().live or self.models[0].model_version
 
     @cached_property
     def changes(self) -> ChangeIndex:
@@ -203,12 +254,11 @@ class Index:
             )
         return report
 
-    def stale_shards(self, model_version: str | None = None) -> list[str]:
-        """The shards a refresh must run now: their rows in ``model_version``'s table (the configured
-        model's by default) do not come from exactly the documents the change index holds, or hold
-        expired vectors. Sync first for an answer about the source as it is now."""
+    def stale_shards(self, model_version: str) -> list[str]:
+        """The shards a refresh must run now for ``model_version``'s table: its rows do not come from
+        exactly the documents the change index holds, or hold expired vectors. Sync first for an answer
+        about the source as it is now."""
         fingerprints = {shard: summary.fingerprint for shard, summary in self.changes.summaries().items()}
-        model_version = model_version or self.embedder.model_version
         return stale_shards(fingerprints, self.store, model_version, self.expire_before())
 
     def documents(self, shard: str, reuse: Mapping[str, Row] | None = None) -> Iterator[Item]:
@@ -232,14 +282,15 @@ class Index:
                 if item is not None:
                     yield item
 
-    def shard_work(self, shard: str) -> ShardWork:
-        """The unit of work for ``shard`` in one step (a fresh one per step: it caches what it reads)."""
+    def shard_work(self, shard: str, model: ActiveModel | None = None) -> ShardWork:
+        """The unit of work for ``shard`` and ``model`` (the first listed by default: the raw documents
+        are every model's) in one step (a fresh one per step: it caches what it reads)."""
         return ShardWork(
             shard,
             shard_count=self.shard_count,
             staging=self.staging,
             store=self.store,
-            embedder=self.embedder,
+            embedder=(model or self.models[0]).embedder,
             chunking=self.chunking,
             expire_before=self.expire_before(),
             index_id=self.index_id,

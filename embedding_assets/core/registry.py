@@ -4,6 +4,10 @@ The registry is a LanceDB table of events (``promote``, ``rollback``, ``drop``),
 commit each, so it lives wherever the vector tables live (a folder or an object store). The live
 table is the top of a stack replayed from the log: ``promote`` pushes, ``rollback`` pops, ``drop``
 removes a retired version. Rollback is instant: it only appends an event.
+
+Every event also states the table that is live after it (``live_table``), so any LanceDB client finds
+the live table from the newest row alone, without this package (see the README's "Reading the live
+table from an application").
 """
 
 from dataclasses import dataclass
@@ -13,6 +17,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from embedding_assets.core.errors import ConfigError
+from embedding_assets.core.store import table_name
 
 if TYPE_CHECKING:
     from lancedb import DBConnection
@@ -24,8 +29,10 @@ _SCHEMA = pa.schema(
         ("action", pa.string()),
         ("model_version", pa.string()),
         ("note", pa.string()),
+        ("live_table", pa.string()),  # the table live after this event ("" when none is)
     ]
 )
+POINTER = _SCHEMA.field("live_table")
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,7 @@ class Event:
     action: str
     model_version: str
     note: str
+    live_table: str | None = None
 
 
 @dataclass(frozen=True)
@@ -61,20 +69,7 @@ class Registry:
         return [Event(**row) for row in rows]
 
     def state(self) -> RegistryState:
-        stack: list[str] = []
-        promoted_at: dict[str, datetime] = {}
-        dropped: set[str] = set()
-        for event in self.events():
-            if event.action == "promote":
-                stack = [v for v in stack if v != event.model_version] + [event.model_version]
-                promoted_at[event.model_version] = event.at
-                dropped.discard(event.model_version)
-            elif event.action == "rollback" and stack:
-                stack.pop()
-            elif event.action == "drop":
-                stack = [v for v in stack if v != event.model_version]
-                dropped.add(event.model_version)
-        return RegistryState(stack[-1] if stack else None, stack[:-1], promoted_at, dropped)
+        return _replay(self.events())
 
     def promote(self, model_version: str, note: str = "") -> None:
         self._append("promote", model_version, note)
@@ -96,7 +91,28 @@ class Registry:
         self._append("drop", model_version, "")
 
     def _append(self, action: str, model_version: str, note: str) -> None:
-        row = pa.Table.from_pylist(
-            [{"at": datetime.now(UTC), "action": action, "model_version": model_version, "note": note}], schema=_SCHEMA
-        )
-        self._db.create_table(REGISTRY_TABLE, schema=_SCHEMA, exist_ok=True).add(row)
+        event = Event(datetime.now(UTC), action, model_version, note)
+        live = _replay([*self.events(), event]).live
+        row = {**event.__dict__, "live_table": table_name(live) if live else ""}
+        table = self._db.create_table(REGISTRY_TABLE, schema=_SCHEMA, exist_ok=True)
+        if POINTER.name not in table.schema.names:  # a registry of an older release: the pointer column, once
+            table.add_columns([POINTER])
+        table.add(pa.Table.from_pylist([row], schema=_SCHEMA))
+
+
+def _replay(events: list[Event]) -> RegistryState:
+    """The state the events leave: the live version is the top of the promote/rollback stack."""
+    stack: list[str] = []
+    promoted_at: dict[str, datetime] = {}
+    dropped: set[str] = set()
+    for event in events:
+        if event.action == "promote":
+            stack = [v for v in stack if v != event.model_version] + [event.model_version]
+            promoted_at[event.model_version] = event.at
+            dropped.discard(event.model_version)
+        elif event.action == "rollback" and stack:
+            stack.pop()
+        elif event.action == "drop":
+            stack = [v for v in stack if v != event.model_version]
+            dropped.add(event.model_version)
+    return RegistryState(stack[-1] if stack else None, stack[:-1], promoted_at, dropped)

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from embedding_assets.core.chunking import ChunkingConfig
 from embedding_assets.core.errors import ConfigError
+from embedding_assets.core.model_set import ModelConfig, parse_models
 from embedding_assets.core.profiles import PROFILES
 from embedding_assets.core.shards import MAX_SHARDS
 from embedding_assets.core.sources import DEFAULT_MAX_FILE_BYTES
@@ -18,6 +19,7 @@ from embedding_assets.core.sources import DEFAULT_MAX_FILE_BYTES
 PREFIX = "EMBEDDING_ASSETS_"
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 SOURCE_MODES = ("logical", "outbox", "watermark")
+PER_MODEL = ("dimensions", "tokens_per_minute", "run_budget_usd", "price_per_mtok")  # in MODELS entries
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class Settings:
     lancedb_uri: str = "data/lancedb"
     staging_dir: str = "data/staging"
     model: str = "local:all-MiniLM-L6-v2"
+    models: str = ""  # the active models, comma-separated, each with its own settings; "": model alone
     dimensions: int | None = None
     shards: int = 8
     chunk_tokens: int = 200
@@ -84,6 +87,7 @@ class Settings:
             if value is not None and value < 0:
                 raise ConfigError(f"{PREFIX}{name.upper()} must not be negative, got {value}")
         self._check_source()
+        self.model_configs  # noqa: B018 (parsed here, so a bad list fails at load with its message)
         try:
             ChunkingConfig(self.chunk_tokens, self.chunk_overlap)
         except ValueError as err:
@@ -128,6 +132,24 @@ class Settings:
         return Path(self.golden_set) if self.golden_set else Path(__file__).parents[1] / "demo" / "golden.jsonl"
 
     @property
+    def model_configs(self) -> list[ModelConfig]:
+        """The active models: EMBEDDING_ASSETS_MODELS, else EMBEDDING_ASSETS_MODEL with the index-wide settings."""
+        if not self.models:
+            return [
+                ModelConfig(
+                    self.model, self.dimensions, self.tokens_per_minute, self.run_budget_usd, self.price_per_mtok
+                )
+            ]
+        per_model = [f for f in PER_MODEL if getattr(self, f) is not None]
+        if per_model:
+            names = ", ".join(PREFIX + f.upper() for f in per_model)
+            raise ConfigError(
+                f"{names} and {PREFIX}MODELS are both set; with several models, give each its own in its "
+                f"entry, e.g. openai:text-embedding-3-small?dimensions=512&run_budget_usd=5"
+            )
+        return parse_models(self.models)
+
+    @property
     def chunking(self) -> ChunkingConfig:
         return ChunkingConfig(self.chunk_tokens, self.chunk_overlap)
 
@@ -135,6 +157,8 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
         """Settings from ``EMBEDDING_ASSETS_*`` variables; local paths become absolute."""
         environ = os.environ if environ is None else environ
+        if environ.get(PREFIX + "MODEL", "").strip() and environ.get(PREFIX + "MODELS", "").strip():
+            raise ConfigError(f"set {PREFIX}MODEL (one model) or {PREFIX}MODELS (several), not both")
         values: dict[str, Any] = {}
         for field in fields(cls):
             raw = environ.get(PREFIX + field.name.upper(), "").strip()

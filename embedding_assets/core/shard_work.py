@@ -13,6 +13,7 @@ nothing; otherwise the chunker re-cuts only documents whose hash changed and the
 only chunks whose text it has not embedded before.
 """
 
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -108,7 +109,8 @@ class ShardWork:
 
     @cached_property
     def chunks_path(self) -> Path:
-        return self.staging.path("chunks", self.shard)
+        """Per chunking profile, so models with different tokenizers never overwrite each other's chunks."""
+        return self.staging.path("chunks", self.shard, chunk_profile(self.embedder))
 
     @cached_property
     def embeddings_path(self) -> Path:
@@ -275,6 +277,11 @@ class ShardWork:
     def _reusable_hashes(self) -> set[str]:
         """The chunk hashes of ``_reusable_vectors``, read without the vectors (for the budget pass)."""
         return set(_stored_vectors(self.store, self.model_version, self.shard, self.expire_before, with_vectors=False))
+
+
+def chunk_profile(embedder: Embedder) -> str:
+    """The name of the chunks a model reads: its tokenizer's (chunks are sized in its tokens)."""
+    return re.sub(r"[^a-z0-9]+", "_", embedder.tokenizer_id.lower()).strip("_")
 
 
 def chunker_identity(chunking: ChunkingConfig, embedder: Embedder) -> str:

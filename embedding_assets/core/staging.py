@@ -57,11 +57,12 @@ class Staging:
         return self.root / asset / variant / f"{shard}.parquet" if variant else self.root / asset / f"{shard}.parquet"
 
     @contextmanager
-    def lock(self, shard: str) -> Iterator[None]:
-        """Exclusive lock on one shard for every process on this host (flock, released if the process
-        dies), so two runs of the same shard never interleave their steps or their table commits."""
+    def lock(self, shard: str, scope: str) -> Iterator[None]:
+        """Exclusive lock on one shard's ``scope`` (the raw documents, one profile's chunks, one table)
+        for every process on this host (flock, released if the process dies), so two runs writing the same
+        file or table for a shard never interleave, while two models' work on one shard does not wait."""
         self.claim()
-        path = self.root / "locks" / f"{shard}.lock"
+        path = self.root / "locks" / scope / f"{shard}.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)

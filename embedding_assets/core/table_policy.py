@@ -19,9 +19,12 @@ def settle_table(
     registry: Registry,
     model_version: str,
     compact_after: int = COMPACT_AFTER_SMALL_FRAGMENTS,
+    *,
+    may_go_live: bool = True,
 ) -> Settled:
     """Compact the table once small fragments have piled up (every shard commit adds some), and make
-    it live if no table is live yet: the first table ever written answers queries without a promote."""
+    it live if no table is live yet and it ``may_go_live`` (the first model listed): the first table
+    answers queries without a promote, while other models' tables wait for one."""
     notes, warnings = [], []
     try:
         fragments = store.compact(model_version, min_small_fragments=compact_after)
@@ -30,7 +33,7 @@ def settle_table(
     else:
         if fragments is not None:
             notes.append(f"compacted {model_version}: {fragments} fragments merged")
-    if registry.state().live is None:
+    if may_go_live and registry.state().live is None:
         registry.promote(model_version, "the first table is live")
         notes.append(f"{model_version} is the first table and is now live")
     return Settled(notes, warnings)

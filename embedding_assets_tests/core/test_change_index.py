@@ -85,9 +85,24 @@ def test_settle_returns_the_oldest_change_the_table_now_reflects(source: Path, i
     age(source / "doc3.md")
     second = index.sync(SourceFolder(source), full=True, now=2000.0).generation
     assert index.generation_of(shard) == second == 2
-    assert index.settle(shard, 1) == 1000.0  # a run that read the shard before the edit
-    assert index.settle(shard, second) == 2000.0  # the edit waited until a run read it
-    assert index.settle(shard, second) is None
+    assert index.settle(shard, 1, "t", ["t"]) == 1000.0  # a run that read the shard before the edit
+    assert index.settle(shard, second, "t", ["t"]) == 2000.0  # the edit waited until a run read it
+    assert index.settle(shard, second, "t", ["t"]) is None
+
+
+def test_each_table_settles_the_changes_it_had_not_reflected(source: Path, index: ChangeIndex) -> None:
+    index.sync(SourceFolder(source), now=1000.0)
+    shard = shard_of("doc3.md", SHARDS)
+    (source / "doc3.md").write_text("# Doc 3\n\nEdited once.")
+    age(source / "doc3.md")
+    second = index.sync(SourceFolder(source), full=True, now=2000.0).generation
+    tables = ["live", "candidate"]
+    assert index.settle(shard, second, "live", tables) == 1000.0
+    assert index.settle(shard, second, "live", tables) is None
+    # The candidate has not reflected either change yet: the live table's settling kept them for it.
+    assert index.settle(shard, 1, "candidate", tables) == 1000.0
+    assert index.settle(shard, second, "candidate", tables) == 2000.0
+    assert index.settle(shard, second, "candidate", tables) is None
 
 
 def test_deletes_and_renames_are_changes(source: Path, index: ChangeIndex) -> None:
