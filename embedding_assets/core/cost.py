@@ -6,13 +6,15 @@ from dataclasses import dataclass
 from embedding_assets.core import progress
 from embedding_assets.core.chunking import ChunkingConfig, chunk_document
 from embedding_assets.core.embedders import Embedder
+from embedding_assets.core.embedders.spec import parse_spec
 from embedding_assets.core.errors import ConfigError
 from embedding_assets.core.shards import shard_keys
 from embedding_assets.core.sources import Document, Item
 from embedding_assets.core.store import VectorStore
 
-# USD per 1M input tokens, OpenAI's published prices; local models cost nothing. Override with
-# EMBEDDING_ASSETS_PRICE_PER_MTOK for any model (an OpenAI-compatible server's, or a new price).
+# USD per 1M input tokens, OpenAI's published prices; local models cost nothing, and so does a model
+# neither listed here nor priced by its spec (``openai:<model>?price_per_mtok=0.05``).
+# EMBEDDING_ASSETS_PRICE_PER_MTOK overrides the configured model's price.
 PRICES_PER_MTOK = {
     "openai:text-embedding-3-small": 0.02,
     "openai:text-embedding-3-large": 0.13,
@@ -21,9 +23,12 @@ PRICES_PER_MTOK = {
 
 
 def price_per_mtok(spec: str, override: float | None = None) -> float:
+    """USD per 1M tokens of ``spec``: the override, else the spec's own price, else the table's (else 0)."""
     if override is not None:
         return override
-    return PRICES_PER_MTOK.get(spec, 0.0)
+    parsed = parse_spec(spec)
+    given = parsed.price_per_mtok()
+    return given if given is not None else PRICES_PER_MTOK.get(parsed.model, 0.0)
 
 
 def cost_usd(tokens: int, price: float) -> float:

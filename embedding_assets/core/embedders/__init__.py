@@ -1,6 +1,10 @@
-"""Embedders, chosen by a model spec such as ``local:all-MiniLM-L6-v2`` or ``openai:text-embedding-3-small``."""
+"""Embedders, chosen by a model spec such as ``local:all-MiniLM-L6-v2`` or ``openai:text-embedding-3-small``
+(options after ``?`` describe a model another OpenAI-compatible server serves: ``core.embedders.spec``)."""
+
+from typing import Any
 
 from embedding_assets.core.embedders.base import Embedder, model_version
+from embedding_assets.core.embedders.spec import ModelSpec, parse_spec
 from embedding_assets.core.errors import ConfigError
 
 LOCAL_MODELS = ("all-MiniLM-L6-v2",)
@@ -34,7 +38,8 @@ def _build(
     tokens_per_minute: float | None,
     threads: int | None,
 ) -> Embedder:
-    provider, _, name = spec.partition(":")
+    parsed = parse_spec(spec)
+    provider, name = parsed.provider, parsed.name
     if provider == "local" and name in LOCAL_MODELS:
         if dimensions not in (None, 384):
             raise ConfigError(f"{spec} has 384 dimensions; it cannot produce {dimensions}")
@@ -45,11 +50,23 @@ def _build(
         from embedding_assets.core.embedders.openai_api import OpenAIEmbedder
 
         return OpenAIEmbedder(
-            name, api_key=api_key, base_url=base_url, dimensions=dimensions, tokens_per_minute=tokens_per_minute
+            name,
+            api_key=api_key,
+            base_url=base_url,
+            dimensions=dimensions,
+            tokens_per_minute=tokens_per_minute,
+            **_described(parsed),
         )
     if provider == "toy" and name == "hashing":
         from embedding_assets.core.embedders.toy import ToyEmbedder
 
         return ToyEmbedder(dimensions or 32)
-    known = ", ".join([f"local:{m}" for m in LOCAL_MODELS] + ["openai:<model>", "toy:hashing"])
+    known = ", ".join([f"local:{m}" for m in LOCAL_MODELS] + ["openai:<model>[?options]", "toy:hashing"])
     raise ConfigError(f"unknown embedding model {spec!r}; expected one of: {known}")
+
+
+def _described(spec: ModelSpec) -> dict[str, Any]:
+    """The ``OpenAIEmbedder`` arguments a spec's options give (the rest keep OpenAI's own values)."""
+    described: dict[str, Any] = {"tokenizer": spec.options.get("tokenizer")}
+    described |= {key: spec.positive_int(key) for key in ("max_input_tokens", "max_inputs")}
+    return {key: value for key, value in described.items() if value is not None}

