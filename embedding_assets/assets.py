@@ -244,13 +244,14 @@ def build_model_assets(
         **common,
     )
     def vector_table(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult[None]:
-        """The shard's rows in the model's LanceDB table, replaced in one merge_insert commit keyed on
-        chunk_id: changed rows updated, new inserted, vanished deleted. Unchanged shards commit nothing.
+        """The shard's rows in the model's LanceDB table at the shard's cost: new and changed rows
+        upserted on chunk_id, then exactly the vanished chunk ids deleted (a reader never misses a
+        current chunk). Unchanged shards commit nothing.
         The first listed model's table becomes live when first written; the others wait for ``promote``."""
         index = pipeline.get()
         active = index.model(slug)
         model, tables = active.model_version, [m.table for m in index.models]
-        live = index.registry.state().live
+        live = index.live_model_version()  # before the first promotion: the first model listed
 
         def one(work: ShardWork) -> dict[str, Any]:
             write = work.write()
@@ -260,8 +261,8 @@ def build_model_assets(
             latency = {} if since is None else {"source_to_table_seconds": round(max(0.0, time.time() - since), 3)}
             return {
                 "model_version": model,
-                "live_model_version": live or model,
-                "is_live": live in (None, model),
+                "live_model_version": live,
+                "is_live": live == model,
                 "table": active.table,
                 "table_version": write.table_version,
                 "rows": rows,
