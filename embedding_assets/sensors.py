@@ -20,6 +20,7 @@ from embedding_assets.core.backfill import (
     next_backfill_range,
 )
 from embedding_assets.core.settings import Settings
+from embedding_assets.core.shards import shard_keys
 from embedding_assets.resources import PipelineResource
 from embedding_assets.shard_runs import range_requests, range_tags, run_shards, source_observation
 
@@ -125,7 +126,8 @@ def build_triggers(
 
 
 def _backfill_sensor(settings: Settings, slug: str, assets: Sequence[dg.AssetKey]) -> dg.SensorDefinition:
-    """``<slug>_backfill_sensor``: the model's missing and stale shards, one bounded range at a time."""
+    """``<slug>_backfill_sensor``: the model's missing shards (``assets``' last, its vector_table, never
+    materialized), one bounded range at a time."""
 
     @dg.sensor(
         name=f"{slug}_backfill_sensor",
@@ -134,20 +136,20 @@ def _backfill_sensor(settings: Settings, slug: str, assets: Sequence[dg.AssetKey
         asset_selection=list(assets),
     )
     def backfill_sensor(context: dg.SensorEvaluationContext, pipeline: PipelineResource) -> dg.SensorResult:
-        """Brings this model's table up to the source (its first backfill after the model joins
-        EMBEDDING_ASSETS_MODELS, or shards left stale) in the background: one bounded range per run at
-        a low priority (dagster/priority -1), at most two runs in flight, and only while no other run
-        waits for a slot; a failed run of it (an exhausted budget, say) pauses it until re-executed.
-        Its tick says how many shards are fresh."""
+        """Runs this model's first backfill (after the model joins EMBEDDING_ASSETS_MODELS) in the
+        background: the shards its vector_table was never materialized for, one bounded range per run
+        at a low priority (dagster/priority -1), at most two runs in flight, and only while no other
+        run waits for a slot; a failed run of it (an exhausted budget, say) pauses it until re-executed.
+        Its tick says how many shards are materialized. Stale shards are the change sensor's."""
         index = pipeline.get()
-        model = index.model(slug)
         instance = context.instance
+        materialized = instance.get_materialized_partitions(assets[-1])
         ours = instance.get_runs(dg.RunsFilter(tags={BACKFILL_TAG: slug}, statuses=IN_FLIGHT))
         newest = instance.get_runs(dg.RunsFilter(tags={BACKFILL_TAG: slug}), limit=1)
         failed = newest[0].run_id if newest and newest[0].status == dg.DagsterRunStatus.FAILURE else None
         waiting = instance.get_runs_count(dg.RunsFilter(statuses=WAITING))
         state = BackfillState(
-            stale=index.stale_shards(model.model_version),
+            missing=[shard for shard in shard_keys(settings.shards) if shard not in materialized],
             shard_count=settings.shards,
             queued_elsewhere=waiting - sum(run.status in WAITING for run in ours),
             in_flight={shard for run in ours for shard in run_shards(run.tags, settings.shards)},
@@ -159,9 +161,9 @@ def _backfill_sensor(settings: Settings, slug: str, assets: Sequence[dg.AssetKey
             return dg.SensorResult(skip_reason=step.reason)
         first, last = step.shards[0], step.shards[-1]
         tags = range_tags(first, last) | {BACKFILL_TAG: slug, PRIORITY_TAG: str(BACKFILL_PRIORITY)}
-        # The run key names the change index generation: the same range is requested again only after a
-        # change, or once the earlier request's run is gone.
-        key = f"backfill:{slug}:{first}...{last}:{index.changes.generation_of(last)}:{len(state.stale)}"
+        # The run key names the change index generation and the shards missing: the same range is requested
+        # again only once something changed.
+        key = f"backfill:{slug}:{first}...{last}:{index.changes.generation_of(last)}:{len(state.missing)}"
         context.log.info(step.reason)
         return dg.SensorResult(run_requests=[dg.RunRequest(run_key=key, asset_selection=list(assets), tags=tags)])
 

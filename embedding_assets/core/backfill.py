@@ -1,9 +1,10 @@
-"""When a model's backfill may take its next range: in bounded runs, behind every other refresh.
+"""When a model's first backfill may take its next range: in bounded runs, behind every other refresh.
 
-A model added to the active list starts with every shard missing. Its first backfill runs in the
-background, one bounded range at a time, at a low run priority, at most a few runs in flight, and it
-pauses while any other run waits for a slot or after one of its own runs failed (an exhausted budget
-stops it there, never the live model's refreshes).
+A model added to the active list starts with every shard missing (never materialized). Its first
+backfill runs in the background, one bounded range at a time, at a low run priority, at most a few runs
+in flight, and it pauses while any other run waits for a slot or after one of its own runs failed (an
+exhausted budget stops it there, never the live model's refreshes). Shards that exist but went stale
+are the change sensor's, automation's and the schedule's, as for every model.
 """
 
 from collections.abc import Collection, Sequence
@@ -22,7 +23,7 @@ SHARDS_PER_RANGE = 16  # a run's length bounds how long a refresh that arrives b
 class BackfillState:
     """What the backfill sensor reads on a tick, for one model."""
 
-    stale: Sequence[str]  # the model's shards that do not reflect the source (missing ones included)
+    missing: Sequence[str]  # the model's shards its table was never written for
     shard_count: int
     queued_elsewhere: int  # runs waiting for a slot that are not this model's backfill runs
     in_flight: Collection[str]  # shards of this model's backfill runs queued or running
@@ -41,10 +42,10 @@ class BackfillStep:
 def next_backfill_range(
     state: BackfillState, *, max_runs: int = MAX_RUNS_IN_FLIGHT, max_shards: int = SHARDS_PER_RANGE
 ) -> BackfillStep:
-    """The next bounded range of stale shards not already in flight, unless the backfill must wait."""
-    fresh = state.shard_count - len(state.stale)
-    progress = f"{fresh}/{state.shard_count} shards fresh"
-    if not state.stale:
+    """The next bounded range of missing shards not already in flight, unless the backfill must wait."""
+    done = state.shard_count - len(state.missing)
+    progress = f"{done}/{state.shard_count} shards materialized"
+    if not state.missing:
         return BackfillStep([], f"complete: {progress}")
     if state.last_failure:
         return BackfillStep(
@@ -54,9 +55,9 @@ def next_backfill_range(
         return BackfillStep([], f"waiting ({progress}): {state.queued_elsewhere} other run(s) queued")
     if state.runs_in_flight >= max_runs:
         return BackfillStep([], f"{state.runs_in_flight} backfill run(s) in flight ({progress})")
-    waiting = [shard for shard in state.stale if shard not in set(state.in_flight)]
+    waiting = [shard for shard in state.missing if shard not in set(state.in_flight)]
     if not waiting:
-        return BackfillStep([], f"every stale shard is in a backfill run ({progress})")
+        return BackfillStep([], f"every missing shard is in a backfill run ({progress})")
     first, last = shard_ranges(waiting, state.shard_count, max_per_range=max_shards)[0]
     keys = shard_keys(state.shard_count)
     return BackfillStep(
