@@ -70,7 +70,24 @@ def parser() -> argparse.ArgumentParser:
     estimate.add_argument("--model", help="model spec (default: EMBEDDING_ASSETS_MODEL)")
     estimate.add_argument("--dimensions", type=int, help="dimensions for text-embedding-3-* models")
     estimate.add_argument("--stale-only", action="store_true", help="only what a refresh would embed now")
+    estimate.add_argument(
+        "--churn-days",
+        type=_days,
+        default=7.0,
+        help="window of the live model's churn that prices the daily upkeep, in days (default 7)",
+    )
     return root
+
+
+def _days(raw: str) -> float:
+    """A positive number of days; argparse reports anything else, with the command's usage."""
+    try:
+        days = float(raw)
+    except ValueError:
+        days = 0.0
+    if not days > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be a positive number of days, got {raw!r}")
+    return days
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -178,8 +178,8 @@ def _on_refresh(display: Display, step: str, item: str, figures: Mapping[str, An
     elif step == "refresh_plan":
         display.set_total(len(PIPELINE_STEPS) * int(figures["stale_shards"]))
         display.advance(0, f"{figures['stale_shards']} stale shard(s)")
-    elif step in PIPELINE_STEPS:
-        done = int(step == PIPELINE_STEPS[-1])
+    elif (name := step.rsplit("/", 1)[-1]) in PIPELINE_STEPS:  # a step's asset key: <profile or model>/<name>
+        done = int(name == PIPELINE_STEPS[-1])
         display.advance(1, f"{step} {item}", shards=done, chunks_embedded=int(figures.get("chunks_embedded", 0)))
 
 

