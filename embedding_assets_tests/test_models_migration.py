@@ -70,6 +70,13 @@ def test_a_migration_keeps_every_table_fresh_from_notice_to_retirement(
         index = use(both, monkeypatch)  # the notice: the candidate joins the active models
         live, candidate = index.models
         assert Registry(index.store.db).state().live == live.model_version
+        # Adding a model re-embeds nothing of the models already there: same keys, same code versions.
+        versions = [
+            build_definitions(s).resolve_asset_graph().get(key).code_version
+            for s in (live_only, both)
+            for key in chain_keys(live)
+        ]
+        assert versions[:4] == versions[4:] and index.stale_shards(live.model_version) == []
 
         # One range of the candidate's backfill, then changes of every kind while it is half done.
         job = build_definitions(both).resolve_job_def(REFRESH_JOB)
