@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +79,7 @@ def step_times(
         started: dict[str, float] = {}
         first = last = None
         run_steps: Counter[str] = Counter()
-        work: Counter[str] = Counter()
+        work: dict[str, float] = defaultdict(float)
         shards: set[str] = set()
         for entry in instance.all_logs(run_id):
             first = entry.timestamp if first is None else first
@@ -125,8 +125,8 @@ def phase_refresh(name: str, dsn: str, work: Path) -> dict[str, Any]:
     instance = dg.DagsterInstance.from_config(str(work / "dagster_home"))
     storage = instance.event_log_storage
     stored = {"events": 0, "seconds": 0.0}
-    stored_by_run: Counter[str] = Counter()
-    stored_by_step: Counter[tuple[str, str]] = Counter()
+    stored_by_run: dict[str, float] = defaultdict(float)
+    stored_by_step: dict[tuple[str, str], float] = defaultdict(float)
     store_event = storage.store_event
 
     def timed_store_event(event: Any) -> None:  # what each event costs the run to record
