@@ -23,7 +23,8 @@ CREATE TABLE IF NOT EXISTS keys (key TEXT PRIMARY KEY, version TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items (
     key TEXT NOT NULL, position INTEGER NOT NULL, doc_id TEXT NOT NULL, shard TEXT NOT NULL,
     doc_hash TEXT, skip_reason TEXT, PRIMARY KEY (key, position));
-CREATE INDEX IF NOT EXISTS items_by_shard ON items (shard);
+CREATE INDEX IF NOT EXISTS items_by_shard_key ON items (shard, key, position, doc_id, doc_hash, skip_reason);
+DROP INDEX IF EXISTS items_by_shard;
 CREATE INDEX IF NOT EXISTS items_by_doc ON items (doc_id);
 CREATE TABLE IF NOT EXISTS shards (
     shard TEXT PRIMARY KEY, documents INTEGER NOT NULL, doc_sum TEXT NOT NULL, skips INTEGER NOT NULL,
@@ -35,6 +36,10 @@ CREATE TABLE IF NOT EXISTS pending (
 CREATE TABLE IF NOT EXISTS settled (
     shard TEXT NOT NULL, consumer TEXT NOT NULL, generation INTEGER NOT NULL, PRIMARY KEY (shard, consumer));
 """
+# items_by_shard_key covers ``ChangeIndex.shard_items`` (a shard's items in key order): one range of the
+# index, already sorted, instead of a sort and a lookup into the table per item, whose pages are spread
+# over the whole table (measured at 10^6 items: 1.6x faster warm; the lookups are what grows with the
+# table once it outgrows the page cache). It replaces the index on ``shard`` alone.
 _PG_BATCH = 1_000  # rows per round trip of a bulk insert
 
 

@@ -3,6 +3,7 @@
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -11,7 +12,6 @@ from embedding_assets.core.chunking import ChunkingConfig, chunk_document
 from embedding_assets.core.embedders import Embedder
 from embedding_assets.core.hashing import set_hash
 from embedding_assets.core.sources import Document, Item
-from embedding_assets.core.staging import Row
 from embedding_assets.core.store import ShardState, VectorStore, fingerprint
 
 MAX_LISTED = 20
@@ -19,8 +19,10 @@ STORED_COLUMNS = ("chunk_id", "doc_id", "chunk_hash", "doc_hash", "model_version
 CHUNK_COLUMNS = ("chunk_id", "doc_id", "chunk_hash", "doc_hash")  # what expected_chunks takes from staged chunks
 
 
-@dataclass(frozen=True)
-class ExpectedChunk:
+class ExpectedChunk(NamedTuple):
+    """What the table must hold for one chunk id (a tuple: a shard makes one per chunk, and a frozen
+    dataclass costs several times as much to build)."""
+
     doc_id: str
     chunk_hash: str
     doc_hash: str
@@ -89,18 +91,18 @@ def expected_chunks(
     """chunk_id → what the table must hold for it, computed from a shard's ``documents`` as the source
     holds them now. ``cached`` chunk rows (made by the same chunker) stand in for re-cutting the
     documents whose hash they carry."""
-    known: dict[tuple[str, str], list[Row]] = {}
-    for row in [] if cached is None else cached.select(list(CHUNK_COLUMNS)).to_pylist():
-        known.setdefault((row["doc_id"], row["doc_hash"]), []).append(row)
+    known: dict[tuple[str, str], list[tuple[str, str]]] = {}  # (doc_id, doc_hash) → its (chunk_id, chunk_hash)
+    columns = [] if cached is None else [cached.column(c).to_pylist() for c in CHUNK_COLUMNS]
+    for chunk_id, doc_id, chunk_hash, doc_hash in zip(*columns, strict=True):
+        known.setdefault((doc_id, doc_hash), []).append((chunk_id, chunk_hash))
     expected = {}
     for doc in documents:
         if isinstance(doc, Document):
             chunks = known.get((doc.doc_id, doc.doc_hash)) or [
-                {"chunk_id": c.chunk_id, "chunk_hash": c.chunk_hash}
-                for c in chunk_document(doc.doc_id, doc.text, config, embedder.count_tokens)
+                (c.chunk_id, c.chunk_hash) for c in chunk_document(doc.doc_id, doc.text, config, embedder.count_tokens)
             ]
-            for chunk in chunks:
-                expected[chunk["chunk_id"]] = ExpectedChunk(doc.doc_id, chunk["chunk_hash"], doc.doc_hash)
+            for chunk_id, chunk_hash in chunks:
+                expected[chunk_id] = ExpectedChunk(doc.doc_id, chunk_hash, doc.doc_hash)
     return expected
 
 
@@ -113,7 +115,10 @@ def diff_shard(
 ) -> ShardDiff:
     """Compare the stored rows of ``shard`` (None: no table yet) with the expected chunks, and the
     fingerprint its ``recorded`` state holds (None: not compared) with theirs."""
-    rows = {} if stored is None else {r["chunk_id"]: r for r in stored.select(list(STORED_COLUMNS)).to_pylist()}
+    # chunk_id → (doc_id, chunk_hash, doc_hash, model_version), read column by column (a dict per row
+    # costs more than the comparison); the last of duplicated ids is compared, the rest listed as extra.
+    columns = [] if stored is None else [stored.column(c).to_pylist() for c in STORED_COLUMNS]
+    rows = {chunk_id: tuple(rest) for chunk_id, *rest in zip(*columns, strict=True)}
     both = sorted(expected.keys() & rows.keys())
     return ShardDiff(
         shard,
@@ -121,13 +126,8 @@ def diff_shard(
         0 if stored is None else stored.num_rows,
         missing=sorted(expected.keys() - rows.keys()),
         extra=sorted(rows.keys() - expected.keys()) + _duplicates(stored),
-        changed=[
-            k
-            for k in both
-            if (rows[k]["doc_id"], rows[k]["chunk_hash"], rows[k]["doc_hash"])
-            != (expected[k].doc_id, expected[k].chunk_hash, expected[k].doc_hash)
-        ],
-        wrong_model=sorted(k for k, r in rows.items() if r["model_version"] != model_version),
+        changed=[k for k in both if rows[k][:3] != expected[k]],
+        wrong_model=sorted(k for k, r in rows.items() if r[3] != model_version),
         rows_fingerprint=fingerprint(stored),
         recorded_fingerprint=None if recorded is None else recorded.fingerprint,
     )

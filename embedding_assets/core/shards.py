@@ -21,9 +21,28 @@ def shard_of(doc_id: str, shard_count: int) -> str:
     return shard_keys(shard_count)[stable_bucket(doc_id, shard_count)]
 
 
-# Clean shards a refresh runs through rather than start another run. `make bench` (item 4b) measured a
-# run at ~0.57 s and an unchanged shard inside one at ~0.14 s (mostly the events the instance stores).
+# Clean shards a refresh runs through rather than start another run, when the shards' size is unknown.
+# `make bench` (item 4b) measured a run at ~0.57 s and an unchanged shard inside one at ~0.14 s (mostly
+# the events the instance stores), on shards of a few hundred documents.
 RUN_THROUGH_CLEAN_SHARDS = 4
+# What a refresh pays for one more run, and for one clean shard inside a run, on the local profile's
+# SQLite instance. benchmarks/pipeline_scale.py, 10^6 documents over 64 shards (15,600 a shard), a
+# 10-document edit: a run ~3.0 s of its own (~30 events, creating it, starting five steps); a clean
+# shard ~2.8 s (10 events, 0.5 s; rewriting its raw documents and re-reading its rows, 0.9 s; the
+# checks, 1.4 s), of which all but its events grows with its documents.
+RUN_SECONDS = 3.0
+CLEAN_SHARD_SECONDS = 0.5
+CLEAN_SHARD_SECONDS_PER_DOCUMENT = 2.3 / 15_600
+
+
+def run_through_gap(documents_per_shard: float | None) -> int:
+    """How many clean shards a refresh runs through rather than start another run: as many as cost less
+    than a run, for shards of ``documents_per_shard`` documents (None: ``RUN_THROUGH_CLEAN_SHARDS``).
+    A clean shard inside a run pays its events and its O(shard) reads, so large shards get none."""
+    if documents_per_shard is None:
+        return RUN_THROUGH_CLEAN_SHARDS
+    clean = CLEAN_SHARD_SECONDS + CLEAN_SHARD_SECONDS_PER_DOCUMENT * max(0.0, documents_per_shard)
+    return int(RUN_SECONDS // clean)
 
 
 def shard_ranges(

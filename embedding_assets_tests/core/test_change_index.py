@@ -247,3 +247,31 @@ def test_random_duplicate_ids_keep_one_holder_and_lose_none(tmp_path: Path, inde
         for shard, summary in index.summaries().items():
             pairs = [(d, copies[0][1]) for d, copies in held.items() if shard_of(d, SHARDS) == shard]
             assert summary.fingerprint == set_hash(pairs)
+
+
+def test_shard_items_read_one_range_of_a_covering_index(source: Path, tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as old:  # a change index made before items_by_shard_key
+        old.executescript(
+            "CREATE TABLE items (key TEXT NOT NULL, position INTEGER NOT NULL, doc_id TEXT NOT NULL, "
+            "shard TEXT NOT NULL, doc_hash TEXT, skip_reason TEXT, PRIMARY KEY (key, position)); "
+            "CREATE INDEX items_by_shard ON items (shard);"
+        )
+    index = ChangeIndex(SqliteDatabase(path), SHARDS)
+    sync(index, source)
+    shard = next(s for s, summary in index.summaries().items() if summary.documents)
+    with sqlite3.connect(path) as db:
+        indexes = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        plan = " ".join(
+            str(row[-1])
+            for row in db.execute(
+                "EXPLAIN QUERY PLAN SELECT key, position, doc_id, doc_hash, skip_reason FROM items "
+                "WHERE shard = ? ORDER BY key, position",
+                (shard,),
+            )
+        )
+    assert "items_by_shard" not in indexes and "items_by_shard_key" in indexes
+    assert "COVERING INDEX items_by_shard_key" in plan and "TEMP B-TREE" not in plan
+    assert index.shard_items(shard) == sorted(index.shard_items(shard))
