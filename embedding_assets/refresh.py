@@ -16,7 +16,7 @@ from embedding_assets.assets import chain_keys
 from embedding_assets.core import progress as work_progress
 from embedding_assets.core.change_index import SyncReport
 from embedding_assets.core.index import Index
-from embedding_assets.shard_runs import range_tags, run_ranges, source_observation
+from embedding_assets.shard_runs import documents_per_shard, range_tags, run_ranges, source_observation
 
 REPORTED = (
     "chunks_embedded",
@@ -77,9 +77,10 @@ def refresh(
     work_progress.advance("refresh_plan", stale_shards=planned)
     job = build_definitions(index.settings).resolve_job_def(REFRESH_JOB)
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}} if log_level else None
+    per_shard = documents_per_shard(index.changes.summaries())  # large shards are not run through clean
     for model in models:
         figures_of = report.per_model.setdefault(model.slug, {})
-        for first, last in run_ranges(report.stale_by_model[model.slug], index.shard_count):
+        for first, last in run_ranges(report.stale_by_model[model.slug], index.shard_count, per_shard):
             progress(f"refreshing {first}...{last} ({model.slug})")
             result = job.execute_in_process(
                 instance=instance,

@@ -22,7 +22,13 @@ from embedding_assets.core.backfill import (
 from embedding_assets.core.settings import Settings
 from embedding_assets.core.shards import shard_keys
 from embedding_assets.resources import PipelineResource
-from embedding_assets.shard_runs import range_requests, range_tags, run_shards, source_observation
+from embedding_assets.shard_runs import (
+    documents_per_shard,
+    range_requests,
+    range_tags,
+    run_shards,
+    source_observation,
+)
 
 WAITING = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED]
 IN_FLIGHT = [*WAITING, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
@@ -55,6 +61,7 @@ def build_triggers(
         live = index.live_model()
         sync = index.sync(drain=False)
         changed = index.changes.changed_since(_generation(context.cursor))
+        summaries = index.changes.summaries() if changed else {}
         if context.cursor is None and changed:
             stale = set(index.stale_shards(live.model_version))
             changed = [summary for summary in changed if summary.shard in stale]
@@ -69,7 +76,9 @@ def build_triggers(
         shards = [summary.shard for summary in changed]
         return dg.SensorResult(
             # Run keys carry the generation: a tick that crashed after recording replays to the same keys.
-            run_requests=range_requests(shards, shard_count, chain(live.slug), f"source:{sync.generation}"),
+            run_requests=range_requests(
+                shards, shard_count, chain(live.slug), f"source:{sync.generation}", documents_per_shard(summaries)
+            ),
             asset_events=[source_observation(summary, feed) for summary in changed],
             cursor=str(sync.generation),
         )
