@@ -230,7 +230,7 @@ def phase_shard_write(dsn: str, work: Path) -> dict[str, Any]:
     from embedding_assets.core.index import Index
 
     index = Index(settings_for(dsn, work))
-    store, model_version = index.store, index.embedder.model_version
+    store, model_version = index.store, index.models[0].model_version
     table = store.table(model_version)
     shards = store.shard_counts(model_version)
     shard = sorted(shards)[len(shards) // 2]

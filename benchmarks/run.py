@@ -79,7 +79,7 @@ def main() -> None:
     settings = settings_for(root)
     write_corpus(docs, root / "source")
     index = Index(settings)
-    embedder = index.embedder
+    embedder = index.models[0].embedder  # the one active model (EMBEDDING_ASSETS_MODEL)
     figures: dict = {"corpus": corpus_name, "documents": len(docs), "shards": settings.shards}
 
     # 1. The bare model over exactly the pipeline's chunks: a plain loop in document order (what the model

@@ -11,9 +11,11 @@ from typing import Any
 import dagster as dg
 
 from embedding_assets.assembly import REFRESH_JOB, build_definitions
+from embedding_assets.assets import RAW_DOCUMENTS, SOURCE_DOCUMENTS
 from embedding_assets.core.chunking import chunk_document
 from embedding_assets.core.embedders import Embedder
 from embedding_assets.core.hashing import content_hash, normalize_text
+from embedding_assets.core.index import Index
 from embedding_assets.core.settings import Settings
 from embedding_assets.core.shards import shard_keys, shard_of
 from embedding_assets.core.sources import Document, SourceFolder
@@ -72,12 +74,24 @@ def materialize(
     )
 
 
-def metadata(instance: dg.DagsterInstance, asset: str, shard: str | None) -> dict[str, Any]:
-    """The latest materialization metadata of one partition (or of an unpartitioned asset), as plain values."""
+def asset_key(settings: Settings, name: str, model: int = 0) -> dg.AssetKey:
+    """The key of asset ``name`` as the ``model``-th active model of ``settings`` reads or writes it: the
+    shared raw documents, the chunks of its chunking profile, or its own embeddings, vector_table,
+    retrieval_eval and vector_index (under its slug)."""
+    if name in (SOURCE_DOCUMENTS, RAW_DOCUMENTS):
+        return dg.AssetKey(name)
+    active = Index(settings).models[model]
+    return dg.AssetKey([active.profile if name == "chunks" else active.slug, name])
+
+
+def metadata(instance: dg.DagsterInstance, asset: dg.AssetKey | str, shard: str | None) -> dict[str, Any]:
+    """The latest materialization metadata of one partition (or of an unpartitioned asset), as plain values;
+    ``asset`` is a key or its user string (``local_all_minilm_l6_v2/vector_table``)."""
+    key = asset if isinstance(asset, dg.AssetKey) else dg.AssetKey.from_user_string(asset)
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[shard] if shard else None), limit=1
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[shard] if shard else None), limit=1
     ).records
-    assert records, f"{asset}[{shard}] was never materialized"
+    assert records, f"{key.to_user_string()}[{shard}] was never materialized"
     return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
 
 
@@ -92,11 +106,12 @@ def check_evaluations(result: dg.ExecuteInProcessResult) -> list[tuple[str, str,
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The ``EMBEDDING_ASSETS_*`` variables that ``Settings.from_env`` reads back as ``settings``; settings
-    that are None are left out (an empty variable reads as unset too)."""
+    that are None are left out (an empty variable reads as unset too), and so is the one-model shorthand
+    when the settings list several models (the two may not both be set)."""
     return {
         f"EMBEDDING_ASSETS_{field.name.upper()}": str(value)
         for field in dataclasses.fields(Settings)
-        if (value := getattr(settings, field.name)) is not None
+        if (value := getattr(settings, field.name)) is not None and not (field.name == "model" and settings.models)
     }
 
 
@@ -156,8 +171,8 @@ def expected_chunks_of(
 def run_checks(
     settings: Settings, instance: dg.DagsterInstance, partition: str, names: list[str]
 ) -> dg.ExecuteInProcessResult:
-    """Only the named checks of vector_table, for one shard."""
-    keys = [dg.AssetCheckKey(dg.AssetKey("vector_table"), name) for name in names]
+    """Only the named checks of the first active model's vector_table, for one shard."""
+    keys = [dg.AssetCheckKey(asset_key(settings, "vector_table"), name) for name in names]
     checks_job = dg.define_asset_job("checks_only", selection=dg.AssetSelection.checks(*keys))
     defs = dg.Definitions.merge(build_definitions(settings), dg.Definitions(jobs=[checks_job]))
     job = defs.resolve_job_def("checks_only")

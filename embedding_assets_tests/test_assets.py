@@ -14,6 +14,7 @@ from embedding_assets.core.store import VectorStore
 from embedding_assets.core.table_checks import EMBEDDING_DRIFT, VECTOR_TABLE_INTEGRITY
 from embedding_assets.vector_index import ANN_RECALL
 from embedding_assets_tests.pipeline_helpers import (
+    asset_key,
     check_evaluations,
     expected_index,
     indexed,
@@ -37,12 +38,12 @@ def test_every_shard_is_indexed_checked_and_described(settings: Settings, minilm
         counts = VectorStore(settings.lancedb_uri).shard_counts(minilm.model_version)
         assert len(set(counts.values())) > 1, "corpus too uniform to tell per-shard metadata apart"
         for shard in shards:
-            table_meta = metadata(instance, "vector_table", shard)
+            table_meta = metadata(instance, asset_key(settings, "vector_table"), shard)
             assert table_meta["rows"] == table_meta["chunks_inserted"] == counts[shard]
             assert table_meta["model_version"] == minilm.model_version
-            embed_meta = metadata(instance, "embeddings", shard)
+            embed_meta = metadata(instance, asset_key(settings, "embeddings"), shard)
             assert embed_meta["chunks_embedded"] == counts[shard] and embed_meta["dimensions"] == 384
-            assert metadata(instance, "chunks", shard)["chunks"] == counts[shard]
+            assert metadata(instance, asset_key(settings, "chunks"), shard)["chunks"] == counts[shard]
 
 
 def test_rerunning_changes_nothing(settings: Settings, minilm: Embedder) -> None:
@@ -54,8 +55,8 @@ def test_rerunning_changes_nothing(settings: Settings, minilm: Embedder) -> None
         assert table_rows(settings, minilm.model_version) == before
         assert VectorStore(settings.lancedb_uri).table(minilm.model_version).version == version
         for shard in shard_keys(settings.shards):
-            assert metadata(instance, "embeddings", shard)["chunks_embedded"] == 0
-            assert metadata(instance, "vector_table", shard)["committed"] is False
+            assert metadata(instance, asset_key(settings, "embeddings"), shard)["chunks_embedded"] == 0
+            assert metadata(instance, asset_key(settings, "vector_table"), shard)["committed"] is False
 
 
 def test_edits_shrinks_deletes_and_additions_reach_the_index(settings: Settings, minilm: Embedder) -> None:
@@ -72,7 +73,10 @@ def test_edits_shrinks_deletes_and_additions_reach_the_index(settings: Settings,
         assert not any(doc == "pass.txt" for doc, _ in after.values())
         assert [k for k, (doc, _) in after.items() if doc == "exceptions.txt"] == ["exceptions.txt#0"]
         changed = {k for k, v in after.items() if before.get(k) != v}
-        embedded = sum(metadata(instance, "embeddings", s)["chunks_embedded"] for s in shard_keys(settings.shards))
+        embedded = sum(
+            metadata(instance, asset_key(settings, "embeddings"), s)["chunks_embedded"]
+            for s in shard_keys(settings.shards)
+        )
         assert embedded == len({after[k][1] for k in changed}) == 2
 
 
@@ -86,7 +90,7 @@ def test_unreadable_documents_are_reported_and_the_shard_proceeds(settings: Sett
         assert raw["skipped"] == 1
         reason = "not valid UTF-8 (byte 6), and no other encoding fits it"
         assert raw["skipped_documents"] == [{"doc_id": "broken.txt", "reason": reason}]
-        assert raw["documents"] == metadata(instance, "chunks", shard)["documents"] > 0
+        assert raw["documents"] == metadata(instance, asset_key(settings, "chunks"), shard)["documents"] > 0
 
 
 def test_search_and_status_commands(
@@ -120,4 +124,4 @@ def test_empty_shards_are_materialized_and_checked(settings: Settings, minilm: E
         assert len(evaluations) == 3 * settings.shards + 1  # three per shard, and the vector index's recall
         assert all(passed for _, _, passed in evaluations)
         empty = [s for s in shard_keys(settings.shards) if s != shard_of("if.txt", settings.shards)]
-        assert all(metadata(instance, "vector_table", s)["rows"] == 0 for s in empty)
+        assert all(metadata(instance, asset_key(settings, "vector_table"), s)["rows"] == 0 for s in empty)

@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from embedding_assets.cli.index import _on_refresh
+from embedding_assets.cli.progress import Display
 from embedding_assets.core.embedders import Embedder
 from embedding_assets.core.shards import shard_of
 from embedding_assets.core.store import VectorStore, sql_string
@@ -58,8 +60,9 @@ def run_json(env: dict[str, str], *args: str, code: int = 0) -> dict[str, Any]:
         for name, inner in nested.items():
             items = payload[name] if isinstance(payload[name], list) else [payload[name]]
             for item in items:
-                if isinstance(item, dict):
-                    keys = set(item) | {k for v in item.values() if isinstance(v, dict) for k in v}
+                if isinstance(item, dict):  # its fields, and those of the objects it holds (`shards`: each ...)
+                    held = [d for v in item.values() for d in (v if isinstance(v, list) else [v])]
+                    keys = set(item) | {k for d in held if isinstance(d, dict) for k in d}
                     assert inner <= keys, f"{args[0]}.{name} lacks {inner - keys}"
     return payload
 
@@ -112,7 +115,9 @@ def test_json_of_every_command_parses_and_carries_the_documented_fields(env: dic
     assert sum(s["live_rows"] for s in status["shards"]) == status["tables"][0]["rows"] > 0
 
     verify = run_json(env, "verify")
-    assert (verify["shards_matching"], verify["mismatched"]) == (4, [])
+    assert (verify["shards_total"], verify["mismatched"]) == (4, [])
+    (model,) = verify["models"]
+    assert (model["model_version"], model["shards_matching"], model["mismatched"]) == (minilm.model_version, 4, [])
 
     search = run_json(env, "search", "bananas ripen in a warm room", "-k", "3")
     top = search["hits"][0]
@@ -131,8 +136,8 @@ def test_json_of_every_command_parses_and_carries_the_documented_fields(env: dic
     )
     shard = shard_of("break.txt", 4)
     drift = run_json(env, "verify", code=1)
-    assert drift["mismatched"] == [shard]
-    assert next(s for s in drift["shards"] if s["shard"] == shard)["missing"] == 1
+    assert drift["mismatched"] == drift["models"][0]["mismatched"] == [shard]
+    assert next(s for s in drift["models"][0]["shards"] if s["shard"] == shard)["missing"] == 1
     repaired = run_json(env, "verify", "--repair")
     assert (repaired["mismatched_before"], repaired["mismatched"]) == ([shard], [])
     assert repaired["repair"]["stale_shards"] == [shard]
@@ -149,7 +154,14 @@ def test_misconfiguration_exits_2_with_the_error_as_json(env: dict[str, str]) ->
 
 
 def test_status_without_a_table_exits_1(env: dict[str, str]) -> None:
-    assert run_json(env, "status", code=1)["tables"] == []
+    """The active model is listed before its table exists: no rows, and every shard holding documents stale."""
+    status = run_json(env, "status", code=1)
+    (table,) = status["tables"]
+    assert status["live_model"] == table["model_version"] and status["active_models"] == ["local:all-MiniLM-L6-v2"]
+    assert (table["slug"], table["role"], table["active"]) == ("local_all_minilm_l6_v2", "live", True)
+    assert (table["rows"], table["table_version"]) == (0, None)
+    holding = sorted({shard_of(name, 4) for name in [f"{t}.txt" for t in TEST_TOPICS[:6]] + ["report.pdf"]})
+    assert table["stale_shards"] == holding and table["shards_fresh"] == 4 - len(holding)
 
 
 def test_progress_shows_on_a_terminal_and_stays_quiet_without_one(env: dict[str, str], tmp_path: Path) -> None:
@@ -164,3 +176,13 @@ def test_progress_shows_on_a_terminal_and_stays_quiet_without_one(env: dict[str,
     assert quiet.stdout == f"exported 79 pydoc topics to {tmp_path / 'again'}\n" and quiet.stderr == ""
     quiet = run(env, "estimate")
     assert len(quiet.stdout.splitlines()) == 1 and quiet.stderr == ""
+
+
+def test_the_refresh_bar_counts_every_model_s_steps() -> None:
+    """Steps report their asset keys (``<model slug>/vector_table``); a shard is done at its vector_table."""
+    display = Display("refresh", None, "steps", {"shards": "shards done"})
+    _on_refresh(display, "refresh_plan", "", {"stale_shards": 2})  # one shard, two models
+    for model in ("local_all_minilm_l6_v2", "toy_hashing"):
+        for step in ("raw_documents", "words/chunks", f"{model}/embeddings", f"{model}/vector_table"):
+            _on_refresh(display, step, "s001", {"chunks_embedded": 3} if step.endswith("embeddings") else {})
+    assert display.total == 8 and (display.counts["shards"], display.counts["chunks_embedded"]) == (2, 6)

@@ -20,7 +20,8 @@ from embedding_assets_tests.dagster_dev import PROJECT_ROOT, project_env
 from embedding_assets_tests.pipeline_helpers import SPARE_TOPICS, expected_index, indexed, random_edit
 
 pytestmark = [pytest.mark.slow, pytest.mark.reliability]
-ASSETS = "raw_documents,chunks,embeddings,vector_table"
+MODEL = "local_all_minilm_l6_v2"  # the default model's chain, as `--select` takes it
+ASSETS = f"raw_documents,wordpiece_all_minilm_l6_v2_onnx_int8/chunks,{MODEL}/embeddings,{MODEL}/vector_table"
 
 
 def parallel_materializations(env: dict[str, str], shards: list[str]) -> None:
@@ -83,7 +84,7 @@ def test_the_shard_lock_serializes_processes(tmp_path: Path) -> None:
     log = tmp_path / "intervals.txt"
     code = (
         "import sys, time; from embedding_assets.core.staging import Staging\n"
-        "with Staging(sys.argv[1]).lock('s001'):\n"
+        "with Staging(sys.argv[1]).lock('s001', 'raw_documents'):\n"
         "    start = time.monotonic(); time.sleep(0.4)\n"
         "    open(sys.argv[2], 'a').write(f'{start} {time.monotonic()}\\n')\n"
     )

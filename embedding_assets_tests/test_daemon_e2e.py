@@ -20,9 +20,10 @@ TIMEOUT = 300
 
 
 def refreshes(home: Path) -> Counter:
-    """How many times each shard of vector_table has been materialized."""
+    """How many times each shard of the (default) model's vector_table has been materialized."""
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        records = instance.fetch_materializations(dg.AssetKey("vector_table"), limit=1000).records
+        key = dg.AssetKey(["local_all_minilm_l6_v2", "vector_table"])
+        records = instance.fetch_materializations(key, limit=1000).records
         return Counter(r.partition_key for r in records)
 
 

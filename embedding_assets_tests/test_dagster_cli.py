@@ -10,11 +10,13 @@ import pytest
 from embedding_assets.core.embedders import Embedder
 from embedding_assets.core.settings import Settings
 from embedding_assets.core.store import VectorStore
-from embedding_assets_tests.pipeline_helpers import metadata, settings_env
+from embedding_assets_tests.pipeline_helpers import asset_key, metadata, settings_env
 
 pytestmark = pytest.mark.slow
 DAGSTER = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "dagster"
-ASSETS = "raw_documents,chunks,embeddings,vector_table"
+# The whole chain of the default model, as `--select` takes it (asset keys as paths).
+MODEL = "local_all_minilm_l6_v2"
+ASSETS = f"raw_documents,wordpiece_all_minilm_l6_v2_onnx_int8/chunks,{MODEL}/embeddings,{MODEL}/vector_table"
 
 
 def dagster(settings: Settings, home: Path, *args: str) -> None:
@@ -42,4 +44,4 @@ def test_partition_and_partition_range_backfills(settings: Settings, minilm: Emb
         runs = instance.get_runs()
         assert len(runs) == 2, "a partition range must run as one run"
         for shard, rows in counts.items():
-            assert metadata(instance, "vector_table", shard)["rows"] == rows
+            assert metadata(instance, asset_key(settings, "vector_table"), shard)["rows"] == rows

@@ -26,30 +26,39 @@ from embedding_assets.core.profiles import instance_config
 from embedding_assets.core.settings import Settings
 from embedding_assets.core.table_checks import EMBEDDING_DRIFT, VECTOR_TABLE_INTEGRITY
 
-CHAIN = ["source_documents", "raw_documents", "chunks", "embeddings", "vector_table"]
+MODEL = "local_all_minilm_l6_v2"  # the default model's slug: its assets' key prefix and group
+CHUNKS = "wordpiece_all_minilm_l6_v2_onnx_int8/chunks"  # its chunking profile's chunks
+CHAIN = ["source_documents", "raw_documents", CHUNKS, f"{MODEL}/embeddings", f"{MODEL}/vector_table"]
+GROUPS = {"source_documents": "documents", "raw_documents": "documents", CHUNKS: "documents"}
+
+
+def key(user_string: str) -> dg.AssetKey:
+    return dg.AssetKey.from_user_string(user_string)
 
 
 def test_asset_graph_is_the_partitioned_chain(settings: Settings) -> None:
     defs = build_definitions(settings)
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == {*CHAIN, "retrieval_eval", "vector_index"}
-    for unpartitioned in ("retrieval_eval", "vector_index"):
-        node = graph.get(dg.AssetKey(unpartitioned))
-        assert node.parent_keys == {dg.AssetKey("vector_table")} and node.partitions_def is None
-    assert {k.name for k in graph.asset_check_keys if k.asset_key == dg.AssetKey("vector_index")} == {"ann_recall"}
+    assert keys == {*CHAIN, f"{MODEL}/retrieval_eval", f"{MODEL}/vector_index"}
+    for unpartitioned in (f"{MODEL}/retrieval_eval", f"{MODEL}/vector_index"):
+        node = graph.get(key(unpartitioned))
+        assert node.parent_keys == {key(f"{MODEL}/vector_table")} and node.partitions_def is None
+    assert {k.name for k in graph.asset_check_keys if k.asset_key == key(f"{MODEL}/vector_index")} == {"ann_recall"}
     for upstream, downstream in itertools.pairwise(CHAIN):
-        assert graph.get(dg.AssetKey(downstream)).parent_keys == {dg.AssetKey(upstream)}
+        assert graph.get(key(downstream)).parent_keys == {key(upstream)}
     for name in CHAIN:
-        node = graph.get(dg.AssetKey(name))
+        node = graph.get(key(name))
         assert node.partitions_def.get_partition_keys() == ["s000", "s001", "s002", "s003"]
         assert node.backfill_policy == (dg.BackfillPolicy.single_run() if node.is_materializable else None)
-    assert graph.get(dg.AssetKey("embeddings")).code_version == "local:all-MiniLM-L6-v2-onnx-int8@1.0.0/384d"
-    assert graph.get(dg.AssetKey("chunks")).code_version == (
+    groups = {k.to_user_string(): graph.get(k).group_name for k in graph.get_all_asset_keys()}
+    assert groups == GROUPS | dict.fromkeys(keys - set(GROUPS), f"model_{MODEL}")  # the model's own group
+    assert graph.get(key(f"{MODEL}/embeddings")).code_version == "local:all-MiniLM-L6-v2-onnx-int8@1.0.0/384d"
+    assert graph.get(key(CHUNKS)).code_version == (
         f"chunker-v{CHUNKER_VERSION}/max200/overlap32/wordpiece:all-MiniLM-L6-v2-onnx-int8"
     )
-    assert defs.resolve_assets_def(dg.AssetKey("embeddings")).op.pool == "embedding_api_local"
-    checks = {k.name for k in graph.asset_check_keys if k.asset_key == dg.AssetKey("vector_table")}
+    assert defs.resolve_assets_def(key(f"{MODEL}/embeddings")).op.pool == f"embedding_api_{MODEL}"  # the model's own
+    checks = {k.name for k in graph.asset_check_keys if k.asset_key == key(f"{MODEL}/vector_table")}
     assert checks == {VECTOR_TABLE_INTEGRITY, INDEX_MATCHES_SOURCE, EMBEDDING_DRIFT}
 
 
@@ -64,7 +73,7 @@ def test_the_openai_key_reaches_the_resource_only_as_an_env_var(
     assert isinstance(pipeline.openai_base_url, dg.EnvVar)
     assert build_resources(settings)["pipeline"].openai_api_key is None
     defs = build_definitions(openai_settings)
-    assert defs.resolve_asset_graph().get(dg.AssetKey("embeddings")).code_version == (
+    assert defs.resolve_asset_graph().get(key("openai_text_embedding_3_small/embeddings")).code_version == (
         "openai:text-embedding-3-small/1536d"
     )
 
@@ -168,12 +177,15 @@ def test_a_chunker_change_shows_in_the_specs_as_the_chunks_code_version(settings
     default = asset_specs(build_definitions(settings))
     smaller = asset_specs(build_definitions(dataclasses.replace(settings, chunk_tokens=150)))
     changed = [(a["key"], field) for a, b in zip(default, smaller, strict=True) for field in a if a[field] != b[field]]
-    assert changed == [("chunks", "code_version")]
+    assert changed == [(CHUNKS, "code_version")]
 
 
 def test_the_specs_tell_the_automation_conditions_apart(settings: Settings) -> None:
     specs = {spec["key"]: spec["automation_condition"] for spec in asset_specs(build_definitions(settings))}
     eager = describe(dg.AutomationCondition.eager())
-    assert specs["vector_table"] == describe(follow_upstream()) != eager
-    assert "code_version_changed" in specs["vector_table"] and "code_version_changed" not in eager
-    assert specs["retrieval_eval"] == eager
+    table = specs[f"{MODEL}/vector_table"]
+    assert table == specs[CHUNKS] == describe(follow_upstream()) != eager
+    assert "code_version_changed" in table and "code_version_changed" not in eager
+    # A new model's missing shards are its backfill sensor's: unlike eager(), nothing here requests them.
+    assert "newly_missing" in eager and "newly_missing" not in table
+    assert specs[f"{MODEL}/retrieval_eval"] == eager

@@ -1,4 +1,5 @@
-"""Side-by-side migration on real tables: the local model live, an OpenAI-compatible model as candidate."""
+"""Side-by-side migration on real tables: the local model live, an OpenAI-compatible model as candidate,
+both active (EMBEDDING_ASSETS_MODELS) so that either can be promoted or rolled back to."""
 
 import dataclasses
 import json
@@ -16,7 +17,14 @@ from embedding_assets.core.settings import Settings
 from embedding_assets.core.store import VectorStore
 from embedding_assets.core.table_checks import EMBEDDING_DRIFT
 from embedding_assets_tests.openai_server import call
-from embedding_assets_tests.pipeline_helpers import check_evaluations, materialize, metadata, run_checks, settings_env
+from embedding_assets_tests.pipeline_helpers import (
+    asset_key,
+    check_evaluations,
+    materialize,
+    metadata,
+    run_checks,
+    settings_env,
+)
 
 pytestmark = pytest.mark.slow
 CANDIDATE = "openai:test-embed-64/native"
@@ -55,8 +63,17 @@ def candidate(settings: Settings, **changes) -> Settings:
     return dataclasses.replace(settings, model="openai:test-embed-64", **changes)
 
 
+def both_active(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """``settings`` with the local model and the candidate both active, in the CLI's environment too."""
+    both = dataclasses.replace(settings, models="local:all-MiniLM-L6-v2,openai:test-embed-64")
+    monkeypatch.delenv("EMBEDDING_ASSETS_MODEL")  # the one-model shorthand and the list may not both be set
+    for name, value in settings_env(both).items():
+        monkeypatch.setenv(name, value)
+    return both
+
+
 def test_promote_refuse_force_rollback_and_drop(
-    env: Settings, minilm: Embedder, capsys: pytest.CaptureFixture[str]
+    env: Settings, minilm: Embedder, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = VectorStore(env.lancedb_uri)
     with dg.instance_for_test() as instance:
@@ -64,10 +81,14 @@ def test_promote_refuse_force_rollback_and_drop(
         assert Registry(store.db).state().live == minilm.model_version  # the first table is live
         materialize(candidate(env), instance, partition="s000")
         capsys.readouterr()
+        assert cli.main(["promote", CANDIDATE]) == 2  # not an active model: its table would not be kept fresh
+        assert f"cannot promote {CANDIDATE}: it is not an active model" in capsys.readouterr().err
+
+        both = both_active(env, monkeypatch)
         assert cli.main(["promote", CANDIDATE]) == 1
         assert "refused: 3 shard(s) are missing or stale for" in capsys.readouterr().out
 
-        materialize(candidate(env), instance)
+        materialize(both, instance)
         assert cli.main(["promote", CANDIDATE]) == 1  # a bag-of-words model loses to MiniLM
         out = capsys.readouterr().out
         assert "refused by the eval gate" in out and f"| {minilm.model_version} | live |" in out
@@ -77,6 +98,10 @@ def test_promote_refuse_force_rollback_and_drop(
         assert cli.main(["promote", CANDIDATE, "--force"]) == 0
         assert cli.main(["search", "leave a loop early"]) == 0
         assert f"answered by the live table ({CANDIDATE}; exact scan" in capsys.readouterr().out
+        monkeypatch.setenv("EMBEDDING_ASSETS_MODELS", "openai:test-embed-64")  # the old model retired: not fresh
+        assert cli.main(["rollback"]) == 2
+        assert f"cannot roll back to {minilm.model_version}: it is not an active model" in capsys.readouterr().err
+        monkeypatch.setenv("EMBEDDING_ASSETS_MODELS", both.models)
         assert cli.main(["rollback"]) == 0
         assert f"{minilm.model_version} is live again (was {CANDIDATE})" in capsys.readouterr().out
         assert {v: store.info(v).version for v in versions} == versions  # instant: no table was written
@@ -92,11 +117,11 @@ def test_promote_refuse_force_rollback_and_drop(
 def test_retrieval_eval_asset_records_the_comparison(env: Settings, minilm: Embedder) -> None:
     with dg.instance_for_test() as instance:
         materialize(env, instance)
-        live = metadata(instance, "retrieval_eval", None)
+        live = metadata(instance, asset_key(env, "retrieval_eval"), None)
         assert live["model_version"] == live["live_model_version"] == minilm.model_version
         assert 0.5 < live["recall_at_10"] <= 1.0 and 0 < live["ndcg_at_10"] <= 1.0
         materialize(candidate(env), instance)
-        compared = metadata(instance, "retrieval_eval", None)
+        compared = metadata(instance, asset_key(candidate(env), "retrieval_eval"), None)  # the candidate's own
         assert compared["model_version"] == CANDIDATE and compared["live_recall_at_10"] == live["recall_at_10"]
         assert f"| {CANDIDATE} | candidate |" in compared["comparison"]
 
@@ -117,7 +142,7 @@ def test_rate_limits_are_retried_and_counted(env: Settings, server_url: str) -> 
     call(server_url, "/control", {"rate_limit_first": 2, "retry_after": 0.05})
     with dg.instance_for_test() as instance:
         materialize(candidate(env), instance, partition="s001")
-        figures = metadata(instance, "embeddings", "s001")
+        figures = metadata(instance, asset_key(candidate(env), "embeddings"), "s001")
         assert (figures["rate_limited"], figures["retries"]) == (2, 2)
         # two refused attempts, the one-off dimension probe of an unknown model, one batch of the shard's chunks
         assert figures["model_calls"] == 4

@@ -133,7 +133,9 @@ def test_a_queued_backfill_runs_shards_in_parallel_processes_and_loses_nothing(
 ) -> None:
     env, settings = production.env, production.settings
     dg.DagsterInstance.from_config(str(production.home)).dispose()  # create the schema once, before any racer
-    for sensor in ("source_change_sensor", "pipeline_automation_sensor"):  # only the backfills run here
+    slug = Index(settings).models[0].slug
+    automation = ("documents_automation_sensor", f"{slug}_automation_sensor", f"{slug}_backfill_sensor")
+    for sensor in ("source_change_sensor", *automation):  # only the backfills run here
         dagster_cli(env, "sensor", "stop", "-w", "workspace.yaml", sensor)
     log = tmp_path / "daemon.log"
     with process_group([str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], env, log) as proc:
@@ -148,9 +150,14 @@ def test_a_queued_backfill_runs_shards_in_parallel_processes_and_loses_nothing(
     for record in records:
         spans.setdefault(record.dagster_run.tags["dagster/partition"], []).append((record.start_time, record.end_time))
     assert sorted(len(s) for s in spans.values()) == [1, 1, 2, 2]
-    for shard in ("s001", "s002"):  # the per-shard limit: two runs of one shard never overlap
-        (_, first_end), (second_start, _) = sorted(spans[shard])
-        assert first_end <= second_start, f"two runs of {shard} overlapped"
+    with dg.DagsterInstance.from_config(str(production.home)) as instance:
+        for shard in ("s001", "s002"):  # two runs of one shard take turns on its table's lock: one commits
+            records_of = instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=dg.AssetKey([slug, "vector_table"]), asset_partitions=[shard]),
+                limit=10,
+            ).records
+            committed = sorted(r.asset_materialization.metadata["committed"].value for r in records_of)
+            assert committed == [False, True], f"{shard}: {committed}"
     intervals = sorted(s for pair in spans.values() for s in pair)
     assert any(later[0] < earlier[1] for earlier, later in itertools.pairwise(intervals)), (
         "runs of different shards should run at the same time"
@@ -169,7 +176,7 @@ import json, sys
 from datetime import UTC, datetime
 import pyarrow as pa
 from embedding_assets.core.staging import Staging
-from embedding_assets.core.store import VectorStore, row_schema
+from embedding_assets.core.store import VectorStore, row_schema, table_name
 uri, shard, rounds, staging = sys.argv[1], sys.argv[2], int(sys.argv[3]), Staging(sys.argv[4])
 store, schema = VectorStore(uri), row_schema(4, model_version="toy:hashing@1/4d", shard_count=8)
 def rows(r):
@@ -177,9 +184,9 @@ def rows(r):
         "position": 0, "text": f"round {r}", "vector": [0.5] * 4, "chunk_hash": f"h{r % 2}-{i}",
         "doc_hash": f"r{r % 2}", "token_count": 1, "model_version": "toy:hashing@1/4d",
         "embedded_at": datetime(2026, 1, 1, tzinfo=UTC)} for i in range(30 if r % 2 else 20)], schema=schema)
-versions = []
+scope, versions = table_name("toy:hashing@1/4d"), []  # the pipeline locks a shard per table
 for r in range(rounds):
-    with staging.lock(shard):  # as the pipeline's steps do: writers of one shard take turns
+    with staging.lock(shard, scope):  # as the pipeline's steps do: writers of one shard's table take turns
         write = store.replace_shard(shard, rows(r))
     versions += [write.table_version] if write.committed else []
 print(json.dumps(versions))

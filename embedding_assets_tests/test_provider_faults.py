@@ -9,7 +9,7 @@ from embedding_assets.core.errors import EmbeddingError
 from embedding_assets.core.retry import RetryPolicy
 from embedding_assets.core.settings import Settings
 from embedding_assets_tests.openai_server import call
-from embedding_assets_tests.pipeline_helpers import materialize, metadata
+from embedding_assets_tests.pipeline_helpers import asset_key, materialize, metadata
 
 pytestmark = pytest.mark.slow
 
@@ -104,7 +104,8 @@ def test_a_step_that_exhausts_its_retries_is_retried_by_dagster_and_succeeds(
     call(server_url, "/control", {"fault": "503", "fault_count": attempts})  # the first execution fails for good
     with dg.instance_for_test() as instance:
         result = materialize(openai_settings, instance, partition="s000")
-        kinds = [e.event_type_value for e in result.all_events if e.step_key == "embeddings"]
+        step = "__".join(asset_key(openai_settings, "embeddings").path)  # the asset's op
+        kinds = [e.event_type_value for e in result.all_events if e.step_key == step]
         assert kinds.count("STEP_UP_FOR_RETRY") == 1 and kinds[-1] == "STEP_SUCCESS"
-        assert metadata(instance, "embeddings", "s000")["chunks_embedded"] > 0
+        assert metadata(instance, asset_key(openai_settings, "embeddings"), "s000")["chunks_embedded"] > 0
     assert call(server_url, "/stats")["faults"] == {"503": attempts}

@@ -10,7 +10,7 @@ from embedding_assets.assembly import build_definitions, build_resources
 from embedding_assets.core.embedders import Embedder
 from embedding_assets.core.settings import Settings
 from embedding_assets.core.shards import shard_keys, shard_of
-from embedding_assets_tests.pipeline_helpers import materialize, metadata
+from embedding_assets_tests.pipeline_helpers import asset_key, materialize, metadata
 
 RANGE = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
 
@@ -32,8 +32,8 @@ def test_change_sensor_requests_exactly_the_changed_shards(settings: Settings) -
     with dg.instance_for_test() as instance:
         first = tick(settings, instance, "source_change_sensor")
         assert ranges(first) == [("s000", "s003")]
-        chain = ["raw_documents", "chunks", "embeddings", "vector_table"]  # the whole chain, in one run
-        assert first.run_requests[0].asset_selection == [dg.AssetKey(a) for a in chain]
+        chain = ["raw_documents", "chunks", "embeddings", "vector_table"]  # the (live) model's whole chain, in one run
+        assert first.run_requests[0].asset_selection == [asset_key(settings, a) for a in chain]
         observed = {e.partition: e.tags["dagster/data_version"] for e in first.asset_events}
         assert set(observed) == set(shard_keys(settings.shards))
 
@@ -82,17 +82,14 @@ def test_ttl_sensor_and_ttl_refresh_re_embed_expired_vectors(settings: Settings,
         expiring = Settings(**{**settings.__dict__, "ttl_days": 1e-9})  # every stored vector has expired
         expired = tick(expiring, instance, "ttl_expiry_sensor")
         assert ranges(expired) == [("s000", "s003")]
-        assert expired.run_requests[0].asset_selection == [dg.AssetKey("embeddings"), dg.AssetKey("vector_table")]
+        reembed = [asset_key(settings, "embeddings"), asset_key(settings, "vector_table")]
+        assert expired.run_requests[0].asset_selection == reembed
 
         job = build_definitions(expiring).resolve_implicit_global_asset_job_def()
-        job.execute_in_process(
-            instance=instance,
-            partition_key="s001",
-            asset_selection=[dg.AssetKey("embeddings"), dg.AssetKey("vector_table")],
-        )
-        figures = metadata(instance, "embeddings", "s001")
+        job.execute_in_process(instance=instance, partition_key="s001", asset_selection=reembed)
+        figures = metadata(instance, reembed[0], "s001")
         assert figures["chunks_embedded"] == figures["chunks"] > 0 and figures["chunks_reused"] == 0
-        assert metadata(instance, "vector_table", "s001")["chunks_updated"] == figures["chunks"]
+        assert metadata(instance, reembed[1], "s001")["chunks_updated"] == figures["chunks"]
 
 
 @pytest.mark.slow
@@ -112,7 +109,7 @@ def test_refresh_schedule_reconciles_with_the_table(settings: Settings, minilm: 
     with dg.instance_for_test() as instance:
         assert len(run_schedule(instance).run_requests) == 1  # nothing indexed: every shard, one range
         materialize(settings, instance)
-        assert run_schedule(instance).skip_message == "the table matches the source"
+        assert run_schedule(instance).skip_message == "every active model's table matches the source"
         (Path(settings.source_dir) / "new.md").write_text("# New\n\nA page the table has never seen.")
         shard = shard_of("new.md", settings.shards)
         requests = run_schedule(instance).run_requests

@@ -8,14 +8,14 @@ from embedding_assets.core.embedders import Embedder
 from embedding_assets.core.settings import Settings
 from embedding_assets.core.store import VectorStore
 from embedding_assets.vector_index import ANN_RECALL
-from embedding_assets_tests.pipeline_helpers import check_evaluations, materialize, metadata
+from embedding_assets_tests.pipeline_helpers import asset_key, check_evaluations, materialize, metadata
 
 
 def test_the_index_is_built_once_the_table_is_big_enough(settings: Settings, minilm: Embedder) -> None:
     with dg.instance_for_test() as instance:
         result = materialize(dataclasses.replace(settings, ann_min_rows=10), instance)
         rows = VectorStore(settings.lancedb_uri).info(minilm.model_version).rows  # type: ignore[union-attr]
-        built = metadata(instance, "vector_index", None)
+        built = metadata(instance, asset_key(settings, "vector_index"), None)
         assert (built["action"], built["index_type"], built["rows_indexed"], built["unindexed_rows"]) == (
             "built",
             "IVF_HNSW_SQ",
@@ -26,5 +26,5 @@ def test_the_index_is_built_once_the_table_is_big_enough(settings: Settings, min
         assert built["indexed_p50_ms"] > 0 and built["exact_p95_ms"] > 0
         assert (ANN_RECALL, None, True) in check_evaluations(result)
         again = materialize(dataclasses.replace(settings, ann_min_rows=10), instance)
-        assert metadata(instance, "vector_index", None)["action"] == "none"
+        assert metadata(instance, asset_key(settings, "vector_index"), None)["action"] == "none"
         assert (ANN_RECALL, None, True) in check_evaluations(again)

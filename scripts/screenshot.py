@@ -1,4 +1,4 @@
-"""Screenshot the Dagster UI's lineage graph of asset group ``embedding_pipeline``.
+"""Screenshot the Dagster UI's global asset lineage: the ``documents`` group and every model's ``model_<slug>`` group.
 
 Usage, from the repo root (``make screenshot``): ``.venv/bin/python scripts/screenshot.py docs/asset-graph.png``.
 Starts ``dagster dev`` on a free loopback port with the caller's environment (DAGSTER_HOME; EMBEDDING_ASSETS_*,
@@ -23,7 +23,7 @@ from typing import IO, Any, NoReturn
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
-PAGE = "/locations/embedding_assets/asset-groups/embedding_pipeline"  # opens on the group's Lineage tab
+PAGE = "/asset-groups"  # the global lineage: the chain spans the documents group and each model's group
 WINDOW = "1900,720"  # narrower, and the UI zooms the six-asset graph out to bare asset names
 MIN_PNG_BYTES = 75_000  # at WINDOW: app shell with an empty graph ~58 kB, with the four asset cards ~95-100 kB
 LOAD_QUERY = """{ assetNodes { id } workspaceOrError { ... on Workspace { locationEntries {

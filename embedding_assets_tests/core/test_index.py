@@ -21,10 +21,15 @@ def test_objects_are_built_from_the_settings_once(settings: Settings) -> None:
     assert isinstance(index.source, SourceFolder) and index.source.root == Path(settings.source_dir)
     assert index.staging.root == Path(settings.staging_dir) / f"index-{index.index_id}"
     assert index.store.uri == settings.lancedb_uri and index.shard_count == settings.shards
-    assert index.embedder is index.embedder and index.store is index.store
-    assert index.embedder.model_version == "local:all-MiniLM-L6-v2-onnx-int8@1.0.0/384d"
+    assert index.models is index.models and index.store is index.store
+    (model,) = index.models  # EMBEDDING_ASSETS_MODEL alone: one active model
+    assert index.model("local_all_minilm_l6_v2") is model and index.live_model() is model
+    assert model.model_version == "local:all-MiniLM-L6-v2-onnx-int8@1.0.0/384d"
+    assert index.active_model(model.model_version) is model and index.active_model("toy:hashing@1/32d") is None
+    assert index.chunk_profiles == {"wordpiece_all_minilm_l6_v2_onnx_int8": model}
     work = index.shard_work("s001")
-    assert work.chunks_path == index.staging.root / "chunks" / "s001.parquet"
+    assert work.chunks_path == index.staging.root / "chunks" / model.profile / "s001.parquet"
+    assert index.shard_work("s001", model).chunks_path == work.chunks_path  # the first model by default
     assert work.embeddings_path.parent.name == "chunks__local_all_minilm_l6_v2_onnx_int8_1_0_0_384d"
 
 
@@ -54,14 +59,14 @@ def test_each_index_stages_in_a_folder_of_its_own_that_refuses_another_index(set
     other = Index(dataclasses.replace(settings, lancedb_uri=settings.lancedb_uri + "-other"))
     assert index.staging.root.parent == other.staging.root.parent == Path(settings.staging_dir)
     assert index.staging.root != other.staging.root
-    with index.staging.lock("s000"):  # first use: the folder is claimed
+    with index.staging.lock("s000", "raw_documents"):  # first use: the folder is claimed
         pass
     recorded = json.loads((index.staging.root / "index.json").read_text())
     assert recorded == {"lancedb_uri": settings.lancedb_uri, "shards": str(settings.shards)}
     copied = Staging(index.staging.root, other.identity)  # another index pointed at this folder by hand
     with pytest.raises(ConfigError, match=r"belongs to another index .* set EMBEDDING_ASSETS_STAGING_DIR"):
-        copied.lock("s000").__enter__()
-    with Index(settings).staging.lock("s000"):  # the index itself, again: fine
+        copied.lock("s000", "raw_documents").__enter__()
+    with Index(settings).staging.lock("s000", "raw_documents"):  # the index itself, again: fine
         pass
 
 
@@ -78,9 +83,10 @@ def test_stale_shards_compare_the_change_index_with_the_table(settings: Settings
     """Before anything is indexed every shard holding documents is stale; an empty shard never is."""
     toy = dataclasses.replace(settings, model="toy:hashing", shards=16)  # more shards than documents
     index = Index(toy)
-    assert index.stale_shards() == []  # the change index knows no document yet
+    model = index.models[0].model_version
+    assert index.stale_shards(model) == []  # the change index knows no document yet
     index.sync()
     holding = sorted({shard_of(path.name, toy.shards) for path in Path(toy.source_dir).iterdir()})
     assert len(holding) < toy.shards
-    assert index.stale_shards() == holding
+    assert index.stale_shards(model) == holding
     assert index.stale_shards("toy:hashing/99d") == holding  # another model's table: none yet either
