@@ -9,7 +9,7 @@ import os
 import dagster as dg
 
 from embedding_assets.assets import GROUP, build_pipeline_assets, source_documents_spec
-from embedding_assets.checks import build_table_checks
+from embedding_assets.checks import build_quality_check, build_table_checks
 from embedding_assets.core.index import Credentials, Index
 from embedding_assets.core.settings import Settings
 from embedding_assets.core.shard_work import chunker_identity
@@ -57,7 +57,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     )
     return dg.Definitions(
         assets=[source_documents_spec(partitions), *assets, vector_index],
-        asset_checks=build_table_checks(vector_table, partitions),
+        asset_checks=[*build_table_checks(vector_table, partitions), build_quality_check(retrieval_eval.key)],
         jobs=[
             dg.define_asset_job(
                 REFRESH_JOB,
