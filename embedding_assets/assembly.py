@@ -8,14 +8,16 @@ import os
 
 import dagster as dg
 
-from embedding_assets.assets import GROUP, build_pipeline_assets, source_documents_spec
+from embedding_assets.assets import GROUP, build_pipeline_assets
 from embedding_assets.checks import build_quality_check, build_table_checks
 from embedding_assets.core.index import Credentials, Index
 from embedding_assets.core.settings import Settings
 from embedding_assets.core.shard_work import chunker_identity
+from embedding_assets.metadata import embedding_pool
 from embedding_assets.partitions import shard_partitions
 from embedding_assets.resources import PipelineResource
 from embedding_assets.sensors import build_triggers
+from embedding_assets.source_documents import build_source_documents
 from embedding_assets.vector_index import build_vector_index
 
 REFRESH_JOB = "refresh_job"
@@ -44,6 +46,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         model_version=embedder.model_version,
         chunking_version=chunker_identity(settings.chunking, embedder),
         freshness_hours=settings.freshness_hours,
+        embedding_pool=embedding_pool(settings.profile, embedder.model_version),
     )
     vector_index = build_vector_index(vector_table, GROUP)
     sensors, schedules = build_triggers(settings, [raw_documents, chunks, embeddings, vector_table])
@@ -56,7 +59,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         "shard after a model or chunker change, and keeps the vector index fresh after refreshes.",
     )
     return dg.Definitions(
-        assets=[source_documents_spec(partitions), *assets, vector_index],
+        assets=[build_source_documents(partitions), *assets, vector_index],
         asset_checks=[*build_table_checks(vector_table, partitions), build_quality_check(retrieval_eval.key)],
         jobs=[
             dg.define_asset_job(

@@ -22,28 +22,17 @@ from embedding_assets.core.migration import evaluate_table, gate
 from embedding_assets.core.shard_work import ShardWork
 from embedding_assets.core.store import table_name
 from embedding_assets.core.table_policy import settle_table
+from embedding_assets.metadata import provider_figures, record_run_totals, record_table_summary
 from embedding_assets.resources import PipelineResource
 
 GROUP = "embedding_pipeline"
-SOURCE_DOCUMENTS = "source_documents"
+SOURCE_DOCUMENTS = "source_documents"  # observed, see source_documents.py
 # 2: HTML without glued words, texts in other encodings, PDF and DOCX (the keys of those suffixes are
 # read again: their versions carry the reader, see core.sources.records.READERS).
 SOURCE_READER_VERSION = "2"
 MAX_SKIPS_IN_METADATA = 100
 SLOW_SHARD_SECONDS = 1.0  # shards that take longer get a progress line in the run's log
 EMBEDDING_RETRIES = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
-
-
-def source_documents_spec(partitions: dg.PartitionsDefinition) -> dg.AssetSpec:
-    """The source folder itself, observed by the change sensor: one data version per shard."""
-    return dg.AssetSpec(
-        SOURCE_DOCUMENTS,
-        partitions_def=partitions,
-        group_name=GROUP,
-        kinds={"folder"},
-        description="Documents in the source folder. The change sensor records one observation "
-        "per changed shard; its data version is the shard's fingerprint.",
-    )
 
 
 class _Shared(TypedDict, total=False):
@@ -56,15 +45,17 @@ class _Shared(TypedDict, total=False):
 
 
 def build_pipeline_assets(
-    partitions: dg.PartitionsDefinition, *, model_version: str, chunking_version: str, freshness_hours: float
+    partitions: dg.PartitionsDefinition,
+    *,
+    model_version: str,
+    chunking_version: str,
+    freshness_hours: float,
+    embedding_pool: str | None = None,
 ) -> list[dg.AssetsDefinition]:
     """The four partitioned assets and retrieval_eval. Code versions carry the chunker and model
     identity, so changing either marks every partition stale."""
     common = _Shared(partitions_def=partitions, group_name=GROUP, backfill_policy=dg.BackfillPolicy.single_run())
     downstream = _Shared(**common, automation_condition=follow_upstream())
-    # Requests to one provider share a Dagster concurrency pool across runs
-    # (limit it with `dagster instance concurrency set embedding_api_openai N`).
-    embedding_pool = "embedding_api_" + model_version.split(":", 1)[0]
 
     @dg.asset(deps=[SOURCE_DOCUMENTS], code_version=SOURCE_READER_VERSION, kinds={"parquet"}, **common)
     def raw_documents(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult[None]:
@@ -120,6 +111,8 @@ def build_pipeline_assets(
         deps=[chunks],
         code_version=model_version,
         kinds={"parquet"},
+        # Requests to one provider share a Dagster concurrency pool across runs
+        # (limit it with `dagster instance concurrency set embedding_api_openai N`).
         pool=embedding_pool,
         retry_policy=EMBEDDING_RETRIES,
         **downstream,
@@ -143,11 +136,16 @@ def build_pipeline_assets(
                 "chunks_embedded": stats.embedded,
                 "chunks_reused": stats.reused,
                 "tokens_embedded": stats.tokens_embedded,
-                "cost_usd": cost_usd(stats.tokens_embedded, price),
-                "model_calls": calls.requests,
-                "retries": calls.retries,
-                "rate_limited": calls.rate_limited,
-                "paced_seconds": round(calls.paced_seconds, 3),
+                **provider_figures(
+                    model.model_version,
+                    {
+                        "cost_usd": cost_usd(stats.tokens_embedded, price),
+                        "model_calls": calls.requests,
+                        "retries": calls.retries,
+                        "rate_limited": calls.rate_limited,
+                        "paced_seconds": round(calls.paced_seconds, 3),
+                    },
+                ),
                 "dagster/row_count": stats.chunks,
                 "path": dg.MetadataValue.path(str(work.embeddings_path)),
             }
@@ -188,10 +186,10 @@ def build_pipeline_assets(
                 "chunks_unchanged": write.unchanged,
                 "committed": write.committed,
                 "commit_attempts": write.commit_attempts,
-                "dagster/row_count": rows,
             } | latency
 
         result = _for_each_shard(context, index, one)
+        record_table_summary(context, index.store, model)  # the whole table's totals, schema and preview
         settled = settle_table(index.store, index.registry, model)
         for note in settled.notes:
             context.log.info(note)
@@ -258,14 +256,17 @@ def _for_each_shard(
     so quick shards show only in their metadata)."""
     keys = context.partition_keys
     asset = context.asset_key.to_user_string()
+    recorded = []
     for position, shard in enumerate(keys, start=1):
         started = time.perf_counter()
         with index.staging.lock(shard):
             metadata = work(index.shard_work(shard))
         metadata["duration_s"] = round(time.perf_counter() - started, 3)
         context.add_asset_metadata(metadata, partition_key=shard)
+        recorded.append(metadata)
         progress.advance(asset, shard, **{k: v for k, v in metadata.items() if isinstance(v, int | float)})
         if metadata["duration_s"] >= SLOW_SHARD_SECONDS:
             figures = ", ".join(f"{k}={v}" for k, v in metadata.items() if isinstance(v, int | float))
             context.log.info(f"[{position}/{len(keys)}] {asset} {shard}: {figures}")
+    record_run_totals(context, recorded)
     return dg.MaterializeResult()

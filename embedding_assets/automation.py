@@ -20,13 +20,13 @@ def follow_upstream() -> Condition:
         # The code version changed (the embedding model, its dimensions, the chunker or its sizes):
         # every shard's vectors are stale, so every shard is requested once.
         | code_version_changed.since_last_handled()
-    )
+    ).with_label("shard refreshed upstream, or model/chunker changed (all shards)")
 
 
 def evaluate_after_refresh() -> Condition:
     """For retrieval_eval: re-evaluate once the table changed and no shard is still being written."""
     # eager() waits for upstream runs in progress and for missing shards, so one eval follows a backfill.
-    return dg.AutomationCondition.eager()
+    return dg.AutomationCondition.eager().with_label("table refreshed, no shard in progress: re-evaluate")
 
 
 def index_freshness(hours: float) -> dg.FreshnessPolicy:
@@ -43,5 +43,5 @@ def index_after_refresh() -> Condition:
         # It is its own asset (its own step and run), so no shard's write ever waits for a retrain.
         # eager() also excludes a run of vector_index itself in progress: a long retrain is never
         # requested twice.
-        dg.AutomationCondition.eager()
+        dg.AutomationCondition.eager().with_label("table refreshed, no shard in progress: update the index")
     )

@@ -14,11 +14,11 @@ from datetime import date
 from typing import Any
 
 import dagster as dg
+import numpy as np
+import pyarrow as pa
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (  # not exported by dagster
     AssetCheckEvaluationTargetMaterializationData,
 )
-import numpy as np
-import pyarrow as pa
 
 from embedding_assets.core import quality
 from embedding_assets.core.reconcile import CHUNK_COLUMNS, STORED_COLUMNS, diff_shard, expected_chunks

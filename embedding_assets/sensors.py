@@ -23,7 +23,15 @@ def build_triggers(
     chain_keys = [asset.key for asset in chain]
     reembed = chain[2:]  # embeddings and vector_table
 
-    @dg.sensor(minimum_interval_seconds=settings.scan_interval_seconds, default_status=running, asset_selection=chain)
+    @dg.sensor(
+        minimum_interval_seconds=settings.scan_interval_seconds,
+        default_status=running,
+        asset_selection=chain,
+        description="On by default, every EMBEDDING_ASSETS_SCAN_INTERVAL_SECONDS: records the source's changes in "
+        "the change index, observes source_documents for the shards that changed, and runs the chain for those "
+        "shards only (consecutive shards in one run). Its first tick runs only the shards the table does not "
+        "already reflect, so opening the UI after `make demo` starts nothing.",
+    )
     def source_change_sensor(
         context: dg.SensorEvaluationContext, pipeline: PipelineResource
     ) -> dg.SensorResult | dg.SkipReason:
@@ -57,6 +65,12 @@ def build_triggers(
         minimum_interval_seconds=3600,
         default_status=running if settings.ttl_days else stopped,
         asset_selection=reembed,
+        description="Hourly: re-embeds the shards holding vectors older than EMBEDDING_ASSETS_TTL_DAYS. "
+        + (
+            f"On: vectors expire after {settings.ttl_days:g} days."
+            if settings.ttl_days
+            else "Off because EMBEDDING_ASSETS_TTL_DAYS is not set; setting it turns this sensor on."
+        ),
     )
     def ttl_expiry_sensor(
         context: dg.SensorEvaluationContext, pipeline: PipelineResource
@@ -77,6 +91,10 @@ def build_triggers(
         default_status=dg.DefaultScheduleStatus.STOPPED,
         target=chain,
         execution_timezone="UTC",
+        description=f"Off by default (the change sensor already follows the source). Once started (its toggle "
+        "here, or `dagster schedule start -w workspace.yaml refresh_schedule`), on the cron "
+        f"EMBEDDING_ASSETS_REFRESH_CRON ({settings.refresh_cron}, UTC): reconciles the change index with a full "
+        "listing of the source and refreshes every shard that differs from the table or holds expired vectors.",
     )
     def refresh_schedule(
         context: dg.ScheduleEvaluationContext, pipeline: PipelineResource

@@ -8,10 +8,10 @@ import pytest
 from embedding_assets import cli
 from embedding_assets.checks import INDEX_MATCHES_SOURCE
 from embedding_assets.core.embedders import Embedder
+from embedding_assets.core.quality import RETRIEVAL_QUALITY
 from embedding_assets.core.settings import Settings
 from embedding_assets.core.shards import shard_keys, shard_of
 from embedding_assets.core.store import VectorStore
-from embedding_assets.core.quality import RETRIEVAL_QUALITY
 from embedding_assets.core.table_checks import EMBEDDING_DRIFT, VECTOR_TABLE_INTEGRITY
 from embedding_assets.vector_index import ANN_RECALL
 from embedding_assets_tests.pipeline_helpers import (
