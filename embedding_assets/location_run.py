@@ -13,6 +13,7 @@ from typing import Any
 import dagster as dg
 from dagster._cli.workspace.cli_target import get_repository_python_origin_from_cli_opts
 from dagster._core.execution.api import execute_run
+from dagster._core.execution.job_execution_result import JobExecutionResult
 from dagster._core.remote_origin import (
     CodeLocationOrigin,
     ManagedGrpcPythonEnvCodeLocationOrigin,
@@ -41,7 +42,7 @@ def materialize(
     tags: Mapping[str, str],
     run_config: Mapping[str, Any] | None = None,
     workspace: Path = WORKSPACE,
-) -> dg.ExecuteInProcessResult | Any:
+) -> JobExecutionResult:
     """Materialize ``selection`` (Dagster's selection syntax) in one run of the workspace's location,
     executed in this process; returns the execution result (its ``success`` says how it went)."""
     location = workspace_location(workspace)
