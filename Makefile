@@ -98,7 +98,7 @@ ui: instance
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
 
 screenshot: instance
-	$(BIN)/python scripts/screenshot.py docs/asset-graph.png
+	$(BIN)/python scripts/screenshot.py docs/
 
 clean:
 	rm -rf data .dagster_home .pytest_cache .reliability.jsonl

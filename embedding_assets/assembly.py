@@ -13,7 +13,7 @@ from embedding_assets.checks import build_quality_check, build_table_checks
 from embedding_assets.core.index import Credentials, Index
 from embedding_assets.core.settings import Settings
 from embedding_assets.core.shard_work import chunker_identity
-from embedding_assets.metadata import embedding_pool
+from embedding_assets.metadata import embedding_pool, table_definition
 from embedding_assets.partitions import shard_partitions
 from embedding_assets.resources import PipelineResource
 from embedding_assets.sensors import build_triggers
@@ -47,6 +47,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         chunking_version=chunker_identity(settings.chunking, embedder),
         freshness_hours=settings.freshness_hours,
         embedding_pool=embedding_pool(settings.profile, embedder.model_version),
+        table_metadata=table_definition(
+            settings.lancedb_uri, embedder.model_version, embedder.dimensions, settings.shards
+        ),
     )
     vector_index = build_vector_index(vector_table, GROUP)
     sensors, schedules = build_triggers(settings, [raw_documents, chunks, embeddings, vector_table])

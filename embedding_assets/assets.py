@@ -7,7 +7,7 @@ in one process with one model load. Each shard's figures are recorded on its own
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypedDict
 
 import dagster as dg
@@ -22,7 +22,7 @@ from embedding_assets.core.migration import evaluate_table, gate
 from embedding_assets.core.shard_work import ShardWork
 from embedding_assets.core.store import table_name
 from embedding_assets.core.table_policy import settle_table
-from embedding_assets.metadata import provider_figures, record_run_totals, record_table_summary
+from embedding_assets.metadata import provider_figures, run_summary, table_summary
 from embedding_assets.resources import PipelineResource
 
 GROUP = "embedding_pipeline"
@@ -51,6 +51,7 @@ def build_pipeline_assets(
     chunking_version: str,
     freshness_hours: float,
     embedding_pool: str | None = None,
+    table_metadata: Mapping[str, Any] | None = None,
 ) -> list[dg.AssetsDefinition]:
     """The four partitioned assets and retrieval_eval. Code versions carry the chunker and model
     identity, so changing either marks every partition stale."""
@@ -157,6 +158,7 @@ def build_pipeline_assets(
         code_version=model_version,
         kinds={"lancedb"},
         freshness_policy=index_freshness(freshness_hours),
+        metadata=table_metadata,
         **downstream,
     )
     def vector_table(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult[None]:
@@ -189,13 +191,13 @@ def build_pipeline_assets(
             } | latency
 
         result = _for_each_shard(context, index, one)
-        record_table_summary(context, index.store, model)  # the whole table's totals, schema and preview
         settled = settle_table(index.store, index.registry, model)
         for note in settled.notes:
             context.log.info(note)
         for warning in settled.warnings:
             context.log.warning(warning)
-        return result
+        # The whole table's totals and a preview, beside the run's sums.
+        return dg.MaterializeResult(metadata={**(result.metadata or {}), **table_summary(index.store, model)})
 
     # Unpartitioned; the single-run policy only lets `--select '*' --partition-range` include it.
     @dg.asset(
@@ -268,5 +270,4 @@ def _for_each_shard(
         if metadata["duration_s"] >= SLOW_SHARD_SECONDS:
             figures = ", ".join(f"{k}={v}" for k, v in metadata.items() if isinstance(v, int | float))
             context.log.info(f"[{position}/{len(keys)}] {asset} {shard}: {figures}")
-    record_run_totals(context, recorded)
-    return dg.MaterializeResult()
+    return dg.MaterializeResult(metadata=run_summary(recorded))  # on every shard: the run's own sums

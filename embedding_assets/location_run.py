@@ -39,12 +39,13 @@ def materialize(
     instance: dg.DagsterInstance,
     selection: str,
     *,
-    tags: Mapping[str, str],
+    partition_tags: Mapping[str, str],
     run_config: Mapping[str, Any] | None = None,
     workspace: Path = WORKSPACE,
 ) -> JobExecutionResult:
     """Materialize ``selection`` (Dagster's selection syntax) in one run of the workspace's location,
-    executed in this process; returns the execution result (its ``success`` says how it went)."""
+    executed in this process; returns the execution result (its ``success`` says how it went).
+    ``partition_tags`` (a shard range) apply when the selection holds a partitioned asset."""
     location = workspace_location(workspace)
     target = location.loadable_target_origin
     pointer = PythonPointerOpts(
@@ -63,7 +64,7 @@ def materialize(
     run = instance.create_run_for_job(
         job_def=job_def,
         run_config=run_config,
-        tags=tags,
+        tags=partition_tags if job_def.partitions_def is not None else {},
         asset_selection=frozenset(keys),
         remote_job_origin=origin,
         job_code_origin=job.get_python_origin(),

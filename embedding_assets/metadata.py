@@ -1,7 +1,9 @@
 """Materialization metadata a user reads first, as Dagster metadata values (figures in ``core.index_totals``).
 
-A ranged run records these on its last shard only (the newest event, which the UI's overview shows),
-so each total is one point per run in the plots, and a run's events do not repeat them per shard.
+The table's name, location and columns are definition metadata (the same for every shard, shown
+without any event). A ranged run's totals (the whole index, the run's sums) are run-level metadata,
+so every shard's event carries them: the newest one, whichever shard it is, shows them, and a run's
+shards plot as one point, their values being equal.
 """
 
 from collections.abc import Mapping, Sequence
@@ -11,18 +13,16 @@ import dagster as dg
 
 from embedding_assets.core.index_totals import column_types, index_totals, iso, preview, run_totals, table_uri
 from embedding_assets.core.shards import shard_keys
-from embedding_assets.core.store import VectorStore, table_name
+from embedding_assets.core.store import VectorStore, row_schema, table_name
 
 LOCAL_PREFIX = "local:"
 PROVIDER_FIGURES = ("cost_usd", "model_calls", "retries", "rate_limited", "paced_seconds")
+UNPOOLED_PROFILES = ("local",)  # whose dagster.yaml limits no pool (see deploy/local/dagster.yaml)
 
 
 def provider_figures(model_version: str, figures: Mapping[str, Any]) -> dict[str, Any]:
     """A provider's cost, calls, retries and 429s; nothing for a local model, for which they are always 0."""
     return {} if model_version.startswith(LOCAL_PREFIX) else {k: figures[k] for k in PROVIDER_FIGURES if k in figures}
-
-
-UNPOOLED_PROFILES = ("local",)  # whose dagster.yaml limits no pool (see deploy/local/dagster.yaml)
 
 
 def embedding_pool(profile: str, model_version: str) -> str | None:
@@ -32,23 +32,29 @@ def embedding_pool(profile: str, model_version: str) -> str | None:
     return None if profile in UNPOOLED_PROFILES else "embedding_api_" + model_version.split(":", 1)[0]
 
 
-def record_run_totals(context: dg.AssetExecutionContext, per_shard: Sequence[Mapping[str, Any]]) -> None:
-    """The run's sums of its shards' figures (``run_chunks_embedded``, ...), on the run's last shard."""
-    context.add_asset_metadata(run_totals(per_shard), partition_key=context.partition_keys[-1])
+def table_definition(lancedb_uri: str, model_version: str, dimensions: int, shard_count: int) -> dict[str, Any]:
+    """The vector table's name, URI and column schema, as the asset's definition metadata."""
+    schema = row_schema(dimensions, model_version=model_version, shard_count=shard_count)
+    return {
+        "dagster/table_name": table_name(model_version),
+        "dagster/uri": table_uri(lancedb_uri, model_version),
+        "dagster/column_schema": dg.TableSchema(
+            columns=[dg.TableColumn(name, kind) for name, kind in column_types(schema)]
+        ),
+    }
 
 
-def record_table_summary(context: dg.AssetExecutionContext, store: VectorStore, model_version: str) -> None:
-    """The whole table's totals, columns, location and a preview, on the run's last shard."""
-    context.add_asset_metadata(table_summary(store, model_version), partition_key=context.partition_keys[-1])
+def run_summary(per_shard: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The run's sums of its shards' figures (``run_chunks_embedded``, ...)."""
+    return run_totals(per_shard)
 
 
 def table_summary(store: VectorStore, model_version: str) -> dict[str, Any]:
-    """Index totals from the shard states (O(shards)), the table's schema and URI, and a few rows."""
+    """The whole table's totals from the shard states (O(shards)) and a preview of a few rows."""
     info = store.info(model_version)
     if info is None:
         return {}
     totals = index_totals(store.shard_states(model_version, shard_keys(info.shard_count)))
-    columns = [dg.TableColumn(name, kind) for name, kind in column_types(store, model_version)]
     rows = preview(store, model_version)
     shown = list(rows[0]) if rows else []
     return {
@@ -57,9 +63,6 @@ def table_summary(store: VectorStore, model_version: str) -> dict[str, Any]:
         "index_documents": totals["documents"],
         "index_shards_with_rows": totals["shards_with_rows"],
         "index_oldest_embedded_at": iso(totals["oldest_embedded_at"]),
-        "dagster/table_name": table_name(model_version),
-        "dagster/uri": table_uri(store, model_version),
-        "dagster/column_schema": dg.TableSchema(columns=columns),
         "preview": dg.MetadataValue.table(
             records=[dg.TableRecord({k: _cell(v) for k, v in row.items()}) for row in rows],
             schema=dg.TableSchema(columns=[dg.TableColumn(name, _kind(rows[0][name])) for name in shown]),

@@ -160,7 +160,7 @@ def materialize(index: Index, args: argparse.Namespace) -> int:
     import dagster as dg
 
     from embedding_assets.location_run import materialize as run_in_location
-    from embedding_assets.shard_runs import range_tags
+    from embedding_assets.shard_runs import range_tags, source_observation
 
     if not os.environ.get("DAGSTER_HOME"):
         raise ConfigError("set DAGSTER_HOME so the run lands in the instance the UI reads (the Makefile sets it)")
@@ -179,15 +179,23 @@ def materialize(index: Index, args: argparse.Namespace) -> int:
         Display("materialize", total, "steps", shown) as display,
         display.following(_on_refresh),
     ):
-        result = run_in_location(instance, args.select, tags=range_tags(first, last), run_config=QUIET_RUN)
+        # What the source holds now, observed first: raw_documents records these versions as its inputs,
+        # and the UI's source_documents shows them.
+        index.sync()
+        summaries = index.changes.summaries()
+        for shard in keys[keys.index(first) : keys.index(last) + 1]:
+            instance.report_runless_asset_event(source_observation(summaries[shard]))
+        result = run_in_location(instance, args.select, partition_tags=range_tags(first, last), run_config=QUIET_RUN)
     seconds = time.monotonic() - started
     info = index.store.info(index.live_model_version())
     rows = f"; the live table holds {info.rows} rows" if info else ""
     if not result.success:
         print(f"materialize failed: run {result.run_id} (its events and logs are in the UI)", file=sys.stderr)
         return EXIT_DIFFERENCE
+    ranged = "dagster/asset_partition_range_start" in result.dagster_run.tags  # not for unpartitioned assets
+    span = f" for {first}...{last}" if ranged else ""
     print(
-        f"materialized {args.select!r} for {first}...{last} in run {result.run_id} ({seconds:.0f} s): "
+        f"materialized {args.select!r}{span} in run {result.run_id} ({seconds:.0f} s): "
         f"{display.counts['chunks_embedded']} chunks embedded{rows}"
     )
     return EXIT_OK

@@ -26,9 +26,9 @@ RUN_FIGURES = (
     "chunks_updated",
     "chunks_deleted",
 )
-PREVIEW_ROWS = 5
+PREVIEW_ROWS = 3
 PREVIEW_COLUMNS = ("chunk_id", "doc_id", "shard", "token_count", "text")
-PREVIEW_TEXT_CHARS = 160
+PREVIEW_TEXT_CHARS = 120
 
 
 def index_totals(states: Mapping[str, ShardState]) -> dict[str, Any]:
@@ -56,16 +56,13 @@ def run_totals(per_shard: Iterable[Mapping[str, Any]], figures: Sequence[str] = 
     return totals
 
 
-def table_uri(store: VectorStore, model_version: str) -> str:
+def table_uri(lancedb_uri: str, model_version: str) -> str:
     """Where the model's table lives: ``<lancedb uri>/<table>.lance``."""
-    return f"{store.uri.rstrip('/')}/{table_name(model_version)}.lance"
+    return f"{lancedb_uri.rstrip('/')}/{table_name(model_version)}.lance"
 
 
-def column_types(store: VectorStore, model_version: str) -> list[tuple[str, str]]:
-    """(name, type) of every column of the model's table, as Arrow names them
-    (``fixed_size_list<item: float>[384]``); none when it has no table."""
-    table = store.table(model_version)
-    schema: pa.Schema = table.schema if table is not None else pa.schema([])
+def column_types(schema: pa.Schema) -> list[tuple[str, str]]:
+    """(name, type) of every column, as Arrow names them (``fixed_size_list<item: float>[384]``)."""
     return [(f.name, str(f.type)) for f in schema]
 
 

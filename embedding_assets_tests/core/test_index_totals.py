@@ -21,16 +21,15 @@ def test_totals_come_from_the_shard_states_and_match_the_table(tmp_path: Path) -
         "oldest_embedded_at": WHEN,
     }
     assert totals["rows"] == store.table(MODEL).count_rows()
-    assert table_uri(store, MODEL) == f"{tmp_path}/lancedb/chunks__toy_hashing_1_4d.lance"
-    assert ("vector", "fixed_size_list<item: float>[4]") in column_types(store, MODEL)
+    assert table_uri(store.uri, MODEL) == f"{tmp_path}/lancedb/chunks__toy_hashing_1_4d.lance"
+    assert ("vector", "fixed_size_list<item: float>[4]") in column_types(store.table(MODEL).schema)
     shown = preview(store, MODEL, rows=3)
     assert len(shown) == 3 and "vector" not in shown[0]
-    assert all(len(row["text"]) <= 160 for row in shown)
+    assert all(len(row["text"]) <= 120 for row in shown)
 
 
-def test_nothing_to_preview_or_list_without_a_table(tmp_path: Path) -> None:
-    store = VectorStore(str(tmp_path / "lancedb"))
-    assert preview(store, MODEL) == [] and column_types(store, MODEL) == []
+def test_nothing_to_preview_without_a_table(tmp_path: Path) -> None:
+    assert preview(VectorStore(str(tmp_path / "lancedb")), MODEL) == []
 
 
 def test_a_run_adds_up_its_shards_figures_and_skips_flags() -> None:
