@@ -18,13 +18,14 @@ import pytest
 from syrupy.assertion import SnapshotAssertion
 
 from embedding_assets.assembly import build_definitions, build_resources
-from embedding_assets.automation import follow_upstream
+from embedding_assets.automation import evaluate_after_refresh, follow_upstream
 from embedding_assets.checks import INDEX_MATCHES_SOURCE
 from embedding_assets.core.chunking import CHUNKER_VERSION
 from embedding_assets.core.errors import ConfigError
 from embedding_assets.core.profiles import instance_config
 from embedding_assets.core.settings import Settings
 from embedding_assets.core.table_checks import EMBEDDING_DRIFT, VECTOR_TABLE_INTEGRITY
+from embedding_assets.metadata import embedding_pool
 
 CHAIN = ["source_documents", "raw_documents", "chunks", "embeddings", "vector_table"]
 
@@ -48,7 +49,8 @@ def test_asset_graph_is_the_partitioned_chain(settings: Settings) -> None:
     assert graph.get(dg.AssetKey("chunks")).code_version == (
         f"chunker-v{CHUNKER_VERSION}/max200/overlap32/wordpiece:all-MiniLM-L6-v2-onnx-int8"
     )
-    assert defs.resolve_assets_def(dg.AssetKey("embeddings")).op.pool == "embedding_api_local"
+    assert defs.resolve_assets_def(dg.AssetKey("embeddings")).op.pool is None  # the local profile limits no pool
+    assert embedding_pool("production", "openai:text-embedding-3-small/1536d") == "embedding_api_openai"
     checks = {k.name for k in graph.asset_check_keys if k.asset_key == dg.AssetKey("vector_table")}
     assert checks == {VECTOR_TABLE_INTEGRITY, INDEX_MATCHES_SOURCE, EMBEDDING_DRIFT}
 
@@ -176,4 +178,5 @@ def test_the_specs_tell_the_automation_conditions_apart(settings: Settings) -> N
     eager = describe(dg.AutomationCondition.eager())
     assert specs["vector_table"] == describe(follow_upstream()) != eager
     assert "code_version_changed" in specs["vector_table"] and "code_version_changed" not in eager
-    assert specs["retrieval_eval"] == eager
+    assert specs["retrieval_eval"] == describe(evaluate_after_refresh())
+    assert specs["retrieval_eval"].split("\n", 1)[1] == eager.split("\n", 1)[1]  # eager(), under its own label
