@@ -6,7 +6,6 @@ STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 # One Dagster instance for the CLI, the sensors and the UI.
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
-MODULE := embedding_assets.definitions
 DEMO_QUERY ?= how do I catch an exception and clean up afterwards
 
 .PHONY: install instance demo materialize refresh verify search test test-fast check typecheck reliability bench lint \
@@ -36,9 +35,10 @@ demo: instance
 	$(MAKE) --no-print-directory materialize
 	$(BIN)/embedding-assets search "$(DEMO_QUERY)" -k 5
 
+# One run of every asset and check over all shards, under workspace.yaml's code location (the UI's), with
+# progress on a terminal.
 materialize: instance
-	$(BIN)/dagster asset materialize -m $(MODULE) --select '*' \
-		--partition-range "$$($(BIN)/embedding-assets shards --range)"
+	$(BIN)/embedding-assets materialize
 
 refresh: instance
 	$(BIN)/embedding-assets refresh
@@ -98,7 +98,7 @@ ui: instance
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
 
 screenshot: instance
-	$(BIN)/python scripts/screenshot.py docs/asset-graph.png
+	$(BIN)/python scripts/screenshot.py docs/
 
 clean:
 	rm -rf data .dagster_home .pytest_cache .reliability.jsonl

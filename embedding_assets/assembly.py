@@ -8,20 +8,16 @@ import os
 
 import dagster as dg
 
-from embedding_assets.assets import (
-    build_chunks,
-    build_model_assets,
-    build_raw_documents,
-    model_group,
-    source_documents_spec,
-)
-from embedding_assets.checks import build_table_checks
+from embedding_assets.assets import build_chunks, build_model_assets, build_raw_documents, model_group
+from embedding_assets.checks import build_quality_check, build_table_checks
 from embedding_assets.core.index import Credentials, Index
 from embedding_assets.core.settings import Settings
 from embedding_assets.core.shard_work import chunker_identity
+from embedding_assets.metadata import embedding_pool, table_definition
 from embedding_assets.partitions import shard_partitions
 from embedding_assets.resources import PipelineResource
 from embedding_assets.sensors import build_triggers
+from embedding_assets.source_documents import build_source_documents
 from embedding_assets.vector_index import build_vector_index
 
 REFRESH_JOB = "refresh_job"
@@ -51,7 +47,14 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     }
     models = {
         model.slug: build_model_assets(
-            partitions, model, chunks[model.profile], freshness_hours=settings.freshness_hours
+            partitions,
+            model,
+            chunks[model.profile],
+            freshness_hours=settings.freshness_hours,
+            pool=embedding_pool(settings.profile, model.slug),
+            table_metadata=table_definition(
+                settings.lancedb_uri, model.model_version, model.embedder.known_dimensions, settings.shards
+            ),
         )
         for model in index.models
     }
@@ -81,13 +84,16 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     per_model = [a for m in models.values() for a in (m.embeddings, m.vector_table, m.retrieval_eval)]
     return dg.Definitions(
         assets=[
-            source_documents_spec(partitions),
+            build_source_documents(partitions),
             raw_documents,
             *chunks.values(),
             *per_model,
             *vector_indexes.values(),
         ],
-        asset_checks=[c for slug, m in models.items() for c in build_table_checks(m.vector_table, partitions, slug)],
+        asset_checks=[
+            *(c for slug, m in models.items() for c in build_table_checks(m.vector_table, partitions, slug)),
+            *(build_quality_check(m.retrieval_eval.key, slug) for slug, m in models.items()),
+        ],
         jobs=[
             dg.define_asset_job(
                 REFRESH_JOB,

@@ -12,7 +12,7 @@ in one process with one model load. Each shard's figures are recorded on its own
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -27,10 +27,11 @@ from embedding_assets.core.index import ActiveModel, Index
 from embedding_assets.core.migration import evaluate_table, gate
 from embedding_assets.core.shard_work import ShardWork
 from embedding_assets.core.table_policy import settle_table
+from embedding_assets.metadata import provider_figures, run_summary, table_summary
 from embedding_assets.resources import PipelineResource
 
 DOCUMENTS_GROUP = "documents"  # the source, the raw documents and every profile's chunks
-SOURCE_DOCUMENTS = "source_documents"
+SOURCE_DOCUMENTS = "source_documents"  # observed, see source_documents.py
 RAW_DOCUMENTS = "raw_documents"
 # 2: HTML without glued words, texts in other encodings, PDF and DOCX (the keys of those suffixes are
 # read again: their versions carry the reader, see core.sources.records.READERS).
@@ -38,18 +39,6 @@ SOURCE_READER_VERSION = "2"
 MAX_SKIPS_IN_METADATA = 100
 SLOW_SHARD_SECONDS = 1.0  # shards that take longer get a progress line in the run's log
 EMBEDDING_RETRIES = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
-
-
-def source_documents_spec(partitions: dg.PartitionsDefinition) -> dg.AssetSpec:
-    """The source folder itself, observed by the change sensor: one data version per shard."""
-    return dg.AssetSpec(
-        SOURCE_DOCUMENTS,
-        partitions_def=partitions,
-        group_name=DOCUMENTS_GROUP,
-        kinds={"folder"},
-        description="Documents in the source folder. The change sensor records one observation "
-        "per changed shard; its data version is the shard's fingerprint.",
-    )
 
 
 class _Shared(TypedDict, total=False):
@@ -185,14 +174,16 @@ def build_model_assets(
     chunks: dg.AssetsDefinition,
     *,
     freshness_hours: float,
+    pool: str | None = None,
+    table_metadata: Mapping[str, Any] | None = None,
 ) -> ModelAssets:
     """One active model's embeddings, vector_table and retrieval_eval, under its key prefix and in its
-    group. Code versions carry the model's identity, so a new model version marks every partition stale."""
+    group. Code versions carry the model's identity, so a new model version marks every partition stale.
+    ``pool``: the concurrency pool its embedding steps share across runs (each model its own, so a
+    candidate's backfill never takes the live model's slots); ``table_metadata``: vector_table's
+    definition metadata (name, URI, columns)."""
     slug, model_version = model.slug, model.model_version
     common = _partitioned(partitions, model_group(slug))
-    # Each model's requests share a Dagster concurrency pool across runs, so a candidate's backfill
-    # never takes the live model's slots (limit one with `dagster instance concurrency set <pool> N`).
-    pool = f"embedding_api_{slug}"
 
     # A step that fails for good (provider retries exhausted) is retried whole: re-running is idempotent.
     @dg.asset(
@@ -224,11 +215,16 @@ def build_model_assets(
                 "chunks_embedded": stats.embedded,
                 "chunks_reused": stats.reused,
                 "tokens_embedded": stats.tokens_embedded,
-                "cost_usd": cost_usd(stats.tokens_embedded, price),
-                "model_calls": calls.requests,
-                "retries": calls.retries,
-                "rate_limited": calls.rate_limited,
-                "paced_seconds": round(calls.paced_seconds, 3),
+                **provider_figures(
+                    model.model_version,
+                    {
+                        "cost_usd": cost_usd(stats.tokens_embedded, price),
+                        "model_calls": calls.requests,
+                        "retries": calls.retries,
+                        "rate_limited": calls.rate_limited,
+                        "paced_seconds": round(calls.paced_seconds, 3),
+                    },
+                ),
                 "dagster/row_count": stats.chunks,
                 "path": dg.MetadataValue.path(str(work.embeddings_path)),
             }
@@ -241,6 +237,7 @@ def build_model_assets(
         code_version=model_version,
         kinds={"lancedb"},
         freshness_policy=index_freshness(freshness_hours),
+        metadata=table_metadata,
         **common,
     )
     def vector_table(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult[None]:
@@ -272,7 +269,6 @@ def build_model_assets(
                 "chunks_unchanged": write.unchanged,
                 "committed": write.committed,
                 "commit_attempts": write.commit_attempts,
-                "dagster/row_count": rows,
             } | latency
 
         result = _for_each_shard(context, index, active.table, one, active)
@@ -281,7 +277,8 @@ def build_model_assets(
             context.log.info(note)
         for warning in settled.warnings:
             context.log.warning(warning)
-        return result
+        # The whole table's totals and a preview, beside the run's sums.
+        return dg.MaterializeResult(metadata={**(result.metadata or {}), **table_summary(index.store, model)})
 
     # Unpartitioned; the single-run policy only lets `--select '*' --partition-range` include it.
     @dg.asset(
@@ -347,14 +344,16 @@ def _for_each_shard(
     so quick shards show only in their metadata)."""
     keys = context.partition_keys
     asset = context.asset_key.to_user_string()
+    recorded = []
     for position, shard in enumerate(keys, start=1):
         started = time.perf_counter()
         with index.staging.lock(shard, scope):
             metadata = work(index.shard_work(shard, model))
         metadata["duration_s"] = round(time.perf_counter() - started, 3)
         context.add_asset_metadata(metadata, partition_key=shard)
+        recorded.append(metadata)
         progress.advance(asset, shard, **{k: v for k, v in metadata.items() if isinstance(v, int | float)})
         if metadata["duration_s"] >= SLOW_SHARD_SECONDS:
             figures = ", ".join(f"{k}={v}" for k, v in metadata.items() if isinstance(v, int | float))
             context.log.info(f"[{position}/{len(keys)}] {asset} {shard}: {figures}")
-    return dg.MaterializeResult()
+    return dg.MaterializeResult(metadata=run_summary(recorded))  # on every shard: the run's own sums

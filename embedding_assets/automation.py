@@ -30,14 +30,14 @@ def follow_upstream() -> Condition:
         # every shard's vectors are stale, so every shard is requested once.
         | code_version_changed.since_last_handled().with_label("the model or chunker changed")
     )
-    labelled: Condition = either.with_label("follow upstream")
+    labelled: Condition = either.with_label("shard refreshed upstream, or model/chunker changed (all shards)")
     return labelled
 
 
 def evaluate_after_refresh() -> Condition:
     """For retrieval_eval: re-evaluate once the table changed and no shard is still being written."""
     # eager() waits for upstream runs in progress and for missing shards, so one eval follows a backfill.
-    return dg.AutomationCondition.eager()
+    return dg.AutomationCondition.eager().with_label("table refreshed, no shard in progress: re-evaluate")
 
 
 def index_freshness(hours: float) -> dg.FreshnessPolicy:
@@ -54,5 +54,5 @@ def index_after_refresh() -> Condition:
         # It is its own asset (its own step and run), so no shard's write ever waits for a retrain.
         # eager() also excludes a run of vector_index itself in progress: a long retrain is never
         # requested twice.
-        dg.AutomationCondition.eager()
+        dg.AutomationCondition.eager().with_label("table refreshed, no shard in progress: update the index")
     )

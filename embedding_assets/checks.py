@@ -1,19 +1,26 @@
-"""Asset checks of the vector table, one result per shard.
+"""Asset checks of the vector table, one result per shard, and the retrieval quality gate.
 
-One multi-asset check evaluates all three, so one read of each shard's stored rows (only the
+One multi-asset check evaluates the table's three, so one read of each shard's stored rows (only the
 columns the selected checks compare) serves them all. Each result is reported on its shard's own
 partition through an ``AssetCheckEvaluation`` event, which also works for ranged single-run
-backfills, where a returned ``AssetCheckResult`` would carry no partition.
+backfills, where a returned ``AssetCheckResult`` would carry no partition. Each names the shard's
+latest materialization as its target, as Dagster's own results do, so the UI counts the shard as
+checked against its current rows.
 """
 
 import random
 from collections.abc import Iterator
 from datetime import date
+from typing import Any
 
 import dagster as dg
 import numpy as np
 import pyarrow as pa
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (  # not exported by dagster
+    AssetCheckEvaluationTargetMaterializationData,
+)
 
+from embedding_assets.core import quality
 from embedding_assets.core.reconcile import CHUNK_COLUMNS, STORED_COLUMNS, diff_shard, expected_chunks
 from embedding_assets.core.table_checks import (
     DRIFT_COLUMNS,
@@ -38,8 +45,8 @@ DESCRIPTIONS = {
     "not re-cut where the staged chunks carry their hash (`embedding-assets verify` re-reads and re-cuts all).",
     EMBEDDING_DRIFT: "Drift sentinel: re-embeds a few random stored chunks of the run's shards with the table's "
     "own model and warns when a stored vector no longer matches (a silent provider-side change, broken "
-    "preprocessing). The sample is per run, so its cost does not grow with the number of shards; only the "
-    "sampled shards get a result.",
+    "preprocessing). The sample is per run, so its cost does not grow with the number of shards; the "
+    "run's other shards pass, saying they were not sampled.",
 }
 COLUMNS = {VECTOR_TABLE_INTEGRITY: INTEGRITY_COLUMNS, INDEX_MATCHES_SOURCE: STORED_COLUMNS}
 
@@ -70,13 +77,14 @@ def build_table_checks(
                 description=outcome.description,
                 metadata=outcome.metadata,
                 partition=shard,
+                target_materialization_data=latest_materialization(context.instance, vector_table.key, shard),
             )
         )
 
     @dg.multi_asset_check(specs=specs, can_subset=True, name=f"{slug}_vector_table_checks")
     def vector_table_checks(
         context: dg.AssetCheckExecutionContext, pipeline: PipelineResource
-    ) -> Iterator[dg.AssetCheckResult]:
+    ) -> Iterator[dg.Output[None]]:
         """The selected checks of every shard of the run, from one read of each shard's stored rows."""
         index = pipeline.get()
         active = index.model(slug)
@@ -117,14 +125,92 @@ def build_table_checks(
             if quota.get(shard) and rows is not None:
                 picked = rng.sample(range(rows.num_rows), min(quota[shard], rows.num_rows))
                 samples[shard] = rows.take(pa.array(picked, type=pa.int64()))  # typed: it may be empty
-        # Not sampled in this run: no result (each result is an event the instance stores).
         texts = [text for picked in samples.values() for text in picked.column("text").to_pylist()]
         fresh = iter(model.embed(texts) if texts else [])
-        for shard, picked in samples.items():
-            stored = np.array(picked.column("vector").to_pylist(), dtype=np.float32)
-            again = np.array([next(fresh) for _ in range(picked.num_rows)], dtype=np.float32)
+        for shard in keys if EMBEDDING_DRIFT in selected else ():
+            # A shard not sampled in this run passes, saying so: without a result the UI shows it "Skipped".
+            sample = samples.get(shard)
+            stored = np.array(sample.column("vector").to_pylist() if sample is not None else [], dtype=np.float32)
+            again = np.array([next(fresh) for _ in range(len(stored))], dtype=np.float32)
             outcome = drift_outcome(stored, again, index.settings.drift_threshold)
             report(context, shard, outcome, dg.AssetCheckSeverity.WARN)
-        yield from ()
+        # The results went out as events above; the check outputs themselves carry nothing (yielding
+        # them keeps Dagster from logging that the step "did not yield expected outputs").
+        for name in context.op_execution_context.selected_output_names:
+            yield dg.Output(None, output_name=name)
 
     return [vector_table_checks]
+
+
+def latest_materialization(
+    instance: dg.DagsterInstance, asset: dg.AssetKey, partition: str
+) -> AssetCheckEvaluationTargetMaterializationData | None:
+    """The partition's latest materialization, as the target a check result names (one indexed read)."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset, asset_partitions=[partition]), limit=1
+    ).records
+    if not records:
+        return None
+    latest = records[0]
+    return AssetCheckEvaluationTargetMaterializationData(
+        storage_id=latest.storage_id, run_id=latest.run_id, timestamp=latest.timestamp
+    )
+
+
+def build_quality_check(retrieval_eval: dg.AssetKey, slug: str) -> dg.AssetChecksDefinition:
+    """``retrieval_quality`` on the active model ``slug``'s ``retrieval_eval``: fails its run under the
+    floor, warns on a drop."""
+    description = (
+        f"Retrieval quality gate: fails (and fails the run) when {quality.FLOOR_METRIC} on the golden set is "
+        "under EMBEDDING_ASSETS_EVAL_FLOOR, and warns when recall@10 or nDCG@10 fell by more than "
+        "EMBEDDING_ASSETS_EVAL_MARGIN since the previous evaluation of the same model. The floor is not "
+        "applied when golden queries name no document of the table (a golden set of another corpus)."
+    )
+
+    @dg.asset_check(asset=retrieval_eval, name=quality.RETRIEVAL_QUALITY, blocking=True, description=description)
+    def retrieval_quality(context: dg.AssetCheckExecutionContext, pipeline: PipelineResource) -> dg.AssetCheckResult:
+        index = pipeline.get()
+        current, previous = _evaluations(context.instance, retrieval_eval)
+        golden = index.golden()
+        model = str(current.get("model_version", index.model(slug).model_version))
+        indexed = index.store.documents_present(model, {doc for q in golden for doc in q.relevant})
+        verdict = quality.judge(
+            _metrics(current),
+            _metrics(previous) if previous else None,
+            floor=index.settings.eval_floor,
+            margin=index.settings.eval_margin,
+            uncovered=len(quality.uncovered_queries(golden, indexed)),
+        )
+        return dg.AssetCheckResult(
+            passed=verdict.verdict is quality.Verdict.PASSED,
+            severity=dg.AssetCheckSeverity.ERROR
+            if verdict.verdict is quality.Verdict.FAILED
+            else dg.AssetCheckSeverity.WARN,
+            description=verdict.description,
+            metadata={"model_version": model, **verdict.figures},
+        )
+
+    return retrieval_quality
+
+
+EVALUATIONS_LOOKED_BACK = 20  # for the previous evaluation of the same model
+
+
+def _evaluations(instance: dg.DagsterInstance, asset: dg.AssetKey) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The latest evaluation's metadata, and the one before it of the same model (None: none)."""
+    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=asset), limit=EVALUATIONS_LOOKED_BACK)
+    found: list[dict[str, Any]] = [
+        {k: v.value for k, v in r.asset_materialization.metadata.items()}
+        for r in records.records
+        if r.asset_materialization is not None
+    ]
+    if not found:
+        raise dg.Failure(f"{asset.to_user_string()} was never materialized: nothing to judge", allow_retries=False)
+    current = found[0]
+    same = (m for m in found[1:] if m.get("model_version") == current.get("model_version"))
+    return current, next(same, None)
+
+
+def _metrics(metadata: dict[str, Any]) -> dict[str, float]:
+    names = (quality.FLOOR_METRIC, *quality.WATCHED_METRICS)
+    return {m: float(v) for m in names if isinstance(v := metadata.get(quality.metadata_name(m)), int | float)}

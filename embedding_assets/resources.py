@@ -49,6 +49,9 @@ class PipelineResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     run_budget_usd: float | None = Field(description="Refuse a run whose new text would cost more.")
     golden_set: str = Field(description="Golden set JSONL for evals (empty: the demo's).")
     eval_margin: float = Field(description="Largest drop in recall@10 / nDCG@10 a promotion accepts.")
+    eval_floor: float = Field(
+        description="Lowest recall@10 the retrieval_quality check accepts before it fails the run (0: no floor)."
+    )
     drift_sample: int = Field(description="Stored chunks per run re-embedded by the drift check.")
     drift_threshold: float = Field(description="Lowest acceptable cosine of stored vs fresh vector.")
     ann_min_rows: int = Field(description="Rows at which a table gets its vector (ANN) index.")

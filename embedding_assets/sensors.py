@@ -47,7 +47,14 @@ def build_triggers(
         return [raw_documents.key, *(asset.key for asset in models[slug].chain)]
 
     @dg.sensor(
-        minimum_interval_seconds=settings.scan_interval_seconds, default_status=running, asset_selection=every_asset
+        minimum_interval_seconds=settings.scan_interval_seconds,
+        default_status=running,
+        asset_selection=every_asset,
+        description="On by default, every EMBEDDING_ASSETS_SCAN_INTERVAL_SECONDS: records the source's changes in "
+        "the change index, observes source_documents for the shards that changed, and runs the live model's chain "
+        "for those shards only (consecutive shards in one run; the other active models follow through their "
+        "automation). Its first tick runs only the shards the live table does not already reflect, so opening "
+        "the UI after `make demo` starts nothing.",
     )
     def source_change_sensor(
         context: dg.SensorEvaluationContext, pipeline: PipelineResource
@@ -87,6 +94,13 @@ def build_triggers(
         minimum_interval_seconds=3600,
         default_status=running if settings.ttl_days else stopped,
         asset_selection=[a for m in models.values() for a in (m.embeddings, m.vector_table)],
+        description="Hourly: re-embeds, for every active model, the shards holding vectors older than "
+        "EMBEDDING_ASSETS_TTL_DAYS. "
+        + (
+            f"On: vectors expire after {settings.ttl_days:g} days."
+            if settings.ttl_days
+            else "Off because EMBEDDING_ASSETS_TTL_DAYS is not set; setting it turns this sensor on."
+        ),
     )
     def ttl_expiry_sensor(
         context: dg.SensorEvaluationContext, pipeline: PipelineResource
@@ -111,6 +125,11 @@ def build_triggers(
         default_status=dg.DefaultScheduleStatus.STOPPED,
         target=every_asset,
         execution_timezone="UTC",
+        description=f"Off by default (the change sensor already follows the source). Once started (its toggle "
+        "here, or `dagster schedule start -w workspace.yaml refresh_schedule`), on the cron "
+        f"EMBEDDING_ASSETS_REFRESH_CRON ({settings.refresh_cron}, UTC): reconciles the change index with a full "
+        "listing of the source and refreshes every shard that differs from an active model's table or holds expired "
+        "vectors, one run per model and range.",
     )
     def refresh_schedule(
         context: dg.ScheduleEvaluationContext, pipeline: PipelineResource

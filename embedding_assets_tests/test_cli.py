@@ -7,6 +7,7 @@ import os
 import pty
 import re
 import select
+import shutil
 import struct
 import subprocess
 import termios
@@ -19,6 +20,7 @@ import pytest
 from embedding_assets.cli.index import _on_refresh
 from embedding_assets.cli.progress import Display
 from embedding_assets.core.embedders import Embedder
+from embedding_assets.core.profiles import instance_config
 from embedding_assets.core.shards import shard_of
 from embedding_assets.core.store import VectorStore, sql_string
 from embedding_assets_tests.conftest import TEST_TOPICS, write_topics
@@ -27,6 +29,7 @@ from embedding_assets_tests.generated_files import PAGES, pdf
 
 CLI = str(PROJECT_ROOT / ".venv" / "bin" / "embedding-assets")
 README = (PROJECT_ROOT / "README.md").read_text()
+RUN_ID = "[0-9a-f-]{36}"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -141,6 +144,23 @@ def test_json_of_every_command_parses_and_carries_the_documented_fields(env: dic
     repaired = run_json(env, "verify", "--repair")
     assert (repaired["mismatched_before"], repaired["mismatched"]) == ([shard], [])
     assert repaired["repair"]["stale_shards"] == [shard]
+
+
+@pytest.mark.slow
+def test_materialize_shows_progress_on_a_terminal_and_one_line_without(env: dict[str, str], minilm: Embedder) -> None:
+    shutil.copy(instance_config("local"), Path(env["DAGSTER_HOME"]) / "dagster.yaml")  # as `make instance` does
+    code, screen = on_terminal(env, "materialize")
+    assert code == 0, screen[-3000:]
+    bar = r"materialize vector_table s00\d .*16/16 steps .*4 shards done, [1-9][\d,]* chunks embedded .*elapsed"
+    assert re.search(bar, screen), screen[-3000:]
+    rows = VectorStore(env["EMBEDDING_ASSETS_LANCEDB_URI"]).info(minilm.model_version).rows
+    summary = rf"materialized '\*' for s000...s003 in run {RUN_ID} \(\d+ s\): [1-9]\d* chunks embedded; "
+    assert re.search(summary + rf"the live table holds {rows} rows\s*$", screen), screen[-1000:]
+
+    quiet = run(env, "materialize", "--select", "embeddings,vector_table", "--partition-range", "s001...s002")
+    again = rf"materialized 'embeddings,vector_table' for s001...s002 in run {RUN_ID} \(\d+ s\): 0 chunks embedded; "
+    assert re.fullmatch(again + r".*\n", quiet.stdout) and quiet.stderr == ""
+    assert "--partition-range must be" in run(env, "materialize", "--partition-range", "s003...s001", code=2).stderr
 
 
 def test_misconfiguration_exits_2_with_the_error_as_json(env: dict[str, str]) -> None:

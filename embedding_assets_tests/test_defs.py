@@ -18,13 +18,14 @@ import pytest
 from syrupy.assertion import SnapshotAssertion
 
 from embedding_assets.assembly import build_definitions, build_resources
-from embedding_assets.automation import follow_upstream
+from embedding_assets.automation import evaluate_after_refresh, follow_upstream
 from embedding_assets.checks import INDEX_MATCHES_SOURCE
 from embedding_assets.core.chunking import CHUNKER_VERSION
 from embedding_assets.core.errors import ConfigError
 from embedding_assets.core.profiles import instance_config
 from embedding_assets.core.settings import Settings
 from embedding_assets.core.table_checks import EMBEDDING_DRIFT, VECTOR_TABLE_INTEGRITY
+from embedding_assets.metadata import embedding_pool
 
 MODEL = "local_all_minilm_l6_v2"  # the default model's slug: its assets' key prefix and group
 CHUNKS = "wordpiece_all_minilm_l6_v2_onnx_int8/chunks"  # its chunking profile's chunks
@@ -57,7 +58,8 @@ def test_asset_graph_is_the_partitioned_chain(settings: Settings) -> None:
     assert graph.get(key(CHUNKS)).code_version == (
         f"chunker-v{CHUNKER_VERSION}/max200/overlap32/wordpiece:all-MiniLM-L6-v2-onnx-int8"
     )
-    assert defs.resolve_assets_def(key(f"{MODEL}/embeddings")).op.pool == f"embedding_api_{MODEL}"  # the model's own
+    assert defs.resolve_assets_def(key(f"{MODEL}/embeddings")).op.pool is None  # the local profile limits no pool
+    assert embedding_pool("production", MODEL) == f"embedding_api_{MODEL}"  # elsewhere, the model's own
     checks = {k.name for k in graph.asset_check_keys if k.asset_key == key(f"{MODEL}/vector_table")}
     assert checks == {VECTOR_TABLE_INTEGRITY, INDEX_MATCHES_SOURCE, EMBEDDING_DRIFT}
 
@@ -188,4 +190,5 @@ def test_the_specs_tell_the_automation_conditions_apart(settings: Settings) -> N
     assert "code_version_changed" in table and "code_version_changed" not in eager
     # A new model's missing shards are its backfill sensor's: unlike eager(), nothing here requests them.
     assert "newly_missing" in eager and "newly_missing" not in table
-    assert specs[f"{MODEL}/retrieval_eval"] == eager
+    assert specs[f"{MODEL}/retrieval_eval"] == describe(evaluate_after_refresh())
+    assert specs[f"{MODEL}/retrieval_eval"].split("\n", 1)[1] == eager.split("\n", 1)[1]  # eager(), its own label

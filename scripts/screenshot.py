@@ -1,6 +1,10 @@
-"""Screenshot the Dagster UI's global asset lineage: the ``documents`` group and every model's ``model_<slug>`` group.
+"""Screenshot the Dagster UI's pages a first-time user opens: the global lineage (the ``documents``
+group and every model's ``model_<slug>`` group), the live model's vector_table overview (the index's
+totals), its checks and plots, retrieval_eval's quality check, source_documents, the automation page
+and the runs list.
 
-Usage, from the repo root (``make screenshot``): ``.venv/bin/python scripts/screenshot.py docs/asset-graph.png``.
+Usage, from the repo root (``make screenshot``): ``.venv/bin/python scripts/screenshot.py docs/`` writes
+``docs/asset-graph.png`` and one ``docs/ui-<page>.png`` per page.
 Starts ``dagster dev`` on a free loopback port with the caller's environment (DAGSTER_HOME; EMBEDDING_ASSETS_*,
 else the repo's data/ folders), waits for the assets, captures the page with headless Chromium, then stops
 ``dagster dev`` by its process group.
@@ -23,9 +27,20 @@ from typing import IO, Any, NoReturn
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
-PAGE = "/asset-groups"  # the global lineage: the chain spans the documents group and each model's group
-WINDOW = "1900,720"  # narrower, and the UI zooms the six-asset graph out to bare asset names
-MIN_PNG_BYTES = 75_000  # at WINDOW: app shell with an empty graph ~58 kB, with the four asset cards ~95-100 kB
+LINEAGE = "/asset-groups"  # the global lineage: the chain spans the documents group and each model's group
+MODEL = "local_all_minilm_l6_v2"  # the demo's one model: its assets' key prefix
+# file name → (path, window). Narrower than 1900 px, and the UI zooms the graph out to bare asset names.
+PAGES = {
+    "asset-graph.png": (LINEAGE, "1900,720"),
+    "ui-vector-table.png": (f"/assets/{MODEL}/vector_table", "1600,1400"),
+    "ui-vector-table-checks.png": (f"/assets/{MODEL}/vector_table?view=checks", "1600,900"),
+    "ui-vector-table-plots.png": (f"/assets/{MODEL}/vector_table?view=plots", "1600,1100"),
+    "ui-retrieval-quality.png": (f"/assets/{MODEL}/retrieval_eval?view=checks", "1600,900"),
+    "ui-source-documents.png": ("/assets/source_documents", "1600,1000"),
+    "ui-automation.png": ("/automation", "1600,800"),
+    "ui-runs.png": ("/runs", "1600,700"),
+}
+MIN_PNG_BYTES = 75_000  # an app shell with nothing rendered yet is ~58 kB at these sizes
 LOAD_QUERY = """{ assetNodes { id } workspaceOrError { ... on Workspace { locationEntries {
   name locationOrLoadError { ... on PythonError { message errorChain { error { message } } } } } } } }"""
 
@@ -62,7 +77,7 @@ def wait_until_ready(base: str, proc: subprocess.Popen[bytes], log: IO[bytes], t
     fail(f"dagster dev served no assets within {timeout:.0f} s", log)
 
 
-def capture(url: str, out: Path, budget_ms: int) -> None:
+def capture(url: str, out: Path, window: str, budget_ms: int) -> None:
     out.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
         done = subprocess.run(
@@ -78,7 +93,7 @@ def capture(url: str, out: Path, budget_ms: int) -> None:
                 "--disable-sync",
                 "--hide-scrollbars",
                 f"--user-data-dir={profile}",
-                f"--window-size={WINDOW}",
+                f"--window-size={window}",
                 f"--virtual-time-budget={budget_ms}",
                 f"--screenshot={out}",
                 url,
@@ -93,13 +108,13 @@ def capture(url: str, out: Path, budget_ms: int) -> None:
 
 def main(argv: list[str]) -> None:
     if len(argv) != 2:
-        sys.exit(f"usage: {argv[0]} OUT.png")
+        sys.exit(f"usage: {argv[0]} OUT_DIR")
     if not os.access(CHROMIUM, os.X_OK):
         sys.exit(f"{CHROMIUM} not found. Install headless Chromium first: apt-get install -y chromium")
     if "DAGSTER_HOME" not in os.environ:
-        print("note: DAGSTER_HOME is unset, so the graph shows no materializations", file=sys.stderr)
-    out = Path(argv[1]).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
+        print("note: DAGSTER_HOME is unset, so the pages show no materializations", file=sys.stderr)
+    folder = Path(argv[1]).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -117,15 +132,11 @@ def main(argv: list[str]) -> None:
         )
         try:
             wait_until_ready(base, proc, log)
-            # Dismiss the "Join the Dagster community" dialog, which would cover the graph, as its "Skip" does
+            # Dismiss the "Join the Dagster community" dialog, which would cover the page, as its "Skip" does
             # (the instance remembers it in $DAGSTER_HOME/.nux/nux.yaml).
             graphql(base, "mutation { setNuxSeen }")
-            for budget_ms in (15_000, 30_000, 60_000):  # a JS app: more virtual time if the page looks empty
-                capture(base + PAGE, out, budget_ms)
-                if out.stat().st_size >= MIN_PNG_BYTES:
-                    print(f"wrote {out} ({PAGE})")
-                    return
-            fail(f"{out} looks blank ({out.stat().st_size} bytes): the UI did not render the graph", log)
+            for name, (page, window) in PAGES.items():
+                shoot(base + page, folder / name, window, log)
         finally:
             with contextlib.suppress(ProcessLookupError):  # it may have exited already
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -133,6 +144,16 @@ def main(argv: list[str]) -> None:
                     proc.wait(timeout=30)
                 os.killpg(proc.pid, signal.SIGKILL)  # only stragglers are left by now, if anything
             proc.wait()
+
+
+def shoot(url: str, out: Path, window: str, log: IO[bytes]) -> None:
+    """One page, with more virtual time while it looks empty (a JS app renders after its queries)."""
+    for budget_ms in (15_000, 30_000, 60_000):
+        capture(url, out, window, budget_ms)
+        if out.stat().st_size >= MIN_PNG_BYTES:
+            print(f"wrote {out} ({url})")
+            return
+    fail(f"{out} looks blank ({out.stat().st_size} bytes): the UI did not render {url}", log)
 
 
 if __name__ == "__main__":

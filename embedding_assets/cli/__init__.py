@@ -1,6 +1,7 @@
 """The ``embedding-assets`` command: search, inspect, refresh, verify and migrate the index.
 
-Materializing and backfilling use Dagster's own CLI (see the README); this covers what it lacks.
+``materialize`` runs under the UI's code location (``workspace.yaml``) with progress; backfills use
+Dagster's own CLI (see the README).
 Exit codes: 0 nothing is wrong, 1 a difference or a refusal, 2 misconfiguration (``cli.output``).
 """
 
@@ -36,6 +37,13 @@ def parser() -> argparse.ArgumentParser:
         "refresh", index.refresh, "record the source's changes and materialize only the stale shards, now", json=True
     )
     refresh.add_argument("-v", "--verbose", action="store_true", help="also print each shard's figures")
+    materialize = command(
+        "materialize",
+        index.materialize,
+        "materialize every asset and check for all shards in one run of the UI's code location, now",
+    )
+    materialize.add_argument("--select", default="*", help="Dagster asset selection (default: '*', everything)")
+    materialize.add_argument("--partition-range", help="first...last shard (default: all, see `shards --range`)")
     command("resync", index.resync, "re-list the whole source and reconcile the change index with it")
     verify = command(
         "verify", index.verify, "compare each shard's rows with the source; exit 1 if any differs", json=True

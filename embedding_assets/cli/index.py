@@ -2,6 +2,7 @@
 
 import argparse
 import os
+import sys
 import textwrap
 import time
 from collections.abc import Mapping
@@ -26,6 +27,9 @@ REFRESH_TOTALS = (
     "tokens_embedded",
 )
 Outcome = tuple[int, dict[str, Any], list[str]]  # exit code, JSON payload, lines for people
+# Dagster's console log at WARNING: the progress display and the summary say what happened, and every
+# event is still in the instance (and the UI).
+QUIET_RUN = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def search(index: Index, args: argparse.Namespace) -> int:
@@ -170,6 +174,54 @@ def _refresh(index: Index, shards: list[str] | None, *, verbose: bool = False) -
         "seconds": round(time.monotonic() - started, 3),
     }
     return EXIT_OK, payload, lines
+
+
+def materialize(index: Index, args: argparse.Namespace) -> int:
+    """One run of ``--select`` (every asset and check) over ``--partition-range`` (every shard), in
+    this process, recorded under the UI's code location (``workspace.yaml``) so the UI re-executes it
+    as its own; progress on a terminal, one summary line."""
+    import dagster as dg
+
+    from embedding_assets.location_run import materialize as run_in_location
+    from embedding_assets.shard_runs import range_tags, source_observation
+
+    if not os.environ.get("DAGSTER_HOME"):
+        raise ConfigError("set DAGSTER_HOME so the run lands in the instance the UI reads (the Makefile sets it)")
+    keys = shard_keys(index.shard_count)
+    first, _, last = (args.partition_range or f"{keys[0]}...{keys[-1]}").partition("...")
+    if first not in keys or last not in keys or keys.index(first) > keys.index(last):
+        raise ConfigError(
+            f"--partition-range must be first...last of {keys[0]}...{keys[-1]}, got {args.partition_range!r}"
+        )
+    shards = keys.index(last) - keys.index(first) + 1
+    started = time.monotonic()
+    shown = {"shards": "shards done", "chunks_embedded": "chunks embedded"}
+    total = len(PIPELINE_STEPS) * shards if args.select == "*" else None
+    with (
+        dg.DagsterInstance.get() as instance,
+        Display("materialize", total, "steps", shown) as display,
+        display.following(_on_refresh),
+    ):
+        # What the source holds now, observed first: raw_documents records these versions as its inputs,
+        # and the UI's source_documents shows them.
+        index.sync()
+        summaries = index.changes.summaries()
+        for shard in keys[keys.index(first) : keys.index(last) + 1]:
+            instance.report_runless_asset_event(source_observation(summaries[shard]))
+        result = run_in_location(instance, args.select, partition_tags=range_tags(first, last), run_config=QUIET_RUN)
+    seconds = time.monotonic() - started
+    info = index.store.info(index.live_model_version())
+    rows = f"; the live table holds {info.rows} rows" if info else ""
+    if not result.success:
+        print(f"materialize failed: run {result.run_id} (its events and logs are in the UI)", file=sys.stderr)
+        return EXIT_DIFFERENCE
+    ranged = "dagster/asset_partition_range_start" in result.dagster_run.tags  # not for unpartitioned assets
+    span = f" for {first}...{last}" if ranged else ""
+    print(
+        f"materialized {args.select!r}{span} in run {result.run_id} ({seconds:.0f} s): "
+        f"{display.counts['chunks_embedded']} chunks embedded{rows}"
+    )
+    return EXIT_OK
 
 
 def _on_refresh(display: Display, step: str, item: str, figures: Mapping[str, Any]) -> None:

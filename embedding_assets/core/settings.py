@@ -57,6 +57,7 @@ class Settings:
     run_budget_usd: float | None = None
     golden_set: str = ""
     eval_margin: float = 0.02
+    eval_floor: float = 0.5  # lowest recall@10 retrieval_eval's check accepts (0: no floor)
     drift_sample: int = 4
     drift_threshold: float = 0.98
     ann_min_rows: int = 100_000  # a table this big gets a vector (ANN) index; see core.ann
@@ -82,7 +83,14 @@ class Settings:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be positive, got {value}")
-        for name in ("price_per_mtok", "run_budget_usd", "eval_margin", "drift_sample", "drift_threshold"):
+        for name in (
+            "price_per_mtok",
+            "run_budget_usd",
+            "eval_margin",
+            "eval_floor",
+            "drift_sample",
+            "drift_threshold",
+        ):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ConfigError(f"{PREFIX}{name.upper()} must not be negative, got {value}")

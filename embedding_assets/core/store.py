@@ -520,6 +520,14 @@ class VectorStore:
         states = self.shard_states(model_version, shard_keys(info.shard_count))
         return [s for s, state in states.items() if state.oldest_embedded_at and state.oldest_embedded_at < before]
 
+    def documents_present(self, model_version: str, doc_ids: Iterable[str]) -> set[str]:
+        """Which of ``doc_ids`` have rows in the model's table: one read through the doc_id index."""
+        table, wanted = self.table(model_version), sorted(set(doc_ids))
+        if table is None or not wanted:
+            return set()
+        found = table.search().where(f"doc_id IN ({', '.join(map(sql_string, wanted))})").select(["doc_id"])
+        return set(found.limit(None).to_arrow().column("doc_id").to_pylist())
+
     def shard_counts(self, model_version: str) -> dict[str, int]:
         """shard → rows stored, for the shards that hold any: one indexed count per shard."""
         info, table = self.info(model_version), self.table(model_version)

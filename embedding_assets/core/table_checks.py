@@ -159,8 +159,15 @@ def drift_outcome(stored: np.ndarray, fresh: np.ndarray, threshold: float) -> Ch
     A drop means the provider changed the model behind the same name, or preprocessing broke.
     """
     if len(stored) == 0:
-        return CheckOutcome(EMBEDDING_DRIFT, True, "no rows sampled from this shard in this run", {"sampled": 0})
+        return CheckOutcome(
+            EMBEDDING_DRIFT,
+            True,
+            "not sampled in this run: each run re-embeds EMBEDDING_ASSETS_DRIFT_SAMPLE stored chunks, spread over "
+            "its shards",
+            {"sampled": 0},
+        )
     cosines = np.sum(stored * fresh, axis=1) / (np.linalg.norm(stored, axis=1) * np.linalg.norm(fresh, axis=1))
+    cosines = np.clip(cosines, -1.0, 1.0)  # float32 rounding gives 1.0000001 for identical vectors
     low = float(np.min(cosines))
     return CheckOutcome(
         EMBEDDING_DRIFT,

@@ -1,0 +1,45 @@
+"""The index's totals, a run's totals, the table's columns and preview, on a real LanceDB table."""
+
+from pathlib import Path
+
+from embedding_assets.core.index_totals import column_types, index_totals, preview, run_totals, table_uri
+from embedding_assets.core.shards import shard_keys
+from embedding_assets.core.store import VectorStore
+from embedding_assets_tests.core.test_store import MODEL, WHEN, rows
+
+
+def test_totals_come_from_the_shard_states_and_match_the_table(tmp_path: Path) -> None:
+    store = VectorStore(str(tmp_path / "lancedb"))
+    store.replace_shard("s000", rows("s000", {"a.txt": ["one", "two", "three"], "b.txt": ["four"]}))
+    store.replace_shard("s001", rows("s001", {"c.txt": ["five " * 100, "six"]}))
+    totals = index_totals(store.shard_states(MODEL, shard_keys(2)))
+    assert totals == {
+        "rows": 6,
+        "documents": 3,
+        "shards_with_rows": 2,
+        "shards_being_written": 0,
+        "oldest_embedded_at": WHEN,
+    }
+    assert totals["rows"] == store.table(MODEL).count_rows()
+    assert table_uri(store.uri, MODEL) == f"{tmp_path}/lancedb/chunks__toy_hashing_1_4d.lance"
+    assert ("vector", "fixed_size_list<item: float>[4]") in column_types(store.table(MODEL).schema)
+    shown = preview(store, MODEL, rows=3)
+    assert len(shown) == 3 and "vector" not in shown[0]
+    assert all(len(row["text"]) <= 120 for row in shown)
+
+
+def test_nothing_to_preview_without_a_table(tmp_path: Path) -> None:
+    assert preview(VectorStore(str(tmp_path / "lancedb")), MODEL) == []
+
+
+def test_a_run_adds_up_its_shards_figures_and_skips_flags() -> None:
+    shards = [
+        {"chunks_embedded": 60, "chunks_reused": 0, "cost_usd": 0.001, "committed": True, "path": "x"},
+        {"chunks_embedded": 2, "chunks_reused": 58, "cost_usd": 0.0005, "committed": False},
+    ]
+    assert run_totals(shards, ("chunks_embedded", "chunks_reused", "cost_usd", "committed")) == {
+        "run_shards": 2,
+        "run_chunks_embedded": 62,
+        "run_chunks_reused": 58,
+        "run_cost_usd": 0.0015,
+    }
