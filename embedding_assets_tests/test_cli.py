@@ -171,6 +171,28 @@ def test_misconfiguration_exits_2_with_the_error_as_json(env: dict[str, str]) ->
     no_home = {k: v for k, v in env.items() if k != "DAGSTER_HOME"}
     assert "DAGSTER_HOME" in run_json(no_home, "refresh", code=2)["error"]
     assert run(env, "verify", "--no-such-flag", code=2).stdout == ""
+    assert "--churn-days: must be a positive number of days" in run(env, "estimate", "--churn-days", "0", code=2).stderr
+
+
+@pytest.mark.slow
+def test_estimate_prices_the_live_models_churn_at_the_candidates_price(env: dict[str, str]) -> None:
+    """A migration's full cost, and the daily cost of a second table: the live model's measured churn (its
+    refreshes' tokens in the instance) at the candidate's price. The toy model stands in for the live one."""
+    toy, candidate = env | {"EMBEDDING_ASSETS_MODEL": "toy:hashing"}, "openai:text-embedding-3-small"
+    run_json(toy, "refresh")
+    source = Path(env["EMBEDDING_ASSETS_SOURCE_DIR"])
+    (source / "break.txt").write_text((source / "break.txt").read_text() + "\n\nA new paragraph on loops.")
+    edit = run_json(toy, "refresh")
+    estimate = run_json(toy, "estimate", "--model", candidate, "--churn-days", "3")
+    assert (estimate["scope"], estimate["price_per_mtok"]) == ("full", 0.02) and estimate["cost_usd"] > 0
+    upkeep = estimate["upkeep"]
+    assert (upkeep["live_model"], upkeep["asset"], upkeep["window_days"]) == ("toy:hashing@1/32d", "embeddings", 3.0)
+    assert (upkeep["refreshes"], upkeep["tokens"]) == (1, edit["totals"]["tokens_embedded"]) and upkeep["tokens"] > 0
+    assert 0 < upkeep["days"] < 0.01  # the history is minutes old: the rate is over those minutes, not 3 days
+    assert upkeep["tokens_per_day"] == pytest.approx(upkeep["tokens"] / upkeep["days"], rel=1e-3)
+    assert upkeep["cost_usd_per_day"] == pytest.approx(upkeep["tokens_per_day"] * 0.02 / 1e6, abs=2e-6)
+    assert re.match(r"[\d,]+ tokens/day, \$[\d.]+/day at \$0.02/1M tokens: the churn toy:hashing", upkeep["note"])
+    assert "(all the history there is; the window is 3 days)" in upkeep["note"]
 
 
 def test_status_without_a_table_exits_1(env: dict[str, str]) -> None:
@@ -194,8 +216,12 @@ def test_progress_shows_on_a_terminal_and_stays_quiet_without_one(env: dict[str,
 
     quiet = run(env, "export-demo-corpus", str(tmp_path / "again"))
     assert quiet.stdout == f"exported 79 pydoc topics to {tmp_path / 'again'}\n" and quiet.stderr == ""
+    (Path(env["DAGSTER_HOME"]) / "dagster.yaml").write_text("")  # as `make instance` leaves it: no warning
     quiet = run(env, "estimate")
-    assert len(quiet.stdout.splitlines()) == 1 and quiet.stderr == ""
+    assert len(quiet.stdout.splitlines()) == 2 and quiet.stderr == ""
+    assert quiet.stdout.splitlines()[1].startswith(
+        "upkeep beside the live table: unknown: local:all-MiniLM-L6-v2-onnx-int8@1.0.0/384d has no history yet"
+    )
 
 
 def test_the_refresh_bar_counts_every_model_s_steps() -> None:
