@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
+from embedding_assets.assets import SOURCE_DOCUMENTS
 from embedding_assets.core.settings import Settings
 from embedding_assets.resources import PipelineResource
 from embedding_assets.shard_runs import range_requests, source_observation
@@ -26,7 +27,8 @@ def build_triggers(
     @dg.sensor(
         minimum_interval_seconds=settings.scan_interval_seconds,
         default_status=running,
-        asset_selection=chain,
+        # Its runs name their assets (the chain); source_documents is listed so its page shows who observes it.
+        asset_selection=dg.AssetSelection.assets(*chain) | dg.AssetSelection.keys(SOURCE_DOCUMENTS),
         description="On by default, every EMBEDDING_ASSETS_SCAN_INTERVAL_SECONDS: records the source's changes in "
         "the change index, observes source_documents for the shards that changed, and runs the chain for those "
         "shards only (consecutive shards in one run). Its first tick runs only the shards the table does not "
