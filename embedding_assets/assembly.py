@@ -47,9 +47,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         chunking_version=chunker_identity(settings.chunking, embedder),
         freshness_hours=settings.freshness_hours,
         embedding_pool=embedding_pool(settings.profile, embedder.model_version),
-        table_metadata=table_definition(
-            settings.lancedb_uri, embedder.model_version, embedder.dimensions, settings.shards
-        ),
+        table_metadata=table_definition(settings.lancedb_uri, embedder.model_version, settings.shards),
     )
     vector_index = build_vector_index(vector_table, GROUP)
     sensors, schedules = build_triggers(settings, [raw_documents, chunks, embeddings, vector_table])
