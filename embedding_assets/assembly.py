@@ -52,9 +52,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             chunks[model.profile],
             freshness_hours=settings.freshness_hours,
             pool=embedding_pool(settings.profile, model.slug),
-            table_metadata=table_definition(
-                settings.lancedb_uri, model.model_version, model.embedder.known_dimensions, settings.shards
-            ),
+            table_metadata=table_definition(settings.lancedb_uri, model.model_version, settings.shards),
         )
         for model in index.models
     }

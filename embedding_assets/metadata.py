@@ -10,8 +10,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dagster as dg
+import pyarrow as pa
 
-from embedding_assets.core.index_totals import column_types, index_totals, iso, preview, run_totals, table_uri
+from embedding_assets.core.index_totals import (
+    column_types,
+    declared_dimensions,
+    index_totals,
+    iso,
+    preview,
+    run_totals,
+    table_uri,
+)
 from embedding_assets.core.shards import shard_keys
 from embedding_assets.core.store import VectorStore, row_schema, table_name
 
@@ -32,10 +41,13 @@ def embedding_pool(profile: str, slug: str) -> str | None:
     return None if profile in UNPOOLED_PROFILES else f"embedding_api_{slug}"
 
 
-def table_definition(lancedb_uri: str, model_version: str, dimensions: int | None, shard_count: int) -> dict[str, Any]:
-    """The vector table's name, URI and column schema, as the asset's definition metadata (a vector of
-    unknown length until the model has answered once: loading definitions never calls a provider)."""
-    schema = row_schema(dimensions or -1, model_version=model_version, shard_count=shard_count)
+def table_definition(lancedb_uri: str, model_version: str, shard_count: int) -> dict[str, Any]:
+    """The vector table's name, URI and column schema, as the asset's definition metadata (the vector's
+    size as the model version names it: a model of unknown size is not asked while definitions load)."""
+    dimensions = declared_dimensions(model_version)
+    schema = row_schema(dimensions or 1, model_version=model_version, shard_count=shard_count)
+    if dimensions is None:
+        schema = schema.set(schema.get_field_index("vector"), pa.field("vector", pa.list_(pa.float32())))
     return {
         "dagster/table_name": table_name(model_version),
         "dagster/uri": table_uri(lancedb_uri, model_version),

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import dagster as dg
 
-from embedding_assets.assets import ModelAssets
+from embedding_assets.assets import SOURCE_DOCUMENTS, ModelAssets
 from embedding_assets.core.backfill import (
     BACKFILL_PRIORITY,
     BACKFILL_TAG,
@@ -49,7 +49,8 @@ def build_triggers(
     @dg.sensor(
         minimum_interval_seconds=settings.scan_interval_seconds,
         default_status=running,
-        asset_selection=every_asset,
+        # Its runs name their assets (the chain); source_documents is listed so its page shows who observes it.
+        asset_selection=dg.AssetSelection.assets(*every_asset) | dg.AssetSelection.keys(SOURCE_DOCUMENTS),
         description="On by default, every EMBEDDING_ASSETS_SCAN_INTERVAL_SECONDS: records the source's changes in "
         "the change index, observes source_documents for the shards that changed, and runs the live model's chain "
         "for those shards only (consecutive shards in one run; the other active models follow through their "

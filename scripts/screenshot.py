@@ -1,7 +1,7 @@
 """Screenshot the Dagster UI's pages a first-time user opens: the global lineage (the ``documents``
 group and every model's ``model_<slug>`` group), the live model's vector_table overview (the index's
-totals), its checks and plots, retrieval_eval's quality check, source_documents, the automation page
-and the runs list.
+totals) and checks, its embeddings' overview (the run's sums), retrieval_eval's quality check,
+source_documents, the automation page and the runs list.
 
 Usage, from the repo root (``make screenshot``): ``.venv/bin/python scripts/screenshot.py docs/`` writes
 ``docs/asset-graph.png`` and one ``docs/ui-<page>.png`` per page.
@@ -29,18 +29,19 @@ ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 LINEAGE = "/asset-groups"  # the global lineage: the chain spans the documents group and each model's group
 MODEL = "local_all_minilm_l6_v2"  # the demo's one model: its assets' key prefix
-# file name → (path, window). Narrower than 1900 px, and the UI zooms the graph out to bare asset names.
+# file name → (path, window, smallest plausible PNG). Narrower than 1900 px, and the UI zooms the graph out
+# to bare asset names. An app shell with nothing rendered yet is ~41 kB at 1600x1100.
 PAGES = {
-    "asset-graph.png": (LINEAGE, "1900,720"),
-    "ui-vector-table.png": (f"/assets/{MODEL}/vector_table", "1600,1400"),
-    "ui-vector-table-checks.png": (f"/assets/{MODEL}/vector_table?view=checks", "1600,900"),
-    "ui-vector-table-plots.png": (f"/assets/{MODEL}/vector_table?view=plots", "1600,1100"),
-    "ui-retrieval-quality.png": (f"/assets/{MODEL}/retrieval_eval?view=checks", "1600,900"),
-    "ui-source-documents.png": ("/assets/source_documents", "1600,1000"),
-    "ui-automation.png": ("/automation", "1600,800"),
-    "ui-runs.png": ("/runs", "1600,700"),
+    "asset-graph.png": (LINEAGE, "1900,720", 75_000),
+    "ui-vector-table.png": (f"/assets/{MODEL}/vector_table", "1600,2200", 150_000),
+    "ui-vector-table-checks.png": (f"/assets/{MODEL}/vector_table?view=checks", "1600,900", 90_000),
+    "ui-embeddings.png": (f"/assets/{MODEL}/embeddings", "1600,1500", 100_000),
+    "ui-retrieval-quality.png": (f"/assets/{MODEL}/retrieval_eval?view=checks", "1600,900", 80_000),
+    "ui-source-documents.png": ("/assets/source_documents", "1600,1000", 80_000),
+    "ui-catalog.png": ("/assets", "1600,900", 50_000),
+    "ui-automation.png": ("/automation", "1600,800", 50_000),
+    "ui-runs.png": ("/runs", "1600,700", 50_000),
 }
-MIN_PNG_BYTES = 75_000  # an app shell with nothing rendered yet is ~58 kB at these sizes
 LOAD_QUERY = """{ assetNodes { id } workspaceOrError { ... on Workspace { locationEntries {
   name locationOrLoadError { ... on PythonError { message errorChain { error { message } } } } } } } }"""
 
@@ -135,8 +136,8 @@ def main(argv: list[str]) -> None:
             # Dismiss the "Join the Dagster community" dialog, which would cover the page, as its "Skip" does
             # (the instance remembers it in $DAGSTER_HOME/.nux/nux.yaml).
             graphql(base, "mutation { setNuxSeen }")
-            for name, (page, window) in PAGES.items():
-                shoot(base + page, folder / name, window, log)
+            for name, (page, window, min_bytes) in PAGES.items():
+                shoot(base + page, folder / name, window, min_bytes, log)
         finally:
             with contextlib.suppress(ProcessLookupError):  # it may have exited already
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -146,11 +147,11 @@ def main(argv: list[str]) -> None:
             proc.wait()
 
 
-def shoot(url: str, out: Path, window: str, log: IO[bytes]) -> None:
+def shoot(url: str, out: Path, window: str, min_bytes: int, log: IO[bytes]) -> None:
     """One page, with more virtual time while it looks empty (a JS app renders after its queries)."""
     for budget_ms in (15_000, 30_000, 60_000):
         capture(url, out, window, budget_ms)
-        if out.stat().st_size >= MIN_PNG_BYTES:
+        if out.stat().st_size >= min_bytes:
             print(f"wrote {out} ({url})")
             return
     fail(f"{out} looks blank ({out.stat().st_size} bytes): the UI did not render {url}", log)

@@ -4,6 +4,7 @@ the index totals from the shard states beside the table (one row per shard), a r
 own per-shard figures, and the preview from the first rows LanceDB returns.
 """
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -64,6 +65,13 @@ def table_uri(lancedb_uri: str, model_version: str) -> str:
 def column_types(schema: pa.Schema) -> list[tuple[str, str]]:
     """(name, type) of every column, as Arrow names them (``fixed_size_list<item: float>[384]``)."""
     return [(f.name, str(f.type)) for f in schema]
+
+
+def declared_dimensions(model_version: str) -> int | None:
+    """The vector size a model version names (``.../384d``); None for ``.../native``, which only the
+    model itself can tell (asking it is a request, so definitions never do)."""
+    found = re.search(r"/(\d+)d$", model_version)
+    return int(found.group(1)) if found else None
 
 
 def preview(store: VectorStore, model_version: str, rows: int = PREVIEW_ROWS) -> list[dict[str, Any]]:

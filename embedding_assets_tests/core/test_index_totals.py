@@ -2,7 +2,16 @@
 
 from pathlib import Path
 
-from embedding_assets.core.index_totals import column_types, index_totals, preview, run_totals, table_uri
+import pytest
+
+from embedding_assets.core.index_totals import (
+    column_types,
+    declared_dimensions,
+    index_totals,
+    preview,
+    run_totals,
+    table_uri,
+)
 from embedding_assets.core.shards import shard_keys
 from embedding_assets.core.store import VectorStore
 from embedding_assets_tests.core.test_store import MODEL, WHEN, rows
@@ -26,6 +35,14 @@ def test_totals_come_from_the_shard_states_and_match_the_table(tmp_path: Path) -
     shown = preview(store, MODEL, rows=3)
     assert len(shown) == 3 and "vector" not in shown[0]
     assert all(len(row["text"]) <= 120 for row in shown)
+
+
+@pytest.mark.parametrize(
+    ("model_version", "dimensions"),
+    [("local:all-MiniLM-L6-v2-onnx-int8@1.0.0/384d", 384), ("openai:my-model/native", None), ("toy:x/12d", 12)],
+)
+def test_the_declared_vector_size_comes_from_the_model_version(model_version: str, dimensions: int | None) -> None:
+    assert declared_dimensions(model_version) == dimensions
 
 
 def test_nothing_to_preview_without_a_table(tmp_path: Path) -> None:

@@ -40,11 +40,6 @@ class Embedder(ABC):
         """Vector length (may call the provider once when it cannot be known in advance)."""
 
     @property
-    def known_dimensions(self) -> int | None:
-        """The vector length if known without calling the provider (None: only a first answer tells)."""
-        return self.dimensions
-
-    @property
     @abstractmethod
     def tokenizer_id(self) -> str:
         """Names the tokenizer, so chunk boundaries change when it does."""

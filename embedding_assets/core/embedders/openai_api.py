@@ -82,10 +82,6 @@ class OpenAIEmbedder(Embedder):
         )
 
     @property
-    def known_dimensions(self) -> int | None:
-        return self._dimensions
-
-    @property
     def dimensions(self) -> int:
         if self._dimensions is None:  # a model we do not know: ask the server once
             self._dimensions = int(self.embed(["dimension probe"]).shape[1])
