@@ -15,7 +15,9 @@ from embedding_assets.assets import SOURCE_DOCUMENTS, ModelAssets
 from embedding_assets.core.backfill import (
     BACKFILL_PRIORITY,
     BACKFILL_TAG,
+    MAX_RUNS_IN_FLIGHT,
     PRIORITY_TAG,
+    SHARDS_PER_RANGE,
     BackfillState,
     next_backfill_range,
 )
@@ -163,6 +165,11 @@ def _backfill_sensor(settings: Settings, slug: str, assets: Sequence[dg.AssetKey
         minimum_interval_seconds=settings.automation_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         asset_selection=list(assets),
+        description=f"On by default, every EMBEDDING_ASSETS_AUTOMATION_INTERVAL_SECONDS: runs {slug}'s first "
+        "backfill in the background, the shards its vector_table was never materialized for, one range of at "
+        f"most {SHARDS_PER_RANGE} shards per run at priority -1, at most {MAX_RUNS_IN_FLIGHT} runs in flight, "
+        "only while no other run is queued. A failed run of it pauses it until re-executed. Its ticks say how "
+        "many shards are materialized; stale shards are the change sensor's.",
     )
     def backfill_sensor(context: dg.SensorEvaluationContext, pipeline: PipelineResource) -> dg.SensorResult:
         """Runs this model's first backfill (after the model joins EMBEDDING_ASSETS_MODELS) in the

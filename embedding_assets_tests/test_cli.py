@@ -157,8 +157,9 @@ def test_materialize_shows_progress_on_a_terminal_and_one_line_without(env: dict
     summary = rf"materialized '\*' for s000...s003 in run {RUN_ID} \(\d+ s\): [1-9]\d* chunks embedded; "
     assert re.search(summary + rf"the live table holds {rows} rows\s*$", screen), screen[-1000:]
 
-    quiet = run(env, "materialize", "--select", "embeddings,vector_table", "--partition-range", "s001...s002")
-    again = rf"materialized 'embeddings,vector_table' for s001...s002 in run {RUN_ID} \(\d+ s\): 0 chunks embedded; "
+    selection = "local_all_minilm_l6_v2/embeddings,local_all_minilm_l6_v2/vector_table"
+    quiet = run(env, "materialize", "--select", selection, "--partition-range", "s001...s002")
+    again = rf"materialized '{selection}' for s001...s002 in run {RUN_ID} \(\d+ s\): 0 chunks embedded; "
     assert re.fullmatch(again + r".*\n", quiet.stdout) and quiet.stderr == ""
     assert "--partition-range must be" in run(env, "materialize", "--partition-range", "s003...s001", code=2).stderr
 
@@ -186,7 +187,8 @@ def test_estimate_prices_the_live_models_churn_at_the_candidates_price(env: dict
     estimate = run_json(toy, "estimate", "--model", candidate, "--churn-days", "3")
     assert (estimate["scope"], estimate["price_per_mtok"]) == ("full", 0.02) and estimate["cost_usd"] > 0
     upkeep = estimate["upkeep"]
-    assert (upkeep["live_model"], upkeep["asset"], upkeep["window_days"]) == ("toy:hashing@1/32d", "embeddings", 3.0)
+    expected = ("toy:hashing@1/32d", "toy_hashing/embeddings", 3.0)
+    assert (upkeep["live_model"], upkeep["asset"], upkeep["window_days"]) == expected
     assert (upkeep["refreshes"], upkeep["tokens"]) == (1, edit["totals"]["tokens_embedded"]) and upkeep["tokens"] > 0
     assert 0 < upkeep["days"] < 0.01  # the history is minutes old: the rate is over those minutes, not 3 days
     assert upkeep["tokens_per_day"] == pytest.approx(upkeep["tokens"] / upkeep["days"], rel=1e-3)

@@ -196,7 +196,8 @@ def materialize(index: Index, args: argparse.Namespace) -> int:
     shards = keys.index(last) - keys.index(first) + 1
     started = time.monotonic()
     shown = {"shards": "shards done", "chunks_embedded": "chunks embedded"}
-    total = len(PIPELINE_STEPS) * shards if args.select == "*" else None
+    steps = 1 + len(index.chunk_profiles) + 2 * len(index.models)  # raw, each profile's chunks, each model's two
+    total = steps * shards if args.select == "*" else None
     with (
         dg.DagsterInstance.get() as instance,
         Display("materialize", total, "steps", shown) as display,
@@ -232,7 +233,7 @@ def _on_refresh(display: Display, step: str, item: str, figures: Mapping[str, An
         display.advance(0, f"{figures['stale_shards']} stale shard(s)")
     elif (name := step.rsplit("/", 1)[-1]) in PIPELINE_STEPS:  # a step's asset key: <profile or model>/<name>
         done = int(name == PIPELINE_STEPS[-1])
-        display.advance(1, f"{step} {item}", shards=done, chunks_embedded=int(figures.get("chunks_embedded", 0)))
+        display.advance(1, f"{name} {item}", shards=done, chunks_embedded=int(figures.get("chunks_embedded", 0)))
 
 
 def resync(index: Index, args: argparse.Namespace) -> int:
