@@ -1,10 +1,12 @@
 """The pipeline's one Dagster resource: the index's settings, shown in the UI, and the ``Index`` they build."""
 
 import dataclasses
+import os
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
+from embedding_assets.core.backfill import BACKFILL_NICENESS, BACKFILL_TAG
 from embedding_assets.core.index import Credentials, Index
 from embedding_assets.core.settings import Settings
 
@@ -71,6 +73,11 @@ class PipelineResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         return cls(**dataclasses.asdict(settings), openai_api_key=openai_api_key, openai_base_url=openai_base_url)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        run = context.dagster_run
+        if run is not None and BACKFILL_TAG in run.tags:
+            # A background backfill yields the CPU to refreshes sharing its worker (it only ever lowers
+            # the priority of the run's own process).
+            os.nice(BACKFILL_NICENESS)
         self._index = self._build()
 
     def get(self) -> Index:

@@ -15,6 +15,7 @@ from embedding_assets.core.shards import shard_keys, shard_ranges
 BACKFILL_TAG = "embedding_assets/backfill"  # the model a background backfill run is for
 PRIORITY_TAG = "dagster/priority"  # the queue orders runs by it (default 0)
 BACKFILL_PRIORITY = -1  # behind every refresh
+BACKFILL_NICENESS = 10  # a backfill run's process, so a refresh on the same worker gets the CPU first
 MAX_RUNS_IN_FLIGHT = 2  # per model: of the production profile's 8 run slots
 SHARDS_PER_RANGE = 16  # a run's length bounds how long a refresh that arrives behind it can wait
 
