@@ -183,7 +183,7 @@ def materialize(index: Index, args: argparse.Namespace) -> int:
     import dagster as dg
 
     from embedding_assets.location_run import materialize as run_in_location
-    from embedding_assets.shard_runs import range_tags, source_observation
+    from embedding_assets.shard_runs import RANGE_START_TAG, range_tags, source_observation
 
     if not os.environ.get("DAGSTER_HOME"):
         raise ConfigError("set DAGSTER_HOME so the run lands in the instance the UI reads (the Makefile sets it)")
@@ -216,7 +216,7 @@ def materialize(index: Index, args: argparse.Namespace) -> int:
     if not result.success:
         print(f"materialize failed: run {result.run_id} (its events and logs are in the UI)", file=sys.stderr)
         return EXIT_DIFFERENCE
-    ranged = "dagster/asset_partition_range_start" in result.dagster_run.tags  # not for unpartitioned assets
+    ranged = RANGE_START_TAG in result.dagster_run.tags  # not for unpartitioned assets
     span = f" for {first}...{last}" if ranged else ""
     print(
         f"materialized {args.select!r}{span} in run {result.run_id} ({seconds:.0f} s): "
