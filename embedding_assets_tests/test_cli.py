@@ -74,7 +74,8 @@ def on_terminal(env: dict[str, str], *args: str) -> tuple[int, str]:
     """Exit code and screen output of the command run on a pseudo-terminal (120 columns)."""
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    proc = subprocess.Popen([CLI, *args], env=env | {"TERM": "xterm"}, stdin=follower, stdout=follower, stderr=follower)
+    terminal = {"TERM": "xterm", "COLUMNS": "120", "LINES": "40"}  # rich reads COLUMNS before the tty's size
+    proc = subprocess.Popen([CLI, *args], env=env | terminal, stdin=follower, stdout=follower, stderr=follower)
     os.close(follower)
     out, deadline = b"", time.monotonic() + 300
     while time.monotonic() < deadline:
