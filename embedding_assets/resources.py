@@ -43,7 +43,7 @@ class PipelineResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     max_file_bytes: int = Field(description="Larger files are skipped, with a reason.")
     scan_interval_seconds: int = Field(description="How often source_change_sensor scans.")
     automation_interval_seconds: int = Field(description="How often pipeline_automation_sensor evaluates.")
-    refresh_cron: str = Field(description="Cron of refresh_schedule.")
+    refresh_cron: str | None = Field(description="Cron of refresh_schedule (unset: no schedule).")
     ttl_days: float | None = Field(description="Re-embed vectors older than this.")
     freshness_hours: float = Field(description="Freshness policy window of vector_table.")
     tokens_per_minute: int | None = Field(description="Pace requests to this many tokens a minute per run.")

@@ -1,4 +1,4 @@
-"""What starts refreshes: the change sensor, the TTL sensor, the (optional) refresh schedule, and each
+"""What starts refreshes: the change sensor, the TTL sensor, the refresh schedule (when a cron is set), and each
 model's backfill sensor.
 
 Each requests runs for the affected shards only, grouped into ranges of consecutive shards (one run
@@ -21,6 +21,7 @@ from embedding_assets.core.backfill import (
     BackfillState,
     next_backfill_range,
 )
+from embedding_assets.core.errors import ConfigError
 from embedding_assets.core.settings import Settings
 from embedding_assets.core.shards import shard_keys
 from embedding_assets.resources import PipelineResource
@@ -123,23 +124,18 @@ def build_triggers(
             return dg.SkipReason(f"no vector older than {cutoff:%Y-%m-%d %H:%M} UTC")
         return dg.SensorResult(run_requests=requests)
 
-    @dg.schedule(
-        cron_schedule=settings.refresh_cron,
-        default_status=dg.DefaultScheduleStatus.STOPPED,
-        target=every_asset,
-        execution_timezone="UTC",
-        description=f"Off by default (the change sensor already follows the source). Once started (its toggle "
-        "here, or `dagster schedule start -w workspace.yaml refresh_schedule`), on the cron "
-        f"EMBEDDING_ASSETS_REFRESH_CRON ({settings.refresh_cron}, UTC): reconciles the change index with a full "
-        "listing of the source and refreshes every shard that differs from an active model's table or holds expired "
-        "vectors, one run per model and range.",
-    )
+    backfills = [_backfill_sensor(settings, slug, chain(slug)[1:]) for slug in models]
+    sensors = [source_change_sensor, ttl_expiry_sensor, *backfills]
+    if settings.refresh_cron is None:
+        return sensors, []
+    cron = settings.refresh_cron
+
     def refresh_schedule(
         context: dg.ScheduleEvaluationContext, pipeline: PipelineResource
     ) -> list[dg.RunRequest] | dg.SkipReason:
-        """On a cron (EMBEDDING_ASSETS_REFRESH_CRON, off by default): reconcile the change index with a
-        full listing of the source, compare it with the fingerprints recorded beside each active model's
-        table, and refresh every shard that differs or holds expired vectors, one run per model and range."""
+        """On the cron EMBEDDING_ASSETS_REFRESH_CRON: reconcile the change index with a full listing of the
+        source, compare it with the fingerprints recorded beside each active model's table, and refresh
+        every shard that differs or holds expired vectors, one run per model and range."""
         index = pipeline.get()
         index.sync(full=True)
         tick = context.scheduled_execution_time.strftime("%Y%m%dT%H%M")
@@ -152,8 +148,21 @@ def build_triggers(
         ]
         return requests or dg.SkipReason("every active model's table matches the source")
 
-    backfills = [_backfill_sensor(settings, slug, chain(slug)[1:]) for slug in models]
-    return [source_change_sensor, ttl_expiry_sensor, *backfills], [refresh_schedule]
+    try:
+        schedule = dg.schedule(
+            cron_schedule=cron,
+            default_status=dg.DefaultScheduleStatus.RUNNING,
+            target=every_asset,
+            execution_timezone="UTC",
+            description=f"On the cron EMBEDDING_ASSETS_REFRESH_CRON ({cron}, UTC), a safety net beside the change "
+            "sensor: reconciles the change index with a full listing of the source and refreshes every shard that "
+            "differs from an active model's table or holds expired vectors, one run per model and range.",
+        )(refresh_schedule)
+    except dg.DagsterInvalidDefinitionError:
+        raise ConfigError(
+            f"EMBEDDING_ASSETS_REFRESH_CRON must be a cron of 5 fields, like '0 * * * *'; got {cron!r}"
+        ) from None
+    return sensors, [schedule]
 
 
 def _backfill_sensor(settings: Settings, slug: str, assets: Sequence[dg.AssetKey]) -> dg.SensorDefinition:

@@ -8,6 +8,7 @@ import pytest
 
 from embedding_assets.assembly import build_definitions, build_resources
 from embedding_assets.core.embedders import Embedder
+from embedding_assets.core.errors import ConfigError
 from embedding_assets.core.settings import Settings
 from embedding_assets.core.shards import shard_keys, shard_of
 from embedding_assets_tests.pipeline_helpers import asset_key, materialize, metadata
@@ -94,9 +95,12 @@ def test_ttl_sensor_and_ttl_refresh_re_embed_expired_vectors(settings: Settings,
 
 @pytest.mark.slow
 def test_refresh_schedule_reconciles_with_the_table(settings: Settings, minilm: Embedder) -> None:
-    defs = build_definitions(settings)
-    schedule = defs.resolve_schedule_def("refresh_schedule")
-    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    assert not build_definitions(settings).schedules  # no cron set: no schedule
+    with pytest.raises(ConfigError, match="EMBEDDING_ASSETS_REFRESH_CRON must be a cron of 5 fields"):
+        build_definitions(Settings(**{**settings.__dict__, "refresh_cron": "hourly"}))
+    settings = Settings(**{**settings.__dict__, "refresh_cron": "0 * * * *"})
+    schedule = build_definitions(settings).resolve_schedule_def("refresh_schedule")
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING  # setting the cron turns it on
 
     def run_schedule(instance: dg.DagsterInstance):
         context = dg.build_schedule_context(

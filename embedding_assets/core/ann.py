@@ -43,6 +43,10 @@ RETRAIN_UNINDEXED_FRACTION = 0.3
 HNSW_MAX_ROWS = 10_000_000
 PQ_SUB_VECTOR_DIMS = (8, 16)  # dimensions per PQ sub-vector, in order of preference (SIMD-friendly)
 PQ_REFINE_FACTOR = 10  # PQ distances are coarse: re-rank 10 x k candidates by their exact vectors
+# IVF_HNSW_SQ answers with its own distance (squared L2 of the quantized unit vectors, about twice the
+# cosine distance): re-ranking the k hits by their exact vectors gives cosine distances, so a score
+# means the same on an indexed table as on a scanned one, at the cost of reading k vectors.
+HNSW_REFINE_FACTOR = 1
 # Partitions probed per query: a share of the partitions, never fewer than LanceDB's default of 20.
 NPROBES_FRACTION = 0.05
 MIN_NPROBES = 20
@@ -187,13 +191,13 @@ def maintain(table: Any, dimensions: int, min_rows: int) -> Maintained:
 
 
 def query_options(current: IndexState | None) -> dict[str, int]:
-    """nprobes (and refine_factor for PQ) for a search of a table whose index is ``current``."""
+    """nprobes and refine_factor for a search of a table whose index is ``current``."""
     if current is None:
         return {}
-    options = {"nprobes": max(MIN_NPROBES, math.ceil(current.partitions * NPROBES_FRACTION))}
-    if current.kind == "IVF_PQ":
-        options["refine_factor"] = PQ_REFINE_FACTOR
-    return options
+    return {
+        "nprobes": max(MIN_NPROBES, math.ceil(current.partitions * NPROBES_FRACTION)),
+        "refine_factor": PQ_REFINE_FACTOR if current.kind == "IVF_PQ" else HNSW_REFINE_FACTOR,
+    }
 
 
 def vector_query(table: Any, vector: np.ndarray, k: int, *, exact: bool = False, **options: int) -> Any:

@@ -49,7 +49,7 @@ class Settings:
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     scan_interval_seconds: int = 30
     automation_interval_seconds: int = 30
-    refresh_cron: str = "0 * * * *"
+    refresh_cron: str | None = None  # cron (UTC) of refresh_schedule; None: no schedule
     ttl_days: float | None = None
     freshness_hours: float = 24.0
     tokens_per_minute: int | None = None

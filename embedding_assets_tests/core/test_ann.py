@@ -107,6 +107,10 @@ def test_the_index_is_built_at_the_threshold_and_not_below(store: VectorStore) -
     hits = store.search(MODEL, query)
     assert hits.schema.metadata[b"vector_index"] == state.name.encode() and hits.num_rows == 10
     assert float(hits.schema.metadata[b"search_ms"]) > 0
+    exact = store.table(MODEL).search(query).distance_type("cosine").bypass_vector_index().limit(MIN_ROWS)  # type: ignore[union-attr]
+    cosine = dict(zip(*exact.select(["chunk_id", "_distance"]).to_arrow().to_pydict().values(), strict=True))
+    scores = dict(zip(hits["chunk_id"].to_pylist(), hits["score"].to_pylist(), strict=True))
+    assert scores == pytest.approx({c: 1 - cosine[c] for c in scores}, abs=1e-5)  # the same score, indexed or not
     assert store.maintain_vector_index(MODEL, MIN_ROWS).action == "none"  # type: ignore[union-attr]
 
 
