@@ -472,9 +472,9 @@ class VectorStore:
 
     def search(self, model_version: str, vector: np.ndarray, k: int = 10) -> pa.Table:
         """Top-``k`` chunks by cosine similarity, with a ``score`` column (1 = identical direction),
-        through the table's vector index when it has one (``ann.query_options``: nprobes, and
-        the exact re-rank that keeps scores cosine), else an exact scan. The schema metadata says which (``vector_index``,
-        empty for exact) and how long the query took (``search_ms``)."""
+        through the table's vector index when it has one (``ann.query_options``: nprobes, and the exact
+        re-rank that keeps scores cosine), else an exact scan. The schema metadata says which
+        (``vector_index``, empty for exact) and how long the query took (``search_ms``)."""
         table = self.table(model_version)
         if table is None:
             raise LookupError(f"no table for {model_version} in {self.uri}; materialize the pipeline first")
