@@ -45,8 +45,9 @@ def build_vector_index(vector_table: dg.AssetsDefinition, group_name: str, slug:
     # Unsubscripted: Dagster 1.13 reads a subscripted MaterializeResult as a tuple of outputs (the check).
     def vector_index(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:  # type: ignore[type-arg]
         """The vector (ANN) index of the model's table: built once the table holds
-        EMBEDDING_ASSETS_ANN_MIN_ROWS rows, then new rows folded in with optimize(), and retrained when
-        the table doubled or a third of it is unindexed. A re-run with nothing new changes nothing."""
+        EMBEDDING_ASSETS_ANN_MIN_ROWS rows, then new rows folded in as delta segments (a cost that follows
+        the new rows), and retrained when the table doubled or a third of it is unindexed. A re-run with
+        nothing new changes nothing."""
         index = pipeline.get()
         model = index.model(slug).model_version
         done = index.store.maintain_vector_index(model, index.settings.ann_min_rows)

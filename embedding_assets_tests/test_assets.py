@@ -53,10 +53,19 @@ def test_rerunning_changes_nothing(settings: Settings, minilm: Embedder) -> None
         materialize(settings, instance)
         before = table_rows(settings, minilm.model_version)
         version = VectorStore(settings.lancedb_uri).table(minilm.model_version).version
+        staged = {p: p.stat().st_mtime_ns for p in Path(settings.staging_dir).rglob("raw_documents/*.parquet")}
+        first = {s: metadata(instance, "raw_documents", s) for s in shard_keys(settings.shards)}
         materialize(settings, instance)
         assert table_rows(settings, minilm.model_version) == before
         assert VectorStore(settings.lancedb_uri).table(minilm.model_version).version == version
+        assert len(staged) == settings.shards  # the raw documents are neither re-read nor rewritten
+        assert {p: p.stat().st_mtime_ns for p in staged} == staged
         for shard in shard_keys(settings.shards):
+            again = metadata(instance, "raw_documents", shard)
+            assert (first[shard]["restaged"], again["restaged"]) == (True, False)
+            assert {k: again[k] for k in ("documents", "characters", "skipped_documents")} == {
+                k: first[shard][k] for k in ("documents", "characters", "skipped_documents")
+            }
             assert metadata(instance, asset_key(settings, "embeddings"), shard)["chunks_embedded"] == 0
             assert metadata(instance, asset_key(settings, "vector_table"), shard)["committed"] is False
 

@@ -3,10 +3,11 @@
 A table gets a vector index once it holds ``min_rows`` rows (EMBEDDING_ASSETS_ANN_MIN_ROWS); below that
 an exact scan is cheap enough (p50 147 ms at 50k x 384 on a busy 2-core machine, 6 ms indexed, so the
 scan grows with the table and the index does not). After refreshes, ``maintain`` folds the rows
-written since into the index with ``optimize()`` (LanceDB assigns them to the trained partitions), and
-retrains (a new index, then the old one dropped, so searches use one or the other throughout) when the
-table has grown past ``RETRAIN_GROWTH`` times the rows it was trained on, or when more than
-``RETRAIN_UNINDEXED_FRACTION`` of the rows are unindexed.
+written since into the index as a delta segment over those rows only (``lance_upkeep``: the trained
+partitions and quantizer, no retraining, a cost that follows the new rows), and retrains (a new index,
+then the old one dropped, so searches use one or the other throughout) when the table has grown past
+``RETRAIN_GROWTH`` times the rows it was trained on, or when more than ``RETRAIN_UNINDEXED_FRACTION``
+of the rows are unindexed.
 
 Unindexed rows are LanceDB's own count, ``list_indices()[...].num_unindexed_rows`` (the same figure as
 ``index_stats(name).num_unindexed_rows``): rows in fragments the index does not cover yet. Searches
@@ -21,10 +22,11 @@ import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any, Literal
 
 import numpy as np
+
+from embedding_assets.core import lance_upkeep
 
 COLUMN = "vector"
 INDEX_PREFIX = "vector_ann"
@@ -50,7 +52,6 @@ HNSW_REFINE_FACTOR = 1
 # Partitions probed per query: a share of the partitions, never fewer than LanceDB's default of 20.
 NPROBES_FRACTION = 0.05
 MIN_NPROBES = 20
-KEEP_VERSIONS = timedelta(days=7)  # the store's own cleanup policy (VectorStore.compact)
 RECALL_SAMPLE = 50
 RECALL_K = 10
 RECALL_WARN_BELOW = 0.95
@@ -172,11 +173,11 @@ def maintain(table: Any, dimensions: int, min_rows: int) -> Maintained:
     current = state(table)
     action, reason = decide(rows, current, min_rows)
     started = time.perf_counter()
-    if action == "optimize":
-        table.optimize(cleanup_older_than=KEEP_VERSIONS)  # also compacts, as VectorStore.compact does
+    if action == "optimize" and current is not None:
+        lance_upkeep.fold_into_vector_index(table, current.name)
         current = state(table)
         if current is not None and current.unindexed_fraction > RETRAIN_UNINDEXED_FRACTION:
-            action, reason = "retrain", f"{current.unindexed_fraction:.0%} still unindexed after optimize"
+            action, reason = "retrain", f"{current.unindexed_fraction:.0%} still unindexed after the fold-in"
         else:
             return Maintained("optimized", rows, current, time.perf_counter() - started, reason)
     if action in ("build", "retrain"):

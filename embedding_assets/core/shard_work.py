@@ -13,6 +13,7 @@ nothing; otherwise the chunker re-cuts only documents whose hash changed and the
 only chunks whose text it has not embedded before.
 """
 
+import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +60,7 @@ KEY = "embedding_assets.key"  # footer metadata: what a staged file was derived 
 MADE_BY = "embedding_assets.made_by"  # footer metadata: the code that made it (chunker or model identity)
 INDEX = "embedding_assets.index"  # footer metadata: the index the file was staged for
 GENERATION = "embedding_assets.generation"  # raw documents' footer: the change index generation they reflect
+RAW_STATS = "embedding_assets.raw_stats"  # raw documents' footer: characters, skips and encodings, as JSON
 
 
 @dataclass(frozen=True)
@@ -141,9 +143,24 @@ class ShardWork:
                 key.update(item.doc_id, item.doc_hash, item.source_path)
                 yield _raw_row(item)
             footer[KEY] = key.hexdigest()
+            skips = [[s.doc_id, s.reason] for s in skipped]
+            footer[RAW_STATS] = json.dumps(
+                {"characters": totals["characters"], "skipped": skips, "encodings": encodings}
+            )
 
         documents = self.staging.write_rows(self.raw_path, RAW_SCHEMA, rows(), footer)
         return RawStats(documents, totals["characters"], skipped, encodings)
+
+    def staged_raw_stats(self, generation: int) -> RawStats | None:
+        """The staged documents' stats if they already reflect the change index's ``generation`` for
+        this shard (a shard a run passes through unchanged), else None. Then the documents a re-read
+        would stage are exactly these, so nothing needs reading or writing."""
+        footer = self.staging.metadata(self.raw_path)
+        if footer.get(GENERATION) != str(generation) or footer.get(INDEX) != self.index_id or RAW_STATS not in footer:
+            return None
+        stats = json.loads(footer[RAW_STATS])
+        skipped = [Skip(doc_id, reason) for doc_id, reason in stats["skipped"]]
+        return RawStats(self.staging.row_count(self.raw_path) or 0, stats["characters"], skipped, stats["encodings"])
 
     def source_generation(self) -> int:
         """The change index's generation the staged documents reflect (0 before the first run)."""

@@ -36,7 +36,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from embedding_assets.core import ann
+from embedding_assets.core import ann, lance_upkeep
 from embedding_assets.core.errors import ConfigError
 from embedding_assets.core.hashing import set_hash
 from embedding_assets.core.object_store import storage_options
@@ -452,9 +452,10 @@ class VectorStore:
         ``min_small_fragments``, keeping old versions for a week. Returns the fragments before, or None
         when nothing was done. Searches slow down as fragments pile up; compaction restores them.
 
-        ``optimize`` also folds the rows written since into the scalar indexes: until then a filtered
-        read scans them (0.2-0.6 ms per 1,000 rows, measured), so this bounds that cost by the rows that
-        ``min_small_fragments`` shard writes change. The state table (two one-row commits per shard
+        It also folds the rows written since into the scalar indexes: until then a filtered read scans
+        them (0.2-0.6 ms per 1,000 rows, measured), so this bounds that cost by the rows that
+        ``min_small_fragments`` shard writes change. The vector index is ``maintain_vector_index``'s
+        (``lance_upkeep``: LanceDB's ``optimize`` would rebuild it here). The state table (two one-row commits per shard
         write, each a fragment that every stale detection opens) is compacted after fewer."""
         state = self._state_table(model_version)
         if state is not None:
@@ -467,7 +468,8 @@ class VectorStore:
         fragments = table.stats()["fragment_stats"]  # a dict, despite the annotation
         if fragments["num_small_fragments"] < min_small_fragments:
             return None
-        table.optimize(cleanup_older_than=timedelta(days=7))
+        scalar = [i.name for i in table.list_indices() if set(i.columns) & SCALAR_INDEXES.keys()]
+        lance_upkeep.compact(table, scalar)
         return int(fragments["num_fragments"])
 
     def search(self, model_version: str, vector: np.ndarray, k: int = 10) -> pa.Table:

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from embedding_assets.core import ann
+from embedding_assets.core import ann, lance_upkeep
 from embedding_assets.core.store import VectorStore, row_schema
 from embedding_assets.vector_index import recall_result
 
@@ -124,6 +124,7 @@ def test_new_rows_are_folded_in_then_the_index_is_retrained(store: VectorStore) 
     assert folded is not None and folded.action == "optimized"
     assert folded.state is not None and (folded.state.indexed_rows, folded.state.unindexed_rows) == (2_300, 0)
     assert folded.state.trained_rows == MIN_ROWS  # the same trained index, with the new rows in it
+    assert lance_upkeep.segments(store.table(MODEL), folded.state.name) == 2  # the base, and a delta of the 300
     store.replace_shard("s001", shard_rows("s001", 0, 2_000, rng))  # the table doubled since training
     retrained = store.maintain_vector_index(MODEL, MIN_ROWS)
     assert retrained is not None and retrained.action == "retrained"
@@ -171,3 +172,23 @@ def test_too_few_probes_warn_too(store: VectorStore) -> None:
     store.maintain_vector_index(MODEL, MIN_ROWS)
     recall = store.ann_recall(MODEL, ann.RECALL_SAMPLE, nprobes=1)
     assert recall is not None and recall.recall < 0.5 and not recall_result(recall, MIN_ROWS).passed
+
+
+def test_deltas_are_merged_past_a_few_and_compaction_leaves_the_index_alone(store: VectorStore) -> None:
+    """Every fold-in adds a delta segment of its rows only; past MAX_DELTA_SEGMENTS they become one, and
+    the base segment (trained on most rows) is never rewritten, by a fold-in or by compaction."""
+    rng = np.random.default_rng(6)
+    store.replace_shard("s000", shard_rows("s000", 0, MIN_ROWS, rng))
+    name = store.maintain_vector_index(MODEL, MIN_ROWS).state.name  # type: ignore[union-attr]
+    table = store.table(MODEL)
+    counts = []
+    for fold in range(lance_upkeep.MAX_DELTA_SEGMENTS + 1):
+        store.replace_shard("s001", shard_rows("s001", 0, 10 * (fold + 1), rng))  # 10 rows more each time
+        assert store.maintain_vector_index(MODEL, MIN_ROWS).action == "optimized"  # type: ignore[union-attr]
+        counts.append(lance_upkeep.segments(table, name))
+    assert counts == [*range(2, lance_upkeep.MAX_DELTA_SEGMENTS + 2), 2]
+    assert store.compact(MODEL, min_small_fragments=2) is not None
+    state = store.vector_index(MODEL)
+    assert state is not None and state.name == name and lance_upkeep.segments(table, name) == 2
+    assert (state.indexed_rows, state.unindexed_rows) == (MIN_ROWS + 90, 0)
+    assert store.search(MODEL, unit_vectors(1, rng)[0]).num_rows == 10

@@ -154,3 +154,19 @@ def test_a_file_staged_for_another_index_is_never_committed(tmp_path: Path) -> N
         "another"
     }
     assert other.write().unchanged > 0  # then it commits (the same rows here: nothing changes)
+
+
+def test_staged_documents_at_the_current_generation_are_not_restaged(tmp_path: Path) -> None:
+    """The footer says which change-index generation the staged documents reflect, and what a read
+    found (characters, skips, encodings): at that generation and index, the stats come back without a
+    read; at another generation, or for another index, there are none to take."""
+    source, root = tmp_path / "source", tmp_path / "index"
+    write_docs(source, 6)
+    (source / "empty.txt").write_text("   ")  # skipped, with its reason
+    (source / "latin1.txt").write_bytes("Café déjà vu, naïve façade, crème brûlée et œuvre complète.".encode("cp1252"))
+    staged = work(root, CountingToy()).read_raw_documents(SourceFolder(source).read_shard(SHARD, SHARD_COUNT), 7)
+    assert staged.skipped and staged.encodings  # the stats under test are not empty
+    again = work(root, CountingToy()).staged_raw_stats(7)
+    assert again == staged
+    assert work(root, CountingToy()).staged_raw_stats(8) is None
+    assert dataclasses.replace(work(root, CountingToy()), index_id="another").staged_raw_stats(7) is None
