@@ -75,7 +75,8 @@ reliability: install
 # index's cost at 10^4 and 10^6 documents -> benchmarks/change_detection.md; then edit -> searchable
 # under dagster dev for the folder and PostgreSQL -> benchmarks/freshness.md; the local model's thread
 # settings -> benchmarks/model_threads.md; the vector table at 2x10^5 and 2x10^6 rows and the pipeline at
-# 10^5 and 10^6 documents with the toy model -> benchmarks/store_scale.md, pipeline_scale.md (~1 h).
+# 10^5 and 10^6 documents with the toy model -> benchmarks/store_scale.md, pipeline_scale.md; the vector
+# index's fold-in and compaction at 10^5 and 4x10^5 rows -> benchmarks/ann_upkeep.md (~1 h 10 min).
 bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/change_detection.py
@@ -83,6 +84,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/model_threads.py
 	$(BIN)/python benchmarks/store_scale.py
 	$(BIN)/python benchmarks/pipeline_scale.py
+	$(BIN)/python benchmarks/ann_upkeep.py
 
 LINTED := embedding_assets embedding_assets_tests benchmarks scripts
 
