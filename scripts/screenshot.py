@@ -1,5 +1,5 @@
-"""Screenshot the Dagster UI's pages a first-time user opens: the global lineage (the ``documents``
-group and every model's ``model_<slug>`` group), the live model's vector_table overview (the index's
+"""Screenshot the Dagster UI's pages a first-time user opens: the lineage of the demo model's chain (the
+``documents`` group and the model's ``model_<slug>`` group), the live model's vector_table overview (the index's
 totals) and checks, its embeddings' overview (the run's sums), retrieval_eval's quality check,
 source_documents, the automation page and the runs list.
 
@@ -27,12 +27,14 @@ from typing import IO, Any, NoReturn
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
-LINEAGE = "/asset-groups"  # the global lineage: the chain spans the documents group and each model's group
 MODEL = "local_all_minilm_l6_v2"  # the demo's one model: its assets' key prefix
+# The model's chain upstream of its last asset, both groups expanded (the global lineage collapses a
+# multi-group graph to one box per group).
+LINEAGE = f"/assets/{MODEL}/vector_index?view=lineage&lineageScope=upstream&lineageDepth=6"
 # file name → (path, window, smallest plausible PNG). Narrower than 1900 px, and the UI zooms the graph out
 # to bare asset names. An app shell with nothing rendered yet is ~41 kB at 1600x1100.
 PAGES = {
-    "asset-graph.png": (LINEAGE, "1900,720", 75_000),
+    "asset-graph.png": (LINEAGE, "1900,800", 90_000),
     "ui-vector-table.png": (f"/assets/{MODEL}/vector_table", "1600,2200", 150_000),
     "ui-vector-table-checks.png": (f"/assets/{MODEL}/vector_table?view=checks", "1600,900", 90_000),
     "ui-embeddings.png": (f"/assets/{MODEL}/embeddings", "1600,1500", 100_000),
