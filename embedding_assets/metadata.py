@@ -74,6 +74,7 @@ def table_summary(store: VectorStore, model_version: str) -> dict[str, Any]:
         "dagster/row_count": totals["rows"],  # the whole table's (each shard's is ``rows``)
         "index_rows": totals["rows"],
         "index_documents": totals["documents"],
+        **({} if totals["tokens"] is None else {"index_tokens": totals["tokens"]}),
         "index_shards_with_rows": totals["shards_with_rows"],
         "index_oldest_embedded_at": iso(totals["oldest_embedded_at"]),
         "preview": dg.MetadataValue.table(

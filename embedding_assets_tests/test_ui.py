@@ -173,6 +173,8 @@ def test_the_index_totals_schema_uri_and_a_preview_are_in_the_metadata(demo: Dem
     table = latest_metadata(demo, TABLE)
     assert table["dagster/row_count"]["intValue"] == table["index_rows"]["intValue"] == rows > 800
     assert table["index_documents"]["intValue"] == 79 and table["run_shards"]["intValue"] == 8
+    tokens = sum(store.table(model).search().select(["token_count"]).limit(rows).to_arrow()["token_count"].to_pylist())
+    assert table["index_tokens"]["intValue"] == tokens > 0
     preview = [json.loads(record) for record in table["preview"]["table"]["records"]]
     assert len(preview) == 3 and all(row["chunk_id"].startswith(row["doc_id"] + "#") for row in preview)
     definition = entries(node(demo, TABLE, f"metadataEntries {{ {ENTRY} }}")["metadataEntries"])

@@ -33,12 +33,15 @@ PREVIEW_TEXT_CHARS = 120
 
 
 def index_totals(states: Mapping[str, ShardState]) -> dict[str, Any]:
-    """Rows, documents and shards of the whole table, and its oldest vector, from the shard states.
-    A shard whose write is under way (pending) still counts what its state last recorded."""
+    """Rows, documents, tokens and shards of the whole table, and its oldest vector, from the shard
+    states. A shard whose write is under way (pending) still counts what its state last recorded;
+    tokens are None while a shard's state predates token totals (its next write records them)."""
     oldest = [s.oldest_embedded_at for s in states.values() if s.oldest_embedded_at is not None]
+    tokens = [s.tokens for s in states.values()]
     return {
         "rows": sum(s.rows for s in states.values()),
         "documents": sum(s.documents for s in states.values()),
+        "tokens": None if None in tokens else sum(t or 0 for t in tokens),
         "shards_with_rows": sum(1 for s in states.values() if s.rows),
         "shards_being_written": sum(1 for s in states.values() if s.pending),
         "oldest_embedded_at": min(oldest) if oldest else None,

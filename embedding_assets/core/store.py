@@ -46,7 +46,7 @@ TABLE_PREFIX = "chunks"
 STATE_PREFIX = "shard_state"
 # A stored row is rewritten only when one of these differs from what the pipeline produced.
 CHANGE_COLUMNS = ("chunk_hash", "doc_hash", "embedded_at")
-STATE_COLUMNS = ("doc_id", "doc_hash", "embedded_at")  # what a shard's state is computed from
+STATE_COLUMNS = ("doc_id", "doc_hash", "embedded_at", "token_count")  # what a shard's state is computed from
 COMPACT_AFTER_SMALL_FRAGMENTS = 64
 STATE_COMPACT_AFTER_FRAGMENTS = 16  # compacting the state table (a row per shard) takes milliseconds
 # Index type per column. doc_id has about one value per row: a BITMAP on it was 4x the size of the
@@ -76,6 +76,7 @@ STATE_SCHEMA = pa.schema(
         pa.field("oldest_embedded_at", pa.timestamp("us", tz="UTC")),
         pa.field("table_id", pa.string(), nullable=False),
         pa.field("table_version", pa.int64(), nullable=False),
+        pa.field("tokens", pa.int64()),  # null: recorded by a release before token totals
     ]
 )
 
@@ -152,6 +153,7 @@ class ShardState:
     documents: int  # distinct (doc_id, doc_hash) pairs
     oldest_embedded_at: datetime | None  # None: no rows
     table_version: int  # the table version it was computed at
+    tokens: int | None = None  # the rows' tokens in the model's tokenizer; None: recorded by an older release
 
     @property
     def pending(self) -> bool:
@@ -172,7 +174,8 @@ def shard_state(shard: str, rows: pa.Table, table_version: int) -> ShardState:
     """The state of a shard whose rows are exactly ``rows`` (they need ``STATE_COLUMNS``)."""
     pairs = _pairs(rows)
     oldest = pc.min(rows.column("embedded_at")).as_py() if rows.num_rows else None
-    return ShardState(shard, set_hash(pairs), rows.num_rows, len(pairs), oldest, table_version)
+    tokens = pc.sum(rows.column("token_count")).as_py() or 0
+    return ShardState(shard, set_hash(pairs), rows.num_rows, len(pairs), oldest, table_version, tokens)
 
 
 @dataclass(frozen=True)
@@ -290,7 +293,7 @@ class VectorStore:
             raise
         self._indexed.discard(table.name)
         self._ensure_indexes(table)
-        empty = [ShardState(s, set_hash(()), 0, 0, None, table.version) for s in shard_keys(shard_count)]
+        empty = [ShardState(s, set_hash(()), 0, 0, None, table.version, 0) for s in shard_keys(shard_count)]
         self._record_states(table, empty, fill=True)
         return table
 
@@ -371,6 +374,7 @@ class VectorStore:
         name = state_table_name(model_version)
         if name not in self._tables:
             self._tables[name] = self.db.create_table(name, schema=STATE_SCHEMA, exist_ok=True)
+        self._add_columns(self._tables[name], STATE_SCHEMA)  # ``tokens``, on a table of an older release
         data = pa.Table.from_pylist(
             [dataclasses.asdict(s) | {"table_id": table_id} for s in states], schema=STATE_SCHEMA
         )

@@ -13,7 +13,7 @@ from embedding_assets.core.index_totals import (
     table_uri,
 )
 from embedding_assets.core.shards import shard_keys
-from embedding_assets.core.store import VectorStore
+from embedding_assets.core.store import VectorStore, state_table_name
 from embedding_assets_tests.core.test_store import MODEL, WHEN, rows
 
 
@@ -25,6 +25,7 @@ def test_totals_come_from_the_shard_states_and_match_the_table(tmp_path: Path) -
     assert totals == {
         "rows": 6,
         "documents": 3,
+        "tokens": sum(len(text.split()) for text in ["one", "two", "three", "four", "five " * 100, "six"]),
         "shards_with_rows": 2,
         "shards_being_written": 0,
         "oldest_embedded_at": WHEN,
@@ -60,3 +61,18 @@ def test_a_run_adds_up_its_shards_figures_and_skips_flags() -> None:
         "run_chunks_reused": 58,
         "run_cost_usd": 0.0015,
     }
+
+
+def test_states_of_an_older_release_have_no_tokens_until_their_shard_is_written_again(tmp_path: Path) -> None:
+    uri = str(tmp_path / "lancedb")
+    store = VectorStore(uri)
+    store.replace_shard("s000", rows("s000", {"a.txt": ["one two"]}))
+    store.replace_shard("s001", rows("s001", {"b.txt": ["three four five"]}))
+    store.db.open_table(state_table_name(MODEL)).drop_columns(["tokens"])  # as an older release wrote it
+    older = VectorStore(uri)
+    assert index_totals(older.shard_states(MODEL, shard_keys(2)))["tokens"] is None
+    older.replace_shard("s000", rows("s000", {"a.txt": ["one two six"]}))  # adds the column, records s000's
+    states = VectorStore(uri).shard_states(MODEL, shard_keys(2))
+    assert (states["s000"].tokens, states["s001"].tokens) == (3, None)
+    older.replace_shard("s001", rows("s001", {"b.txt": ["three four five seven"]}))
+    assert index_totals(VectorStore(uri).shard_states(MODEL, shard_keys(2)))["tokens"] == 7
