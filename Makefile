@@ -85,6 +85,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/store_scale.py
 	$(BIN)/python benchmarks/pipeline_scale.py
 	$(BIN)/python benchmarks/ann_upkeep.py
+	$(BIN)/python benchmarks/embed_reuse.py
 
 LINTED := embedding_assets embedding_assets_tests benchmarks scripts
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -234,28 +235,33 @@ class ShardWork:
             model_spec=embedder.spec,
             requested_dimensions=embedder.requested_dimensions,
         )
-        stamp = now or datetime.now(UTC)
-        reusable = self._reusable_vectors
+        now_us = np.datetime64((now or datetime.now(UTC)).replace(tzinfo=None), "us")
+        stored, dimensions = self._reusable_vectors, embedder.dimensions
         embedded = reused = tokens = 0
         with staging.writer(out, schema, {KEY: self._embeddings_key or "", INDEX: self.index_id}) as writer:
             for batch in staging.read_batches(self.chunks_path, EMBED_BATCH_ROWS):
-                hashes = batch.column("chunk_hash").to_pylist()
-                missing = [i for i, h in enumerate(hashes) if h not in reusable]
-                texts = batch.column("text").to_pylist()
-                fresh = iter(embedder.embed([texts[i] for i in missing]) if missing else [])
-                rows = [(next(fresh), stamp) if h not in reusable else reusable[h] for h in hashes]
+                at = [stored.position.get(h, -1) for h in batch.column("chunk_hash").to_pylist()]  # -1: new text
+                missing = [i for i, p in enumerate(at) if p < 0]
+                kept = [i for i, p in enumerate(at) if p >= 0]
+                matrix = np.empty((len(at), dimensions), dtype=np.float32)
+                stamps = np.full(len(at), now_us)
+                if kept:  # vectors this model already made for the same text, copied column-wise
+                    taken = [at[i] for i in kept]
+                    matrix[kept], stamps[kept] = stored.vectors[taken], stored.embedded_at[taken]
+                if missing:
+                    texts = batch.column("text").to_pylist()
+                    matrix[missing] = _checked(embedder, embedder.embed([texts[i] for i in missing]), len(missing))
                 token_counts = batch.column("token_count").to_pylist()
                 tokens += sum(token_counts[i] for i in missing)
                 embedded += len(missing)
-                reused += len(hashes) - len(missing)
-                vectors = pa.array([np.asarray(v, dtype=np.float32) for v, _ in rows], type=schema.field("vector").type)
-                stamps = pa.array([t for _, t in rows], type=schema.field("embedded_at").type)
+                reused += len(kept)
+                vectors = pa.FixedSizeListArray.from_arrays(pa.array(matrix.ravel()), dimensions)
                 writer.write_table(
                     _with_page(pa.Table.from_batches([batch]))
                     .select(CHUNK_SCHEMA.names)
                     .append_column("vector", vectors)
-                    .append_column("model_version", pa.array([model] * len(hashes)))
-                    .append_column("embedded_at", stamps)
+                    .append_column("model_version", pa.array([model] * len(at)))
+                    .append_column("embedded_at", pa.array(stamps).cast(schema.field("embedded_at").type))
                     .select(schema.names)
                     .cast(schema)
                 )
@@ -286,14 +292,14 @@ class ShardWork:
         return self.expire_before is None or oldest is None or oldest >= self.expire_before
 
     @cached_property
-    def _reusable_vectors(self) -> dict[str, tuple[list[float] | None, datetime]]:
-        """chunk_hash → (vector, embedded_at) of the shard's unexpired stored rows: one read, vectors included."""
-        return _stored_vectors(self.store, self.model_version, self.shard, self.expire_before)
+    def _reusable_vectors(self) -> "StoredVectors":
+        """The shard's unexpired stored rows by chunk_hash: one read, vectors included."""
+        return _stored_vectors(self.store, self.model_version, self.shard, self.expire_before, self.embedder.dimensions)
 
     @cached_property
     def _reusable_hashes(self) -> set[str]:
         """The chunk hashes of ``_reusable_vectors``, read without the vectors (for the budget pass)."""
-        return set(_stored_vectors(self.store, self.model_version, self.shard, self.expire_before, with_vectors=False))
+        return set(_stored_vectors(self.store, self.model_version, self.shard, self.expire_before).position)
 
 
 def chunk_profile(embedder: Embedder) -> str:
@@ -361,17 +367,41 @@ def _chunk_stats(chunks: pa.Table, rechunked: int) -> ChunkStats:
     )
 
 
+@dataclass(frozen=True)
+class StoredVectors:
+    """A shard's unexpired stored rows, column-wise: ``position[chunk_hash]`` is a row of ``vectors``
+    (float32, one per row; none when read without them) and of ``embedded_at`` (microseconds, UTC)."""
+
+    position: dict[str, int]
+    vectors: np.ndarray
+    embedded_at: np.ndarray
+
+
 def _stored_vectors(
-    store: VectorStore, model_version: str, shard: str, expire_before: datetime | None, with_vectors: bool = True
-) -> dict[str, tuple[list[float] | None, datetime]]:
-    """chunk_hash → (vector, embedded_at) of the shard's stored rows that have not expired."""
-    stored = store.shard_rows(model_version, shard, ["chunk_hash", "embedded_at"] + ["vector"] * with_vectors)
+    store: VectorStore, model_version: str, shard: str, expire_before: datetime | None, dimensions: int = 0
+) -> StoredVectors:
+    """The shard's stored rows that have not expired, with their vectors when ``dimensions`` is given:
+    numbers stay in numpy arrays (a Python float costs eight times a float32, and time to make)."""
+    stored = store.shard_rows(model_version, shard, ["chunk_hash", "embedded_at"] + ["vector"] * bool(dimensions))
     if stored is None:
-        return {}
-    hashes, stamps = stored.column("chunk_hash").to_pylist(), stored.column("embedded_at").to_pylist()
-    vectors = stored.column("vector").to_pylist() if with_vectors else [None] * len(hashes)
-    return {
-        h: (v, t)
-        for h, v, t in zip(hashes, vectors, stamps, strict=True)
-        if expire_before is None or t >= expire_before
-    }
+        return StoredVectors({}, np.empty((0, dimensions), np.float32), np.empty(0, "datetime64[us]"))
+    if expire_before is not None:
+        stored = stored.filter(pc.greater_equal(stored.column("embedded_at"), pa.scalar(expire_before)))
+    vectors = np.empty((stored.num_rows, 0), np.float32)
+    if dimensions:
+        flat = stored.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        vectors = flat.astype(np.float32, copy=False).reshape(stored.num_rows, dimensions)
+    stamps = stored.column("embedded_at").cast(pa.timestamp("us")).to_numpy(zero_copy_only=False)
+    position = {h: i for i, h in enumerate(stored.column("chunk_hash").to_pylist())}
+    return StoredVectors(position, vectors, stamps)
+
+
+def _checked(embedder: Embedder, vectors: Any, count: int) -> np.ndarray:
+    """The embedder's ``vectors`` as a float32 matrix, refused unless it is ``count`` x its dimensions."""
+    matrix = np.asarray(vectors, dtype=np.float32)
+    if matrix.shape != (count, embedder.dimensions):
+        raise ValueError(
+            f"{embedder.spec} returned vectors of shape {matrix.shape} for {count} texts; "
+            f"expected ({count}, {embedder.dimensions})"
+        )
+    return matrix
