@@ -401,7 +401,7 @@ def _checked(embedder: Embedder, vectors: Any, count: int) -> np.ndarray:
     matrix = np.asarray(vectors, dtype=np.float32)
     if matrix.shape != (count, embedder.dimensions):
         raise ValueError(
-            f"{embedder.spec} returned vectors of shape {matrix.shape} for {count} texts; "
+            f"{embedder.model_version} returned vectors of shape {matrix.shape} for {count} texts; "
             f"expected ({count}, {embedder.dimensions})"
         )
     return matrix

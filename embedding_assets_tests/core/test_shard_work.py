@@ -170,3 +170,16 @@ def test_staged_documents_at_the_current_generation_are_not_restaged(tmp_path: P
     assert again == staged
     assert work(root, CountingToy()).staged_raw_stats(8) is None
     assert dataclasses.replace(work(root, CountingToy()), index_id="another").staged_raw_stats(7) is None
+
+
+def test_an_embedder_returning_the_wrong_shape_is_refused(tmp_path: Path) -> None:
+    class Short(CountingToy):
+        def embed(self, texts):  # type: ignore[no-untyped-def]
+            return [vector[:-1] for vector in super().embed(texts)]  # one dimension short
+
+    source, root = tmp_path / "source", tmp_path / "index"
+    write_docs(source, 2)
+    work(root, Short()).read_raw_documents(SourceFolder(source).read_shard(SHARD, SHARD_COUNT))
+    work(root, Short()).chunk()
+    with pytest.raises(ValueError, match=r"toy:hashing.*32d returned vectors of shape \(\d+, 31\) for \d+ texts"):
+        work(root, Short()).embed()
