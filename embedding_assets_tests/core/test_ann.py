@@ -11,6 +11,7 @@ import pytest
 from embedding_assets.core import ann, lance_upkeep
 from embedding_assets.core.store import VectorStore, row_schema
 from embedding_assets.vector_index import recall_result
+from embedding_assets_tests.services import ObjectStore
 
 MODEL = "toy:random@1/32d"
 DIMENSIONS = 32
@@ -192,3 +193,22 @@ def test_deltas_are_merged_past_a_few_and_compaction_leaves_the_index_alone(stor
     assert state is not None and state.name == name and lance_upkeep.segments(table, name) == 2
     assert (state.indexed_rows, state.unindexed_rows) == (MIN_ROWS + 90, 0)
     assert store.search(MODEL, unit_vectors(1, rng)[0]).num_rows == 10
+
+
+def test_upkeep_works_on_object_storage(object_store: ObjectStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fold-in and compaction open the table through Lance with the connection's storage options
+    (moto's S3 here), as LanceDB's own calls do."""
+    for name, value in object_store.env().items():
+        monkeypatch.setenv(name, value)
+    rng = np.random.default_rng(7)
+    store = VectorStore(object_store.create_bucket("ann-upkeep") + "/lancedb")
+    store.replace_shard("s000", shard_rows("s000", 0, MIN_ROWS, rng))
+    assert store.maintain_vector_index(MODEL, MIN_ROWS).action == "built"  # type: ignore[union-attr]
+    store.replace_shard("s001", shard_rows("s001", 0, 20, rng))
+    store.replace_shard("s001", shard_rows("s001", 0, 30, rng))
+    folded = store.maintain_vector_index(MODEL, MIN_ROWS)
+    assert folded is not None and folded.action == "optimized" and folded.state is not None
+    assert lance_upkeep.segments(store.table(MODEL), folded.state.name) == 2
+    assert store.compact(MODEL, min_small_fragments=2) is not None
+    state = store.vector_index(MODEL)
+    assert state is not None and (state.indexed_rows, state.unindexed_rows) == (MIN_ROWS + 30, 0)
