@@ -2,7 +2,7 @@
 
 LanceDB's ``Table.optimize()`` compacts, drops old versions and folds the rows written since into
 every index by merging them into the index's latest segment. For a vector index that merge rebuilds
-the index: folding 1% more rows into a 10^5-row IVF_HNSW_SQ index took 68 s, 1.8x its own build
+the index: folding 1,000 rows into a 10^5-row IVF_HNSW_SQ index took 69 s, 1.6x its own build
 (``benchmarks/ann_upkeep.md``). Lance does each step on its own: compaction rewrites only the small
 fragments, the scalar indexes take the new rows, and a vector index takes them as a *delta segment*
 (``num_indices_to_merge=0``) trained on nothing, whose cost follows the new rows. Searches read the
