@@ -62,7 +62,11 @@ def hostile_corpus(root: Path, outside: Path) -> None:
     (root / "blank.txt").write_text(" \n\t\n \r\n")
     with (root / "huge.txt").open("wb") as huge:
         huge.truncate(50 * 1024 * 1024)  # 50 MB (sparse): over the size limit, skipped unread
-    (root / "long-line.txt").write_text(" ".join(f"word{i % 97}" for i in range(20_000)))
+    # One line without a sentence or line break: halved at words until each piece fits (64 chunks of the
+    # real model's tokens; 3,000 words, where 20,000 made 256 chunks and only cost embedding time).
+    (root / "long-line.txt").write_text(" ".join(f"word{i % 97}" for i in range(3_000)))
+    # One 20,000-character word: the model's tokenizer reads any word over 100 characters as one [UNK]
+    # token, so it is a single chunk (core/test_chunking cuts a boundless text at characters).
     (root / "no-spaces.txt").write_text("x" * 20_000)
     (root / "late-nul.md").write_text("# Title\n\n" + "Body text. " * 1000 + "\x00 tail")
     for name in ("with space.md", "ünïcødé.md", "-leading-dash.md", "quote'name.md", "semi;colon.md"):
@@ -111,6 +115,7 @@ def test_every_bad_document_is_indexed_or_skipped_with_a_reason(
     assert all(SECRET not in r["text"] and "\x00" not in r["text"] and "alert(" not in r["text"] for r in rows)
     index = {(d, h) for d, h in expected_index(settings, minilm).values()}
     assert index == {(r["doc_id"], r["chunk_hash"]) for r in rows}
+    assert sum(r["doc_id"] == "long-line.txt" for r in rows) > 30  # many chunks, cut from one line
     hostile = "x' OR '1'='1"
     records = root / "records.jsonl"
     records.write_text("\n".join(line for line in records.read_text().splitlines() if "SQL injection" not in line))

@@ -25,11 +25,28 @@ from embedding_assets_tests.fault_worker import POINTS
 from embedding_assets_tests.pipeline_helpers import SPARE_TOPICS, expected_index, random_edit
 
 pytestmark = [pytest.mark.slow, pytest.mark.reliability]
-# `make test` kills once at every point (the first call) and at 3 random times; `make reliability` sets
-# FAULT_TRIALS=all for the whole matrix (the 1st, 2nd and 3rd call at every point, 6 random times).
+# `make reliability` sets FAULT_TRIALS=all for the whole matrix: the 1st, 2nd and 3rd call at every one of
+# the 18 points, and 6 random times. `make test` kills at the 1st call of 8 points, one per state a kill can
+# leave behind, and at 1 random time: mid-batch in the model, a half-written staged file, just before, during
+# and after the upsert commit, between the upsert and the delete of vanished chunks, with the rows committed
+# but the shard's state not recorded, and mid-append to the registry (the first table's promotion). The 10
+# left out leave one of those states again: every embed and stage_write point dies before a staged file is
+# renamed (a leftover partial file), a LanceDB commit (delete, state, registry append) lands whole or not at
+# all, delete:after is fingerprint:before after a delete; fingerprint:after is also killed in make test by
+# test_models_e2e's two-model refresh.
 ALL_TRIALS = os.environ.get("FAULT_TRIALS") == "all"
+QUICK_POINTS = (
+    "registry:during",
+    "embed:during",
+    "stage_write:during",
+    "commit:before",
+    "commit:during",
+    "commit:after",
+    "delete:before",
+    "fingerprint:before",
+)
 NTH_CALLS = (1, 2, 3) if ALL_TRIALS else (1,)
-RANDOM_TIME_TRIALS = 6 if ALL_TRIALS else 3
+RANDOM_TIME_TRIALS = 6 if ALL_TRIALS else 1
 
 
 def check_table(settings: Settings, embedder: Embedder) -> tuple[int, int, int]:
@@ -67,9 +84,12 @@ def test_sigkill_anywhere_then_rerun_restores_the_exact_index(
     )
     settings = Settings.from_env(env)
     rng, spare = random.Random(5), list(SPARE_TOPICS)
+    points = POINTS if ALL_TRIALS else QUICK_POINTS
+    assert set(points) <= set(POINTS)
     trials = [
         (p, nth, round(rng.uniform(0.0, 0.05), 3))
-        for p in sorted(POINTS, key=lambda p: not p.startswith("registry"))
+        # The registry appends once, when the first table is promoted: its points come first, from nothing.
+        for p in sorted(points, key=lambda p: not p.startswith("registry"))
         for nth in NTH_CALLS
     ]
     trials += [("random", 0, round(rng.uniform(2.0, 4.5), 2)) for _ in range(RANDOM_TIME_TRIALS)]
@@ -118,4 +138,7 @@ def test_sigkill_anywhere_then_rerun_restores_the_exact_index(
             "duplicates": duplicates,
         }
     )
-    assert faults.total() >= len(POINTS) * len(NTH_CALLS) // 2, faults
+    if ALL_TRIALS:  # a later call of a point may never come (the registry appends once per model)
+        assert faults.total() >= len(POINTS) * len(NTH_CALLS) // 2, faults
+    else:  # every chosen point's first call comes in its refresh, so each of those trials must kill
+        assert {point: faults[point] for point in QUICK_POINTS} == dict.fromkeys(QUICK_POINTS, 1), faults

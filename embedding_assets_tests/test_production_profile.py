@@ -26,7 +26,7 @@ from embedding_assets.core.settings import Settings
 from embedding_assets.core.store import VectorStore
 from embedding_assets.refresh import refresh
 from embedding_assets_tests.conftest import write_topics
-from embedding_assets_tests.dagster_dev import PROJECT_ROOT, backfill, dagster_cli, process_group, project_env
+from embedding_assets_tests.dagster_dev import PROJECT_ROOT, backfill, process_group, project_env, stop_sensors
 from embedding_assets_tests.pipeline_helpers import SPARE_TOPICS, expected_index, indexed, random_edit
 from embedding_assets_tests.services import S3_SECRET, ObjectStore, Postgres
 
@@ -135,8 +135,7 @@ def test_a_queued_backfill_runs_shards_in_parallel_processes_and_loses_nothing(
     dg.DagsterInstance.from_config(str(production.home)).dispose()  # create the schema once, before any racer
     slug = Index(settings).models[0].slug
     automation = ("documents_automation_sensor", f"{slug}_automation_sensor", f"{slug}_backfill_sensor")
-    for sensor in ("source_change_sensor", *automation):  # only the backfills run here
-        dagster_cli(env, "sensor", "stop", "-w", "workspace.yaml", sensor)
+    stop_sensors(env, "source_change_sensor", *automation)  # only the backfills run here
     log = tmp_path / "daemon.log"
     with process_group([str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], env, log) as proc:
         # Every shard, and a second backfill of two of them racing the first: six runs, four shards.
