@@ -63,8 +63,8 @@ check: lint typecheck
 typecheck: install
 	$(BIN)/mypy
 
-# The fault-injection, concurrency and bad-input suites, with their figures; the SIGKILL matrix in full
-# (make test kills once per point).
+# The fault-injection, concurrency and bad-input suites, with their figures; the SIGKILL matrices in full
+# (make test kills a refresh at the 1st call of 8 of its 18 points and 1 random time, and once per feed point).
 reliability: install
 	rm -f .reliability.jsonl
 	FAULT_TRIALS=all RELIABILITY_LOG=$(CURDIR)/.reliability.jsonl $(BIN)/pytest -m reliability
