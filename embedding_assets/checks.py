@@ -116,8 +116,8 @@ def build_table_checks(
                 # Documents whose hash the change index holds come from the staged copy with that hash, the
                 # rest from the source: O(change) source reads (`verify` re-reads everything).
                 cached = work.staged_chunks(CHUNK_COLUMNS)
-                documents = index.documents(shard, reuse=work.staged_documents())
-                expected = expected_chunks(documents, index.chunking, model, cached)
+                documents = index.listing(shard, work.staged_hashes())
+                expected = expected_chunks(documents, index.chunking, model, cached, work.staged_document)
                 diff = diff_shard(shard, expected, rows, model.model_version, recorded.get(shard))
                 report(
                     context, shard, CheckOutcome(INDEX_MATCHES_SOURCE, diff.matches, diff.describe(), diff.figures())

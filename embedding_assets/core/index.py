@@ -28,9 +28,9 @@ from embedding_assets.core.profiles import instance_database
 from embedding_assets.core.reconcile import stale_shards
 from embedding_assets.core.registry import Registry
 from embedding_assets.core.settings import POSTGRES_SCHEMES, Settings
-from embedding_assets.core.shard_work import ShardWork, chunk_profile
+from embedding_assets.core.shard_work import Kept, ShardWork, chunk_profile
 from embedding_assets.core.sources import Document, Item, Skip, Source, SourceFolder
-from embedding_assets.core.staging import Row, Staging
+from embedding_assets.core.staging import Staging
 from embedding_assets.core.store import TableInfo, VectorStore, expire_before, table_name
 
 SYNC_BATCH_KEYS = 10_000  # keys one sync reads before it records them (and acknowledges the source)
@@ -261,21 +261,25 @@ class Index:
         fingerprints = {shard: summary.fingerprint for shard, summary in self.changes.summaries().items()}
         return stale_shards(fingerprints, self.store, model_version, self.expire_before())
 
-    def documents(self, shard: str, reuse: Mapping[str, Row] | None = None) -> Iterator[Item]:
+    def documents(self, shard: str) -> Iterator[Item]:
+        """The shard's documents and skips now, in the change index's order, every one read from the source."""
+        return (item for item in self.listing(shard, {}) if not isinstance(item, Kept))
+
+    def listing(self, shard: str, kept: Mapping[str, str]) -> Iterator[Item | Kept]:
         """The shard's documents and skips now, in the change index's order. Its keys come from the
-        index, so nothing else is listed; a document whose hash ``reuse`` (doc_id → staged raw row)
-        already holds is taken from there, the others are read from the source."""
-        reuse = reuse or {}
+        index, so nothing else is listed; a document whose hash ``kept`` (doc_id → doc_hash of a copy
+        the caller holds) already has comes as ``Kept``, the others are read from the source."""
         items = self.changes.shard_items(shard)
         stale = sorted(
-            {key for key, _, doc_id, doc_hash, skip in items if skip is None and not _reused(reuse, doc_id, doc_hash)}
+            {key for key, _, doc_id, doc_hash, skip in items if skip is None and not _holds(kept, doc_id, doc_hash)}
         )
         fresh = dict(self.source.read_many(stale))
         for key, position, doc_id, doc_hash, skip in items:
             if skip is not None:
                 yield Skip(doc_id, skip)
             elif key not in fresh:
-                yield _reused(reuse, doc_id, doc_hash) or Skip(doc_id, "vanished from the staged documents")
+                held = _holds(kept, doc_id, doc_hash)
+                yield Kept(doc_id, kept[doc_id]) if held else Skip(doc_id, "vanished from the staged documents")
             else:  # what the key holds at that position now (None: gone since the sync, which the next records)
                 now = fresh[key]
                 item = _at(now.items if now else [], position, doc_id)
@@ -297,12 +301,9 @@ class Index:
         )
 
 
-def _reused(reuse: Mapping[str, Row], doc_id: str, doc_hash: str | None) -> Document | None:
-    """The staged document ``doc_id`` if it still has ``doc_hash``."""
-    row = reuse.get(doc_id)
-    if row is None or row["doc_hash"] != doc_hash:
-        return None
-    return Document(doc_id, row["text"], row["doc_hash"], row["source_path"], row.get("encoding"))
+def _holds(kept: Mapping[str, str], doc_id: str, doc_hash: str | None) -> bool:
+    """Whether the caller's copy of ``doc_id`` has ``doc_hash``."""
+    return doc_id in kept and kept[doc_id] == doc_hash
 
 
 def _at(items: list[Item], position: int, doc_id: str) -> Item | None:

@@ -1,6 +1,6 @@
 """Does the index equal its source? Exact differences per shard, and which shards need a refresh."""
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
@@ -11,7 +11,8 @@ import pyarrow.compute as pc
 from embedding_assets.core.chunking import ChunkingConfig, chunk_document
 from embedding_assets.core.embedders import Embedder
 from embedding_assets.core.hashing import set_hash
-from embedding_assets.core.sources import Document, Item
+from embedding_assets.core.shard_work import Kept
+from embedding_assets.core.sources import Document, Item, Skip
 from embedding_assets.core.store import ShardState, VectorStore, fingerprint
 
 MAX_LISTED = 20
@@ -86,24 +87,39 @@ class ShardDiff:
 
 
 def expected_chunks(
-    documents: Iterable[Item], config: ChunkingConfig, embedder: Embedder, cached: pa.Table | None = None
+    documents: Iterable[Item | Kept],
+    config: ChunkingConfig,
+    embedder: Embedder,
+    cached: pa.Table | None = None,
+    staged: Callable[[str], Document] | None = None,
 ) -> dict[str, ExpectedChunk]:
     """chunk_id → what the table must hold for it, computed from a shard's ``documents`` as the source
-    holds them now. ``cached`` chunk rows (made by the same chunker) stand in for re-cutting the
-    documents whose hash they carry."""
+    holds them now (``Index.listing``). ``cached`` chunk rows (made by the same chunker) stand in for
+    re-cutting the documents whose hash they carry; a ``Kept`` document they do not cover is cut from
+    its ``staged`` copy."""
     known: dict[tuple[str, str], list[tuple[str, str]]] = {}  # (doc_id, doc_hash) → its (chunk_id, chunk_hash)
     columns = [] if cached is None else [cached.column(c).to_pylist() for c in CHUNK_COLUMNS]
     for chunk_id, doc_id, chunk_hash, doc_hash in zip(*columns, strict=True):
         known.setdefault((doc_id, doc_hash), []).append((chunk_id, chunk_hash))
     expected = {}
     for doc in documents:
-        if isinstance(doc, Document):
-            chunks = known.get((doc.doc_id, doc.doc_hash)) or [
-                (c.chunk_id, c.chunk_hash) for c in chunk_document(doc.doc_id, doc.text, config, embedder.count_tokens)
+        if isinstance(doc, Skip):
+            continue
+        chunks = known.get((doc.doc_id, doc.doc_hash))
+        if not chunks:
+            text = doc.text if isinstance(doc, Document) else _staged_text(staged, doc)
+            chunks = [
+                (c.chunk_id, c.chunk_hash) for c in chunk_document(doc.doc_id, text, config, embedder.count_tokens)
             ]
-            for chunk_id, chunk_hash in chunks:
-                expected[chunk_id] = ExpectedChunk(doc.doc_id, chunk_hash, doc.doc_hash)
+        for chunk_id, chunk_hash in chunks:
+            expected[chunk_id] = ExpectedChunk(doc.doc_id, chunk_hash, doc.doc_hash)
     return expected
+
+
+def _staged_text(staged: Callable[[str], Document] | None, kept: Kept) -> str:
+    if staged is None:
+        raise ValueError(f"{kept.doc_id} is kept from a staged copy, but no staged copy was given")
+    return staged(kept.doc_id).text
 
 
 def diff_shard(

@@ -25,13 +25,14 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from embedding_assets.core.chunking import Chunk, ChunkingConfig, chunk_document
 from embedding_assets.core.embedders import Embedder
 from embedding_assets.core.errors import ConfigError
 from embedding_assets.core.hashing import Hasher
 from embedding_assets.core.sources import Document, Item, Skip
-from embedding_assets.core.staging import Row, Staging
+from embedding_assets.core.staging import BATCH_ROWS, Row, Staging
 from embedding_assets.core.store import ShardWrite, VectorStore, row_schema, table_name
 
 RAW_SCHEMA = pa.schema(
@@ -70,6 +71,64 @@ class RawStats:
     characters: int
     skipped: list[Skip] = field(default_factory=list)
     encodings: dict[str, str] = field(default_factory=dict)  # doc_id → encoding detected, for texts not in UTF-8
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A document whose staged copy already has the hash the change index lists: a re-read copies it."""
+
+    doc_id: str
+    doc_hash: str
+
+
+class _StagedDocuments:
+    """The shard's staged raw file as a re-read sees it: read once, on first use, and copied row by
+    row number into the new file's batches (so kept documents never become Python objects)."""
+
+    def __init__(self, staging: Staging, path: Path) -> None:
+        self.staging, self.path = staging, path
+
+    @cached_property
+    def table(self) -> pa.Table:
+        staged = self.staging.read(self.path)
+        if "encoding" not in staged.column_names:  # staged before encodings were detected: all UTF-8
+            staged = staged.append_column("encoding", pa.nulls(staged.num_rows, pa.string()))
+        return staged.select(RAW_SCHEMA.names).cast(RAW_SCHEMA)
+
+    @cached_property
+    def position(self) -> dict[str, int]:
+        return {doc_id: i for i, doc_id in enumerate(self.table.column("doc_id").to_pylist())}
+
+    @cached_property
+    def _columns(self) -> tuple[list[Any], ...]:
+        t = self.table
+        lengths = pc.utf8_length(t.column("text"))
+        return tuple(
+            c.to_pylist() for c in (t.column("doc_hash"), t.column("source_path"), lengths, t.column("encoding"))
+        )
+
+    def described(self, row: int) -> tuple[str, str, int, str | None]:
+        """(doc_hash, source_path, characters, encoding) of a staged row."""
+        doc_hash, source_path, length, encoding = (column[row] for column in self._columns)
+        return doc_hash, source_path, length, encoding
+
+    def document(self, doc_id: str) -> Document:
+        row = self.table.slice(self.position[doc_id], 1).to_pylist()[0]
+        return Document(row["doc_id"], row["text"], row["doc_hash"], row["source_path"], row["encoding"])
+
+    def merged(self, fresh: list[Row], order: list[int]) -> pa.Table:
+        """One batch of the new file: ``order`` names, per row, a row of ``fresh`` (>= 0) or a staged
+        row (-1 - its number)."""
+        kept = [-1 - i for i in order if i < 0]
+        parts = [pa.Table.from_pylist(fresh, RAW_SCHEMA)]
+        if kept:
+            parts.append(self.table.take(pa.array(kept, pa.int64())))
+        combined = pa.concat_tables(parts)
+        taken, positions = 0, []
+        for i in order:  # fresh rows come first in `combined`, then the kept ones in their order
+            positions.append(i if i >= 0 else len(fresh) + taken)
+            taken += i < 0
+        return combined.take(pa.array(positions, pa.int64()))
 
 
 @dataclass(frozen=True)
@@ -124,33 +183,54 @@ class ShardWork:
     def chunker_identity(self) -> str:
         return chunker_identity(self.chunking, self.embedder)
 
-    def read_raw_documents(self, items: Iterable[Item], generation: int = 0) -> RawStats:
-        """Stage the shard's documents (``Index.documents``); skips are counted, not staged. The file's
-        key is the hash of every (doc_id, doc_hash, source_path) it holds, in order; it also records the
-        change index's ``generation`` the documents are at least as new as."""
+    def read_raw_documents(self, items: Iterable["Item | Kept"], generation: int = 0) -> RawStats:
+        """Stage the shard's documents (``Index.listing``); skips are counted, not staged, and a ``Kept``
+        document is copied from the staged file column-wise. The file's key is the hash of every
+        (doc_id, doc_hash, source_path) it holds, in order; it also records the change index's
+        ``generation`` the documents are at least as new as. Fresh documents stream in batches."""
         skipped: list[Skip] = []
         encodings: dict[str, str] = {}
-        totals = {"characters": 0}
+        characters = documents = 0
         key, footer = Hasher().update(self.index_id), {GENERATION: str(generation), INDEX: self.index_id}
+        staged = self._staged
+        fresh: list[Row] = []
+        order: list[int] = []  # per row of the batch: a row of `fresh` (>= 0), or -1 - a staged row
 
-        def rows() -> Iterator[Row]:
+        def flush(writer: pq.ParquetWriter) -> None:
+            writer.write_table(staged.merged(fresh, order))
+            fresh.clear()
+            order.clear()
+
+        with self.staging.writer(self.raw_path, RAW_SCHEMA, footer) as writer:
             for item in items:
                 if isinstance(item, Skip):
                     skipped.append(item)
                     continue
-                totals["characters"] += len(item.text)
-                if item.encoding:
-                    encodings[item.doc_id] = item.encoding
-                key.update(item.doc_id, item.doc_hash, item.source_path)
-                yield _raw_row(item)
+                if isinstance(item, Kept):
+                    row = staged.position[item.doc_id]
+                    doc_hash, source_path, length, encoding = staged.described(row)
+                    order.append(-1 - row)
+                else:
+                    doc_hash, source_path, length, encoding = (
+                        item.doc_hash,
+                        item.source_path,
+                        len(item.text),
+                        item.encoding,
+                    )
+                    order.append(len(fresh))
+                    fresh.append(_raw_row(item))
+                characters, documents = characters + length, documents + 1
+                if encoding:
+                    encodings[item.doc_id] = encoding
+                key.update(item.doc_id, doc_hash, source_path)
+                if len(order) >= BATCH_ROWS:
+                    flush(writer)
+            if order:
+                flush(writer)
             footer[KEY] = key.hexdigest()
             skips = [[s.doc_id, s.reason] for s in skipped]
-            footer[RAW_STATS] = json.dumps(
-                {"characters": totals["characters"], "skipped": skips, "encodings": encodings}
-            )
-
-        documents = self.staging.write_rows(self.raw_path, RAW_SCHEMA, rows(), footer)
-        return RawStats(documents, totals["characters"], skipped, encodings)
+            footer[RAW_STATS] = json.dumps({"characters": characters, "skipped": skips, "encodings": encodings})
+        return RawStats(documents, characters, skipped, encodings)
 
     def staged_raw_stats(self, generation: int) -> RawStats | None:
         """The staged documents' stats if they already reflect the change index's ``generation`` for
@@ -167,11 +247,21 @@ class ShardWork:
         """The change index's generation the staged documents reflect (0 before the first run)."""
         return int(self.staging.metadata(self.raw_path).get(GENERATION, "0"))
 
-    def staged_documents(self) -> dict[str, Row]:
-        """doc_id → row of the shard's staged raw documents ({} before the first run): what a re-read keeps."""
+    def staged_hashes(self) -> dict[str, str]:
+        """doc_id → doc_hash of the shard's staged raw documents ({} before the first run): what a
+        re-read may keep (``Index.listing``)."""
         if not self.raw_path.exists():
             return {}
-        return {row["doc_id"]: row for row in self.staging.read(self.raw_path).to_pylist()}
+        staged = self.staging.read(self.raw_path, ["doc_id", "doc_hash"])
+        return dict(zip(staged.column("doc_id").to_pylist(), staged.column("doc_hash").to_pylist(), strict=True))
+
+    def staged_document(self, doc_id: str) -> Document:
+        """The staged copy of ``doc_id`` (a ``Kept`` document; the file is read once per unit of work)."""
+        return self._staged.document(doc_id)
+
+    @cached_property
+    def _staged(self) -> "_StagedDocuments":
+        return _StagedDocuments(self.staging, self.raw_path)
 
     def chunk(self) -> ChunkStats:
         """Chunk every document of the shard with the embedder's own tokenizer. A document whose hash
@@ -180,25 +270,47 @@ class ShardWork:
         key = _derived_key(staging, self.raw_path, made_by)
         if key is not None and staging.metadata(out).get(KEY) == key:
             return _chunk_stats(staging.read(out, ["doc_id", "token_count"]), rechunked=0)
+        footer = {KEY: key or "", MADE_BY: made_by, INDEX: self.index_id}
         previous = self.staged_chunks()
-        kept = _chunks_by_document(previous) if previous is not None else {}
-        count_tokens = self.embedder.count_tokens
-        totals = {"documents": 0, "tokens": 0, "rechunked": 0}
+        if previous is None:  # the first cut, or another chunker: every document, streamed
+            return self._chunk_all(footer)
+        # A re-cut: column-wise, so an edit of a few documents costs Arrow's time per row, not Python's.
+        documents = staging.read(self.raw_path)
+        kept = previous.filter(pc.is_in(_document_keys(previous), value_set=_document_keys(documents)))
+        changed = documents.filter(pc.invert(pc.is_in(_document_keys(documents), value_set=_document_keys(kept))))
+        cut = pa.Table.from_pylist(
+            list(self._cut(changed.select(["doc_id", "text", "doc_hash"]).to_pylist())), CHUNK_SCHEMA
+        )
+        chunks = pa.concat_tables([_with_page(kept).select(CHUNK_SCHEMA.names).cast(CHUNK_SCHEMA), cut])
+        order = pc.index_in(chunks.column("doc_id"), value_set=documents.column("doc_id"))  # the documents' order
+        chunks = chunks.append_column("order", order).sort_by([("order", "ascending"), ("position", "ascending")])
+        with staging.writer(out, CHUNK_SCHEMA, footer) as writer:
+            writer.write_table(chunks.drop_columns(["order"]), row_group_size=BATCH_ROWS)
+        return ChunkStats(
+            documents.num_rows, chunks.num_rows, pc.sum(chunks.column("token_count")).as_py() or 0, changed.num_rows
+        )
+
+    def _chunk_all(self, footer: dict[str, str]) -> ChunkStats:
+        """Cut every staged document, streaming the raw file in batches (memory bounded by a batch)."""
+        totals = {"documents": 0, "tokens": 0}
 
         def rows() -> Iterator[Row]:
-            for batch in staging.read_batches(self.raw_path):
-                for doc in batch.to_pylist():
-                    totals["documents"] += 1
-                    doc_hash, chunks = kept.get(doc["doc_id"], ("", []))
-                    if doc_hash != doc["doc_hash"]:
-                        totals["rechunked"] += 1
-                        cut = chunk_document(doc["doc_id"], doc["text"], self.chunking, count_tokens)
-                        chunks = [_chunk_row(c, self.shard, doc["doc_hash"]) for c in cut]
-                    totals["tokens"] += sum(c["token_count"] for c in chunks)
-                    yield from chunks
+            for batch in self.staging.read_batches(self.raw_path):
+                documents = batch.select(["doc_id", "text", "doc_hash"]).to_pylist()
+                totals["documents"] += len(documents)
+                for row in self._cut(documents):
+                    totals["tokens"] += row["token_count"]
+                    yield row
 
-        chunks = staging.write_rows(out, CHUNK_SCHEMA, rows(), {KEY: key or "", MADE_BY: made_by, INDEX: self.index_id})
-        return ChunkStats(totals["documents"], chunks, totals["tokens"], totals["rechunked"])
+        chunks = self.staging.write_rows(self.chunks_path, CHUNK_SCHEMA, rows(), footer)
+        return ChunkStats(totals["documents"], chunks, totals["tokens"], totals["documents"])
+
+    def _cut(self, documents: Iterable[Row]) -> Iterator[Row]:
+        """The chunk rows of raw document rows (doc_id, text, doc_hash), in order."""
+        count_tokens = self.embedder.count_tokens
+        for doc in documents:
+            for chunk in chunk_document(doc["doc_id"], doc["text"], self.chunking, count_tokens):
+                yield _chunk_row(chunk, self.shard, doc["doc_hash"])
 
     def staged_chunks(self, columns: Sequence[str] | None = None) -> pa.Table | None:
         """The staged chunks (only ``columns``, if given) if this chunker and tokenizer made them, else None."""
@@ -350,12 +462,9 @@ def _derived_key(staging: Staging, source: Path, made_by: str) -> str | None:
     return Hasher().update(upstream, made_by).hexdigest() if upstream else None
 
 
-def _chunks_by_document(chunks: pa.Table) -> dict[str, tuple[str, list[Row]]]:
-    """doc_id → (doc_hash, its chunk rows) of a staged chunks file (one shard, read once)."""
-    grouped: dict[str, tuple[str, list[Row]]] = {}
-    for row in chunks.to_pylist():
-        grouped.setdefault(row["doc_id"], (row["doc_hash"], []))[1].append(row)
-    return grouped
+def _document_keys(rows: pa.Table) -> pa.ChunkedArray:
+    """Each row's document and its hash as one string: what says a staged chunk still belongs to its document."""
+    return pc.binary_join_element_wise(rows.column("doc_id"), rows.column("doc_hash"), "\x1f")
 
 
 def _chunk_stats(chunks: pa.Table, rechunked: int) -> ChunkStats:

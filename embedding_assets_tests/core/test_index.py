@@ -11,6 +11,7 @@ from embedding_assets.core.errors import ConfigError
 from embedding_assets.core.index import Credentials, Index
 from embedding_assets.core.profiles import INSTANCE_DATABASE
 from embedding_assets.core.settings import Settings
+from embedding_assets.core.shard_work import Kept
 from embedding_assets.core.shards import shard_of
 from embedding_assets.core.sources import SourceFolder
 from embedding_assets.core.staging import Staging
@@ -90,3 +91,43 @@ def test_stale_shards_compare_the_change_index_with_the_table(settings: Settings
     assert len(holding) < toy.shards
     assert index.stale_shards(model) == holding
     assert index.stale_shards("toy:hashing/99d") == holding  # another model's table: none yet either
+
+
+def test_a_restage_copies_kept_documents_and_equals_a_read_from_scratch(tmp_path: Path) -> None:
+    """A re-read of a shard reads only the keys whose documents changed; the documents it keeps come
+    from the staged copy, and the file, its key and its stats are those a read of everything makes."""
+    source = tmp_path / "source"
+    source.mkdir()
+    for i in range(40):
+        (source / f"doc{i:02}.txt").write_text(f"Document {i} about shards, vectors and the source.")
+    (source / "latin1.txt").write_bytes("Café déjà vu, naïve façade et crème brûlée.".encode("cp1252"))
+    settings = Settings(source_dir=str(source), staging_dir=str(tmp_path / "a"), shards=1, model="toy:hashing")
+    index = Index(settings)
+    index.sync()
+    shard = "s000"
+    work = index.shard_work(shard)
+    work.read_raw_documents(index.listing(shard, work.staged_hashes()), 1)
+    (source / "doc03.txt").write_text("An edited document.")
+    (source / "doc07.txt").unlink()
+    (source / "new.txt").write_text("A new document.")
+    (source / "empty.txt").write_text("  ")  # skipped, with its reason
+    index.sync()
+    read: list[str] = []
+    read_many = index.source.read_many
+    index.source.read_many = lambda keys: (read.extend(keys), read_many(keys))[1]  # type: ignore[method-assign]
+    again = index.shard_work(shard)
+    listing = list(index.listing(shard, again.staged_hashes()))
+    restaged = again.read_raw_documents(listing, 2)
+    assert sorted(read) == ["doc03.txt", "new.txt"]  # the empty file is skipped by the sync
+    assert sum(isinstance(item, Kept) for item in listing) == 39  # 40 + latin1 - edited - deleted
+
+    scratch = Index(dataclasses.replace(settings, staging_dir=str(tmp_path / "b")))
+    scratch.sync()
+    fresh = scratch.shard_work(shard)
+    from_scratch = fresh.read_raw_documents(scratch.documents(shard), 2)
+    assert restaged == from_scratch and restaged.encodings == {"latin1.txt": "cp1252"} and restaged.skipped
+    staged, expected = (
+        Staging(root).read(w.raw_path) for root, w in ((tmp_path / "a", again), (tmp_path / "b", fresh))
+    )
+    assert staged.to_pylist() == expected.to_pylist()
+    assert Staging(tmp_path / "a").metadata(again.raw_path) == Staging(tmp_path / "b").metadata(fresh.raw_path)
