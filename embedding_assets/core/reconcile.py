@@ -3,7 +3,6 @@
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -11,22 +10,17 @@ import pyarrow.compute as pc
 from embedding_assets.core.chunking import ChunkingConfig, chunk_document
 from embedding_assets.core.embedders import Embedder
 from embedding_assets.core.hashing import set_hash
-from embedding_assets.core.shard_work import Kept
+from embedding_assets.core.shard_work import DOCUMENT_KEY_SEPARATOR, Kept, document_keys
 from embedding_assets.core.sources import Document, Item, Skip
 from embedding_assets.core.store import ShardState, VectorStore, fingerprint
 
 MAX_LISTED = 20
-STORED_COLUMNS = ("chunk_id", "doc_id", "chunk_hash", "doc_hash", "model_version")  # what diff_shard compares
 CHUNK_COLUMNS = ("chunk_id", "doc_id", "chunk_hash", "doc_hash")  # what expected_chunks takes from staged chunks
+STORED_COLUMNS = (*CHUNK_COLUMNS, "model_version")  # what diff_shard compares
+STORED_SCHEMA = pa.schema([(name, pa.string()) for name in STORED_COLUMNS])
 
 
-class ExpectedChunk(NamedTuple):
-    """What the table must hold for one chunk id (a tuple: a shard makes one per chunk, and a frozen
-    dataclass costs several times as much to build)."""
-
-    doc_id: str
-    chunk_hash: str
-    doc_hash: str
+EXPECTED_SCHEMA = pa.schema([(name, pa.string()) for name in CHUNK_COLUMNS])  # what the table must hold
 
 
 @dataclass(frozen=True)
@@ -92,61 +86,71 @@ def expected_chunks(
     embedder: Embedder,
     cached: pa.Table | None = None,
     staged: Callable[[str], Document] | None = None,
-) -> dict[str, ExpectedChunk]:
-    """chunk_id → what the table must hold for it, computed from a shard's ``documents`` as the source
-    holds them now (``Index.listing``). ``cached`` chunk rows (made by the same chunker) stand in for
-    re-cutting the documents whose hash they carry; a ``Kept`` document they do not cover is cut from
-    its ``staged`` copy."""
-    known: dict[tuple[str, str], list[tuple[str, str]]] = {}  # (doc_id, doc_hash) → its (chunk_id, chunk_hash)
-    columns = [] if cached is None else [cached.column(c).to_pylist() for c in CHUNK_COLUMNS]
-    for chunk_id, doc_id, chunk_hash, doc_hash in zip(*columns, strict=True):
-        known.setdefault((doc_id, doc_hash), []).append((chunk_id, chunk_hash))
-    expected = {}
-    for doc in documents:
-        if isinstance(doc, Skip):
-            continue
-        chunks = known.get((doc.doc_id, doc.doc_hash))
-        if not chunks:
-            text = doc.text if isinstance(doc, Document) else _staged_text(staged, doc)
-            chunks = [
-                (c.chunk_id, c.chunk_hash) for c in chunk_document(doc.doc_id, text, config, embedder.count_tokens)
-            ]
-        for chunk_id, chunk_hash in chunks:
-            expected[chunk_id] = ExpectedChunk(doc.doc_id, chunk_hash, doc.doc_hash)
-    return expected
+) -> pa.Table:
+    """The chunks (``EXPECTED_SCHEMA``: chunk_id, doc_id, chunk_hash, doc_hash) the table must hold for a
+    shard's ``documents`` as the source holds them now (``Index.listing``). ``cached`` chunk rows (made
+    by the same chunker) stand in for re-cutting the documents whose hash they carry, column-wise; a
+    ``Kept`` document they do not cover is cut from its ``staged`` copy."""
+    listed = [doc for doc in documents if not isinstance(doc, Skip)]
+    keys = pa.array([f"{doc.doc_id}{DOCUMENT_KEY_SEPARATOR}{doc.doc_hash}" for doc in listed], pa.string())
+    kept = EXPECTED_SCHEMA.empty_table()
+    if cached is not None:
+        kept = (
+            cached.select(CHUNK_COLUMNS).cast(EXPECTED_SCHEMA).filter(pc.is_in(document_keys(cached), value_set=keys))
+        )
+    covered = pc.is_in(keys, value_set=document_keys(kept)).to_pylist()
+    cut = [
+        {"chunk_id": c.chunk_id, "doc_id": doc.doc_id, "chunk_hash": c.chunk_hash, "doc_hash": doc.doc_hash}
+        for doc, is_covered in zip(listed, covered, strict=True)
+        if not is_covered
+        for c in chunk_document(doc.doc_id, _text(doc, staged), config, embedder.count_tokens)
+    ]
+    return pa.concat_tables([kept, pa.Table.from_pylist(cut, EXPECTED_SCHEMA)])
 
 
-def _staged_text(staged: Callable[[str], Document] | None, kept: Kept) -> str:
+def _text(doc: Document | Kept, staged: Callable[[str], Document] | None) -> str:
+    if isinstance(doc, Document):
+        return doc.text
     if staged is None:
-        raise ValueError(f"{kept.doc_id} is kept from a staged copy, but no staged copy was given")
-    return staged(kept.doc_id).text
+        raise ValueError(f"{doc.doc_id} is kept from a staged copy, but no staged copy was given")
+    return staged(doc.doc_id).text
 
 
 def diff_shard(
     shard: str,
-    expected: dict[str, ExpectedChunk],
+    expected: pa.Table,
     stored: pa.Table | None,
     model_version: str,
     recorded: ShardState | None = None,
 ) -> ShardDiff:
-    """Compare the stored rows of ``shard`` (None: no table yet) with the expected chunks, and the
-    fingerprint its ``recorded`` state holds (None: not compared) with theirs."""
-    # chunk_id → (doc_id, chunk_hash, doc_hash, model_version), read column by column (a dict per row
-    # costs more than the comparison); the last of duplicated ids is compared, the rest listed as extra.
-    columns = [] if stored is None else [stored.column(c).to_pylist() for c in STORED_COLUMNS]
-    rows = {chunk_id: tuple(rest) for chunk_id, *rest in zip(*columns, strict=True)}
-    both = sorted(expected.keys() & rows.keys())
+    """Compare the stored rows of ``shard`` (``STORED_COLUMNS``; None: no table yet) with the
+    ``expected`` chunks (``expected_chunks``), column-wise, and the fingerprint its ``recorded`` state
+    holds (None: not compared) with theirs. Duplicated stored ids are listed as extra too."""
+    rows = STORED_SCHEMA.empty_table() if stored is None else stored.select(STORED_COLUMNS).cast(STORED_SCHEMA)
+    wanted, held = expected.column("chunk_id"), rows.column("chunk_id")
+    both = expected.join(rows, keys="chunk_id", join_type="inner", right_suffix="_stored")
+    differs = [
+        pc.not_equal(pc.fill_null(both.column(c), ""), pc.fill_null(both.column(f"{c}_stored"), ""))
+        for c in CHUNK_COLUMNS[1:]
+    ]
+    changed = both.filter(pc.or_(pc.or_(differs[0], differs[1]), differs[2]))
+    other_model = rows.filter(pc.not_equal(pc.fill_null(rows.column("model_version"), ""), model_version))
     return ShardDiff(
         shard,
-        len(expected),
+        expected.num_rows,
         0 if stored is None else stored.num_rows,
-        missing=sorted(expected.keys() - rows.keys()),
-        extra=sorted(rows.keys() - expected.keys()) + _duplicates(stored),
-        changed=[k for k in both if rows[k][:3] != expected[k]],
-        wrong_model=sorted(k for k, r in rows.items() if r[3] != model_version),
+        missing=_ids(expected.filter(pc.invert(pc.is_in(wanted, value_set=held)))),
+        extra=_ids(rows.filter(pc.invert(pc.is_in(held, value_set=wanted)))) + _duplicates(stored),
+        changed=_ids(changed),
+        wrong_model=_ids(other_model),
         rows_fingerprint=fingerprint(stored),
         recorded_fingerprint=None if recorded is None else recorded.fingerprint,
     )
+
+
+def _ids(rows: pa.Table) -> list[str]:
+    """The distinct chunk ids of ``rows``, sorted."""
+    return sorted(pc.unique(rows.column("chunk_id")).to_pylist())
 
 
 def _duplicates(stored: pa.Table | None) -> list[str]:

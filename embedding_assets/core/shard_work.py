@@ -62,6 +62,7 @@ KEY = "embedding_assets.key"  # footer metadata: what a staged file was derived 
 MADE_BY = "embedding_assets.made_by"  # footer metadata: the code that made it (chunker or model identity)
 INDEX = "embedding_assets.index"  # footer metadata: the index the file was staged for
 GENERATION = "embedding_assets.generation"  # raw documents' footer: the change index generation they reflect
+DOCUMENT_KEY_SEPARATOR = "\x1f"  # between a document's id and its hash in ``document_keys``
 RAW_STATS = "embedding_assets.raw_stats"  # raw documents' footer: characters, skips and encodings, as JSON
 
 
@@ -276,8 +277,8 @@ class ShardWork:
             return self._chunk_all(footer)
         # A re-cut: column-wise, so an edit of a few documents costs Arrow's time per row, not Python's.
         documents = staging.read(self.raw_path)
-        kept = previous.filter(pc.is_in(_document_keys(previous), value_set=_document_keys(documents)))
-        changed = documents.filter(pc.invert(pc.is_in(_document_keys(documents), value_set=_document_keys(kept))))
+        kept = previous.filter(pc.is_in(document_keys(previous), value_set=document_keys(documents)))
+        changed = documents.filter(pc.invert(pc.is_in(document_keys(documents), value_set=document_keys(kept))))
         cut = pa.Table.from_pylist(
             list(self._cut(changed.select(["doc_id", "text", "doc_hash"]).to_pylist())), CHUNK_SCHEMA
         )
@@ -462,9 +463,9 @@ def _derived_key(staging: Staging, source: Path, made_by: str) -> str | None:
     return Hasher().update(upstream, made_by).hexdigest() if upstream else None
 
 
-def _document_keys(rows: pa.Table) -> pa.ChunkedArray:
+def document_keys(rows: pa.Table) -> pa.ChunkedArray:
     """Each row's document and its hash as one string: what says a staged chunk still belongs to its document."""
-    return pc.binary_join_element_wise(rows.column("doc_id"), rows.column("doc_hash"), "\x1f")
+    return pc.binary_join_element_wise(rows.column("doc_id"), rows.column("doc_hash"), DOCUMENT_KEY_SEPARATOR)
 
 
 def _chunk_stats(chunks: pa.Table, rechunked: int) -> ChunkStats:

@@ -6,7 +6,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from embedding_assets.core.reconcile import STORED_COLUMNS, ExpectedChunk, diff_shard, stale_shards
+from embedding_assets.core.reconcile import CHUNK_COLUMNS, EXPECTED_SCHEMA, STORED_COLUMNS, diff_shard, stale_shards
 from embedding_assets.core.store import ShardState, VectorStore, fingerprint, state_table_name
 from embedding_assets_tests.core.test_store import MODEL, WHEN, documents_fingerprint, rows
 
@@ -16,11 +16,13 @@ def stored(*records: tuple[str, str, str, str, str]) -> pa.Table:
     return pa.Table.from_pylist([dict(zip(names, r, strict=True)) for r in records])
 
 
-EXPECTED = {
-    "a#0": ExpectedChunk("a", "h0", "da"),
-    "a#1": ExpectedChunk("a", "h1", "da"),
-    "b#0": ExpectedChunk("b", "h2", "db"),
-}
+EXPECTED = pa.Table.from_pylist(
+    [
+        dict(zip(CHUNK_COLUMNS, r, strict=True))
+        for r in (("a#0", "a", "h0", "da"), ("a#1", "a", "h1", "da"), ("b#0", "b", "h2", "db"))
+    ],
+    EXPECTED_SCHEMA,
+)
 
 
 def test_an_exact_table_matches() -> None:
@@ -118,7 +120,7 @@ def test_a_tampered_fingerprint_fails_the_comparison_with_the_rows(tmp_path: Pat
     docs = {"a": ["x", "y"]}
     store.replace_shard("s000", rows("s000", docs))
     written = rows("s000", docs).to_pylist()
-    expected = {r["chunk_id"]: ExpectedChunk(r["doc_id"], r["chunk_hash"], r["doc_hash"]) for r in written}
+    expected = pa.Table.from_pylist(written).select(CHUNK_COLUMNS).cast(EXPECTED_SCHEMA)
     stored = store.shard_rows(MODEL, "s000", STORED_COLUMNS)
     honest = diff_shard("s000", expected, stored, MODEL, store.recorded_states(MODEL)["s000"])
     assert honest.matches and honest.figures()["fingerprint_matches"] is True
