@@ -75,7 +75,8 @@ reliability: install
 # index's cost at 10^4 and 10^6 documents -> benchmarks/change_detection.md; then edit -> searchable
 # under dagster dev for the folder and PostgreSQL -> benchmarks/freshness.md; the local model's thread
 # settings -> benchmarks/model_threads.md; the vector table at 2x10^5 and 2x10^6 rows and the pipeline at
-# 10^5 and 10^6 documents with the toy model -> benchmarks/store_scale.md, pipeline_scale.md; the vector
+# 10^5 and 10^6 documents with the toy model -> benchmarks/store_scale.md, pipeline_scale.md (and 10^6 over
+# 640 shards, the 10^5 run's shard size -> pipeline_scale_fixed_shard.md); the vector
 # index's fold-in and compaction at 10^5 and 4x10^5 rows -> benchmarks/ann_upkeep.md (~1 h 10 min).
 bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/run.py
@@ -84,6 +85,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/model_threads.py
 	$(BIN)/python benchmarks/store_scale.py
 	$(BIN)/python benchmarks/pipeline_scale.py
+	$(BIN)/python benchmarks/pipeline_scale.py --fixed-shard 1000000 640
 	$(BIN)/python benchmarks/ann_upkeep.py
 	$(BIN)/python benchmarks/embed_reuse.py
 

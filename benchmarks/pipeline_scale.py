@@ -23,7 +23,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SHARDS = 64
+SHARDS = int(os.environ.get("PIPELINE_SCALE_SHARDS", "64"))  # --fixed-shard sets it for its child processes
 SIZES = (100_000, 1_000_000)
 EDITED = 10
 EDITED_PERCENT = 1  # the 1% edit (issue 13 item 6): this percent of the documents, spread over every shard
@@ -347,9 +347,15 @@ def measure(size: int, server: Any, root: Path) -> dict[str, Any]:
     finally:
         connection.close()
         (root / f"figures-{size}.json").write_text(json.dumps(figures, indent=1))
-        out = Path(os.environ.get("PIPELINE_SCALE_OUT", ROOT / "benchmarks")) / f"pipeline_scale-{size}.json"
+        figures["shards"] = SHARDS
+        out = Path(os.environ.get("PIPELINE_SCALE_OUT", ROOT / "benchmarks")) / figures_name(size, SHARDS)
         out.write_text(json.dumps(figures, indent=1))
     return figures
+
+
+def figures_name(size: int, shards: int) -> str:
+    """The JSON file of one size's figures (64 shards, or another count for the fixed-shard comparison)."""
+    return f"pipeline_scale-{size}.json" if shards == 64 else f"pipeline_scale-{size}-{shards}-shards.json"
 
 
 TARGET = 50_000_000
@@ -632,15 +638,62 @@ def main(sizes: list[int]) -> None:
             started = time.perf_counter()
             results[size] = measure(size, server, Path(tmp))
             log(f"=== {size:,} done in {time.perf_counter() - started:.0f} s ===")
-            if len(results) > 1:
+            if len(results) > 1 and SHARDS == 64:
                 print(write_report(results, Path(__file__).with_name("pipeline_scale.md")))
 
 
+def write_fixed_shard_report(small: dict[str, Any], large: dict[str, Any], out: Path) -> str:
+    """benchmarks/pipeline_scale_fixed_shard.md: the same shard size at two table sizes (more shards
+    for the larger), so what still grows is what grows with the table, not with a shard."""
+    n, m = small["size"], large["size"]
+    per = {n: small, m: large}
+    rows = _figures(per)
+    lines = [
+        f"# The pipeline at a fixed shard size: {n:,} documents over {small.get('shards', 64)} shards, "
+        f"{m:,} over {large['shards']}",
+        "",
+        f"Both tables have shards of {n // small.get('shards', 64):,} documents, so a cost that is the same at both "
+        "sizes does not grow with the table. Same corpus, model (`toy:hashing`), storage and phases as "
+        "`pipeline_scale.md`, whose 64-shard run the smaller figures come from (its JSON file); one run per "
+        f"figure. Written by `benchmarks/pipeline_scale.py --fixed-shard {m} {large['shards']}`. Load averages "
+        f"(1/5/15 min): {n:,}: {small['ingest'].get('load_before')} before the ingest; {m:,}: "
+        f"{large['ingest'].get('load_before')} before the ingest, {large['shard_write'].get('load_after')} after.",
+        "",
+        f"| figure | {n:,} docs, {small.get('shards', 64)} shards | {m:,} docs, {large['shards']} shards | ratio |",
+        "|---|---|---|---|",
+    ]
+    for name, values in rows.items():
+        ratio = values[m] / values[n] if values[n] else float("nan")
+        lines.append(f"| {name} | {_fmt(name, values[n])} | {_fmt(name, values[m])} | {ratio:.2f}x |")
+    lines += ["", "What each refresh did:", "", "| documents | phase | stale shards | runs | shards run | events |"]
+    lines.append("|---|---|---|---|---|---|")
+    for size, f in per.items():
+        for phase in REFRESH_PHASES:
+            p = f[phase]
+            lines.append(
+                f"| {size:,} | {phase} | {p['stale']} | {p['runs']} | {p['shards_materialized']} | {p['events']:,} |"
+            )
+    lines += _where_time_goes(per)
+    text = "\n".join(lines) + "\n"
+    out.write_text(text)
+    return text
+
+
 if __name__ == "__main__":
+    here = Path(__file__).parent
     if sys.argv[1:2] == ["--report"]:  # the .md from figures already measured (pipeline_scale-<N>.json)
         found = {int(p.stem.split("-")[1]): json.loads(p.read_text()) for p in map(Path, sys.argv[2:])}
-        print(write_report(found, Path(__file__).with_name("pipeline_scale.md")))
+        print(write_report(found, here / "pipeline_scale.md"))
     elif sys.argv[1:2] == ["--child"]:
         child(sys.argv[2], sys.argv[3], Path(sys.argv[4]))
+    elif sys.argv[1:2] == ["--fixed-shard"]:  # N documents over S shards, against the 64-shard run's 10^5
+        size, shards = int(sys.argv[2]), int(sys.argv[3])
+        if shards != SHARDS:  # the child processes read the shard count from the environment
+            os.environ["PIPELINE_SCALE_SHARDS"] = str(shards)
+            os.execv(sys.executable, [sys.executable, *sys.argv])
+        main([size])
+        small = json.loads((here / figures_name(SIZES[0], 64)).read_text())
+        large = json.loads((here / figures_name(size, shards)).read_text())
+        print(write_fixed_shard_report(small, large, here / "pipeline_scale_fixed_shard.md"))
     else:
         main([int(a) for a in sys.argv[1:]] or list(SIZES))
