@@ -77,7 +77,8 @@ reliability: install
 # settings -> benchmarks/model_threads.md; the vector table at 2x10^5 and 2x10^6 rows and the pipeline at
 # 10^5 and 10^6 documents with the toy model -> benchmarks/store_scale.md, pipeline_scale.md (and 10^6 over
 # 640 shards, the 10^5 run's shard size -> pipeline_scale_fixed_shard.md); the vector
-# index's fold-in and compaction at 10^5 and 4x10^5 rows -> benchmarks/ann_upkeep.md (~1 h 10 min).
+# index's fold-in and compaction at 10^5 and 4x10^5 rows -> benchmarks/ann_upkeep.md; a Dagster event's
+# cost on SQLite and PostgreSQL instance storage -> benchmarks/event_cost.md (~1 h 40 min).
 bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/change_detection.py
@@ -88,6 +89,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/pipeline_scale.py --fixed-shard 1000000 640
 	$(BIN)/python benchmarks/ann_upkeep.py
 	$(BIN)/python benchmarks/embed_reuse.py
+	$(BIN)/python benchmarks/event_cost.py
 
 LINTED := embedding_assets embedding_assets_tests benchmarks scripts
 

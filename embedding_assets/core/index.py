@@ -262,7 +262,7 @@ class Index:
         return stale_shards(fingerprints, self.store, model_version, self.expire_before())
 
     def documents(self, shard: str) -> Iterator[Item]:
-        """The shard's documents and skips now, in the change index's order, every one read from the source."""
+        """The shard's documents and skips now, in the change index's order, each read from the source."""
         return (item for item in self.listing(shard, {}) if not isinstance(item, Kept))
 
     def listing(self, shard: str, kept: Mapping[str, str]) -> Iterator[Item | Kept]:

@@ -16,11 +16,9 @@ from embedding_assets.core.store import ShardState, VectorStore, fingerprint
 
 MAX_LISTED = 20
 CHUNK_COLUMNS = ("chunk_id", "doc_id", "chunk_hash", "doc_hash")  # what expected_chunks takes from staged chunks
+EXPECTED_SCHEMA = pa.schema([(name, pa.string()) for name in CHUNK_COLUMNS])  # what the table must hold
 STORED_COLUMNS = (*CHUNK_COLUMNS, "model_version")  # what diff_shard compares
 STORED_SCHEMA = pa.schema([(name, pa.string()) for name in STORED_COLUMNS])
-
-
-EXPECTED_SCHEMA = pa.schema([(name, pa.string()) for name in CHUNK_COLUMNS])  # what the table must hold
 
 
 @dataclass(frozen=True)

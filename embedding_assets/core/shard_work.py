@@ -184,7 +184,7 @@ class ShardWork:
     def chunker_identity(self) -> str:
         return chunker_identity(self.chunking, self.embedder)
 
-    def read_raw_documents(self, items: Iterable["Item | Kept"], generation: int = 0) -> RawStats:
+    def read_raw_documents(self, items: Iterable[Item | Kept], generation: int = 0) -> RawStats:
         """Stage the shard's documents (``Index.listing``); skips are counted, not staged, and a ``Kept``
         document is copied from the staged file column-wise. The file's key is the hash of every
         (doc_id, doc_hash, source_path) it holds, in order; it also records the change index's
@@ -261,7 +261,7 @@ class ShardWork:
         return self._staged.document(doc_id)
 
     @cached_property
-    def _staged(self) -> "_StagedDocuments":
+    def _staged(self) -> _StagedDocuments:
         return _StagedDocuments(self.staging, self.raw_path)
 
     def chunk(self) -> ChunkStats:
