@@ -4,7 +4,9 @@ zero-cost model, a real Dagster instance. At each size: the full ingest, the no-
 changed) and each phase's peak RSS; plus what a refresh pays per shard in Dagster bookkeeping.
 
 Each phase runs in its own subprocess, so its peak RSS (``ru_maxrss``) is its own. Writes
-benchmarks/pipeline_scale.md. ``python benchmarks/pipeline_scale.py [N ...]`` (default 10^5 and 10^6).
+benchmarks/pipeline_scale.md. ``python benchmarks/pipeline_scale.py [N ...]`` (default 10^5 and 10^6);
+``--fixed-shard N S`` measures N documents over S shards against the 64-shard 10^5 run (the same shard
+size when S = 64 N / 10^5) and writes benchmarks/pipeline_scale_fixed_shard.md.
 """
 
 import cProfile

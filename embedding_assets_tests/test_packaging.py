@@ -14,7 +14,8 @@ import pytest
 
 from embedding_assets.core.profiles import PROFILES
 
-pytestmark = pytest.mark.slow
+# One worker runs the whole module, so its module fixture (expensive) is built once (make test: --dist loadgroup).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("packaging")]
 
 ROOT = Path(__file__).resolve().parents[1]
 # The files the build reads: a copy keeps setuptools' build/ and egg-info out of the shared checkout.

@@ -21,7 +21,8 @@ from embedding_assets.core.store import VectorStore
 from embedding_assets.core.table_checks import EMBEDDING_DRIFT, VECTOR_TABLE_INTEGRITY
 from embedding_assets_tests.dagster_dev import PROJECT_ROOT, DagsterDev, dagster_dev, project_env
 
-pytestmark = pytest.mark.slow
+# One worker runs the whole module, so its module fixture (expensive) is built once (make test: --dist loadgroup).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ui")]
 
 CLI = str(PROJECT_ROOT / ".venv" / "bin" / "embedding-assets")
 SHARDS = list(shard_keys(8))  # the demo's
