@@ -14,7 +14,7 @@ import pytest
 
 from embedding_assets.core.profiles import PROFILES
 
-# One worker runs the whole module, so its module fixture (expensive) is built once (make test: --dist loadgroup).
+# One worker runs the whole module (make test: --dist loadgroup), so two workers never both build its fixture.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("packaging")]
 
 ROOT = Path(__file__).resolve().parents[1]

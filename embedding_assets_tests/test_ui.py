@@ -21,7 +21,7 @@ from embedding_assets.core.store import VectorStore
 from embedding_assets.core.table_checks import EMBEDDING_DRIFT, VECTOR_TABLE_INTEGRITY
 from embedding_assets_tests.dagster_dev import PROJECT_ROOT, DagsterDev, dagster_dev, project_env
 
-# One worker runs the whole module, so its module fixture (expensive) is built once (make test: --dist loadgroup).
+# One worker runs the whole module (make test: --dist loadgroup), so two workers never both build its fixture.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ui")]
 
 CLI = str(PROJECT_ROOT / ".venv" / "bin" / "embedding-assets")
