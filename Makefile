@@ -51,7 +51,7 @@ search: install
 
 # Everything CI runs: the static checks, then the whole test suite.
 test: check
-	$(BIN)/pytest -n 2 --dist loadgroup
+	$(BIN)/pytest -n 2
 
 # The contributor's loop: the static checks and the tests that neither run the real model end to end
 # nor start servers (under 2 minutes).

@@ -14,8 +14,7 @@ import pytest
 
 from embedding_assets.core.profiles import PROFILES
 
-# One worker runs the whole module (make test: --dist loadgroup), so two workers never both build its fixture.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("packaging")]
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 # The files the build reads: a copy keeps setuptools' build/ and egg-info out of the shared checkout.

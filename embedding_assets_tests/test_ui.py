@@ -21,8 +21,7 @@ from embedding_assets.core.store import VectorStore
 from embedding_assets.core.table_checks import EMBEDDING_DRIFT, VECTOR_TABLE_INTEGRITY
 from embedding_assets_tests.dagster_dev import PROJECT_ROOT, DagsterDev, dagster_dev, project_env
 
-# One worker runs the whole module (make test: --dist loadgroup), so two workers never both build its fixture.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ui")]
+pytestmark = pytest.mark.slow
 
 CLI = str(PROJECT_ROOT / ".venv" / "bin" / "embedding-assets")
 SHARDS = list(shard_keys(8))  # the demo's
