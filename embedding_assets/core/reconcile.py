@@ -1,5 +1,6 @@
 """Does the index equal its source? Exact differences per shard, and which shards need a refresh."""
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -10,7 +11,7 @@ import pyarrow.compute as pc
 from embedding_assets.core.chunking import ChunkingConfig, chunk_document
 from embedding_assets.core.embedders import Embedder
 from embedding_assets.core.hashing import set_hash
-from embedding_assets.core.shard_work import DOCUMENT_KEY_SEPARATOR, Kept, document_keys
+from embedding_assets.core.shard_work import Kept, document_keys
 from embedding_assets.core.sources import Document, Item, Skip
 from embedding_assets.core.store import ShardState, VectorStore, fingerprint
 
@@ -90,7 +91,8 @@ def expected_chunks(
     by the same chunker) stand in for re-cutting the documents whose hash they carry, column-wise; a
     ``Kept`` document they do not cover is cut from its ``staged`` copy."""
     listed = [doc for doc in documents if not isinstance(doc, Skip)]
-    keys = pa.array([f"{doc.doc_id}{DOCUMENT_KEY_SEPARATOR}{doc.doc_hash}" for doc in listed], pa.string())
+    pairs = {"doc_id": [doc.doc_id for doc in listed], "doc_hash": [doc.doc_hash for doc in listed]}
+    keys = document_keys(pa.table(pairs, pa.schema([("doc_id", pa.string()), ("doc_hash", pa.string())])))
     kept = EXPECTED_SCHEMA.empty_table()
     if cached is not None:
         kept = (
@@ -127,11 +129,14 @@ def diff_shard(
     rows = STORED_SCHEMA.empty_table() if stored is None else stored.select(STORED_COLUMNS).cast(STORED_SCHEMA)
     wanted, held = expected.column("chunk_id"), rows.column("chunk_id")
     both = expected.join(rows, keys="chunk_id", join_type="inner", right_suffix="_stored")
-    differs = [
-        pc.not_equal(pc.fill_null(both.column(c), ""), pc.fill_null(both.column(f"{c}_stored"), ""))
-        for c in CHUNK_COLUMNS[1:]
-    ]
-    changed = both.filter(pc.or_(pc.or_(differs[0], differs[1]), differs[2]))
+    differs = functools.reduce(
+        pc.or_,
+        [
+            pc.not_equal(pc.fill_null(both.column(c), ""), pc.fill_null(both.column(f"{c}_stored"), ""))
+            for c in CHUNK_COLUMNS[1:]
+        ],
+    )
+    changed = both.filter(differs)
     other_model = rows.filter(pc.not_equal(pc.fill_null(rows.column("model_version"), ""), model_version))
     return ShardDiff(
         shard,
