@@ -348,8 +348,8 @@ def measure(size: int, server: Any, root: Path) -> dict[str, Any]:
         figures["shard_write"] = run_phase("shard_write", dsn, work)
     finally:
         connection.close()
-        (root / f"figures-{size}.json").write_text(json.dumps(figures, indent=1))
         figures["shards"] = SHARDS
+        (root / f"figures-{size}.json").write_text(json.dumps(figures, indent=1))
         out = Path(os.environ.get("PIPELINE_SCALE_OUT", ROOT / "benchmarks")) / figures_name(size, SHARDS)
         out.write_text(json.dumps(figures, indent=1))
     return figures
@@ -509,18 +509,7 @@ def write_report(results: dict[int, dict[str, Any]], out: Path) -> str:
             f"| {name} | {_fmt(name, before_small)} | {_fmt(name, now[small])} | {_fmt(name, before_large)} | "
             f"{_fmt(name, now[large])} |"
         )
-    lines += ["", "What each refresh did:", ""]
-    lines.append(
-        "| documents | phase | keys read | sync | stale shards | runs | shards run | events | chunks embedded |"
-    )
-    lines.append("|---|---|---|---|---|---|---|---|---|")
-    for n in sizes:
-        for phase in REFRESH_PHASES:
-            f = results[n][phase]
-            lines.append(
-                f"| {n:,} | {phase} | {f['keys_read']:,} | {_s(f['sync_seconds'])} | {f['stale']} | {f['runs']} | "
-                f"{f['shards_materialized']} | {f['events']:,} | {f['chunks_embedded']:,} |"
-            )
+    lines += _refreshes(results)
     lines += ["", "One shard's write (`VectorStore.replace_shard`), the shard in the middle of the table:", ""]
     lines.append("| documents | table rows | shard rows | 10% changed | restore | 10 rows changed | restore |")
     lines.append("|---|---|---|---|---|---|---|")
@@ -547,6 +536,23 @@ def write_report(results: dict[int, dict[str, Any]], out: Path) -> str:
     text = "\n".join(lines) + "\n"
     out.write_text(text)
     return text
+
+
+def _refreshes(results: dict[int, dict[str, Any]]) -> list[str]:
+    """What each refresh did, per size and phase: keys read, stale shards, runs, events, chunks embedded."""
+    lines = ["", "What each refresh did:", ""]
+    lines.append(
+        "| documents | phase | keys read | sync | stale shards | runs | shards run | events | chunks embedded |"
+    )
+    lines.append("|---|---|---|---|---|---|---|---|---|")
+    for n in sorted(results):
+        for phase in REFRESH_PHASES:
+            f = results[n][phase]
+            lines.append(
+                f"| {n:,} | {phase} | {f['keys_read']:,} | {_s(f['sync_seconds'])} | {f['stale']} | {f['runs']} | "
+                f"{f['shards_materialized']} | {f['events']:,} | {f['chunks_embedded']:,} |"
+            )
+    return lines
 
 
 def _where_time_goes(results: dict[int, dict[str, Any]]) -> list[str]:
@@ -648,33 +654,26 @@ def write_fixed_shard_report(small: dict[str, Any], large: dict[str, Any], out: 
     """benchmarks/pipeline_scale_fixed_shard.md: the same shard size at two table sizes (more shards
     for the larger), so what still grows is what grows with the table, not with a shard."""
     n, m = small["size"], large["size"]
+    small_shards, large_shards = small.get("shards", 64), large["shards"]  # a 64-shard file may predate the field
     per = {n: small, m: large}
     rows = _figures(per)
     lines = [
-        f"# The pipeline at a fixed shard size: {n:,} documents over {small.get('shards', 64)} shards, "
-        f"{m:,} over {large['shards']}",
+        f"# The pipeline at a fixed shard size: {n:,} documents over {small_shards} shards, {m:,} over {large_shards}",
         "",
-        f"Both tables have shards of {n // small.get('shards', 64):,} documents, so a cost that is the same at both "
+        f"Both tables have shards of {n // small_shards:,} documents, so a cost that is the same at both "
         "sizes does not grow with the table. Same corpus, model (`toy:hashing`), storage and phases as "
         "`pipeline_scale.md`, whose 64-shard run the smaller figures come from (its JSON file); one run per "
-        f"figure. Written by `benchmarks/pipeline_scale.py --fixed-shard {m} {large['shards']}`. Load averages "
+        f"figure. Written by `benchmarks/pipeline_scale.py --fixed-shard {m} {large_shards}`. Load averages "
         f"(1/5/15 min): {n:,}: {small['ingest'].get('load_before')} before the ingest; {m:,}: "
         f"{large['ingest'].get('load_before')} before the ingest, {large['shard_write'].get('load_after')} after.",
         "",
-        f"| figure | {n:,} docs, {small.get('shards', 64)} shards | {m:,} docs, {large['shards']} shards | ratio |",
+        f"| figure | {n:,} docs, {small_shards} shards | {m:,} docs, {large_shards} shards | ratio |",
         "|---|---|---|---|",
     ]
     for name, values in rows.items():
         ratio = values[m] / values[n] if values[n] else float("nan")
         lines.append(f"| {name} | {_fmt(name, values[n])} | {_fmt(name, values[m])} | {ratio:.2f}x |")
-    lines += ["", "What each refresh did:", "", "| documents | phase | stale shards | runs | shards run | events |"]
-    lines.append("|---|---|---|---|---|---|")
-    for size, f in per.items():
-        for phase in REFRESH_PHASES:
-            p = f[phase]
-            lines.append(
-                f"| {size:,} | {phase} | {p['stale']} | {p['runs']} | {p['shards_materialized']} | {p['events']:,} |"
-            )
+    lines += _refreshes(per)
     lines += _where_time_goes(per)
     text = "\n".join(lines) + "\n"
     out.write_text(text)
