@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 SHARDS = int(os.environ.get("PIPELINE_SCALE_SHARDS", "64"))  # --fixed-shard sets it for its child processes
 SIZES = (100_000, 1_000_000)
 EDITED = 10
+EDIT_SPAN = 100_000  # the 10-document edits pick from the first this many ids: the same documents at every size
 EDITED_PERCENT = 1  # the 1% edit (issue 13 item 6): this percent of the documents, spread over every shard
 PHASES = ("ingest", "noop", "edit", "edit_profile", "edit_percent", "shard_write")
 # ~65 words per document, made in SQL: one chunk each, so chunking costs little.
@@ -305,9 +306,9 @@ def run_phase(name: str, dsn: str, work: Path) -> dict[str, Any]:
     return result
 
 
-def edit(connection: Any, size: int, round_: int, count: int = EDITED) -> list[str]:
-    """Append a word to ``count`` documents spread evenly over the id range (so over the shards)."""
-    ids = [f"doc{(round_ * 7919 + i * (size // count) + 13) % size:07d}" for i in range(count)]
+def edit(connection: Any, span: int, round_: int, count: int = EDITED) -> list[str]:
+    """Append a word to ``count`` documents spread evenly over the first ``span`` ids (so over the shards)."""
+    ids = [f"doc{(round_ * 7919 + i * (span // count) + 13) % span:07d}" for i in range(count)]
     with connection.cursor() as cur:
         cur.execute("UPDATE docs SET text = text || ' edited ' || %s WHERE id = ANY(%s)", (round_, ids))
     return ids
@@ -339,9 +340,10 @@ def measure(size: int, server: Any, root: Path) -> dict[str, Any]:
             cur.execute("CHECKPOINT")  # so idle slot reads do not re-decode the load's WAL
         figures["noop"] = run_phase("noop", dsn, work)
         figures["noop_profile"] = run_phase("noop_profile", dsn, work)
-        edit(connection, size, 1)
+        # The same ten documents at every size, so the same shards go stale and the edits compare alike.
+        edit(connection, min(size, EDIT_SPAN), 1)
         figures["edit"] = run_phase("edit", dsn, work)
-        edit(connection, size, 2)
+        edit(connection, min(size, EDIT_SPAN), 2)
         figures["edit_profile"] = run_phase("edit_profile", dsn, work)
         edit(connection, size, 3, size * EDITED_PERCENT // 100)
         figures["edit_percent"] = run_phase("edit_percent", dsn, work)
@@ -468,7 +470,9 @@ def write_report(results: dict[int, dict[str, Any]], out: Path) -> str:
         "(SQLite, in a temporary DAGSTER_HOME), `refresh(index, instance)`. Each phase is its own "
         "subprocess, so peak RSS (`ru_maxrss`) is the phase's own. Times are taken around `refresh(...)` "
         "inside the process: Python start-up and the Dagster import are excluded, LanceDB's import (lazy, "
-        "inside `refresh`; 3-6 s on this machine) is included. Written by `benchmarks/pipeline_scale.py`. "
+        "inside `refresh`; 3-6 s on this machine) is included. The 10-document edits change the same ten "
+        f"documents at every size (spread over the first {EDIT_SPAN:,} ids), so the same shards go stale. "
+        "Written by `benchmarks/pipeline_scale.py`. "
         "One run per figure, on a 2-core machine **shared with other engineers' test runs** (pinned to a "
         "core or not, as the operator ran it: see Findings). Load averages (1/5/15 min, `uptime`): "
         f"{loads}; per phase in the JSON files "

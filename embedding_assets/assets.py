@@ -112,7 +112,7 @@ def build_raw_documents(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinit
         def one(work: ShardWork) -> dict[str, Any]:
             generation = index.changes.generation_of(work.shard)  # read first: what follows is at least as new
             staged = work.staged_raw_stats(generation)  # unchanged since it was staged: O(1), not O(shard)
-            stats = staged or work.read_raw_documents(index.listing(work.shard, work.staged_hashes()), generation)
+            stats = staged or work.read_raw_documents(index.listing(work.shard, work.staged_keys()), generation)
             for skip in stats.skipped:
                 context.log.warning(f"{work.shard}: skipped {skip.doc_id!r}: {skip.reason}")
             skipped = [{"doc_id": s.doc_id, "reason": s.reason} for s in stats.skipped[:MAX_SKIPS_IN_METADATA]]

@@ -116,7 +116,7 @@ def build_table_checks(
                 # Documents whose hash the change index holds come from the staged copy with that hash, the
                 # rest from the source: O(change) source reads (`verify` re-reads everything).
                 cached = work.staged_chunks(CHUNK_COLUMNS)
-                documents = index.listing(shard, work.staged_hashes())
+                documents = index.listing(shard, work.staged_keys())
                 expected = expected_chunks(documents, index.chunking, model, cached, work.staged_document)
                 diff = diff_shard(shard, expected, rows, model.model_version, recorded.get(shard))
                 report(

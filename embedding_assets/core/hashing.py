@@ -3,7 +3,11 @@
 import hashlib
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 _TRAILING_SPACE = re.compile(r"[ \t]+\n")
 _MANY_BLANK_LINES = re.compile(r"\n{3,}")
@@ -62,3 +66,21 @@ class Hasher:
 
     def hexdigest(self) -> str:
         return self._digest.hexdigest()
+
+
+def columns_digest(seed: str, columns: Sequence[pa.Array | pa.ChunkedArray]) -> str:
+    """An order-sensitive hash of string columns, each value delimited by its byte length (-1: null),
+    computed over Arrow's buffers: what ``Hasher`` does row by row, at C speed for a whole shard."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(seed.encode("utf-8"))
+    for column in columns:
+        values = pc.fill_null(column, "").cast(pa.string())  # 32-bit offsets, read below
+        values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+        lengths = pc.fill_null(pc.binary_length(column), -1).to_numpy(zero_copy_only=False).astype("<i8")
+        digest.update(len(values).to_bytes(8, "big") + lengths.tobytes())
+        if len(values):
+            offsets = np.frombuffer(values.buffers()[1], dtype=np.int32)[
+                values.offset : values.offset + len(values) + 1
+            ]
+            digest.update(memoryview(values.buffers()[2])[offsets[0] : offsets[-1]])
+    return digest.hexdigest()

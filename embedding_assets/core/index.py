@@ -9,11 +9,15 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from embedding_assets.core.change_index import ChangeIndex, SyncReport
 from embedding_assets.core.change_index_db import IndexDatabase, PostgresDatabase, SqliteDatabase
@@ -28,7 +32,7 @@ from embedding_assets.core.profiles import instance_database
 from embedding_assets.core.reconcile import stale_shards
 from embedding_assets.core.registry import Registry
 from embedding_assets.core.settings import POSTGRES_SCHEMES, Settings
-from embedding_assets.core.shard_work import Kept, ShardWork, chunk_profile
+from embedding_assets.core.shard_work import Kept, ShardWork, chunk_profile, document_keys
 from embedding_assets.core.sources import Document, Item, Skip, Source, SourceFolder
 from embedding_assets.core.staging import Staging
 from embedding_assets.core.store import TableInfo, VectorStore, expire_before, table_name
@@ -263,28 +267,56 @@ class Index:
 
     def documents(self, shard: str) -> Iterator[Item]:
         """The shard's documents and skips now, in the change index's order, each read from the source."""
-        return (item for item in self.listing(shard, {}) if not isinstance(item, Kept))
+        return (item for item in self.listing(shard, None) if not isinstance(item, Kept))
 
-    def listing(self, shard: str, kept: Mapping[str, str]) -> Iterator[Item | Kept]:
+    def listing(self, shard: str, staged: pa.Table | None) -> Iterator[Item | Kept]:
         """The shard's documents and skips now, in the change index's order. Its keys come from the
-        index, so nothing else is listed; a document whose hash ``kept`` (doc_id → doc_hash of a copy
-        the caller holds) already has comes as ``Kept``, the others are read from the source."""
+        index, so nothing else is listed. Documents whose ``staged`` copy (doc_id and doc_hash of the
+        caller's file, ``ShardWork.staged_keys``) already has the listed hash come as runs of ``Kept``,
+        found column-wise; the others are read from the source (a key whole, if any of its documents is)."""
         items = self.changes.shard_items(shard)
-        stale = sorted(
-            {key for key, _, doc_id, doc_hash, skip in items if skip is None and not _holds(kept, doc_id, doc_hash)}
+        if not items:
+            return
+        keys, positions, doc_ids, doc_hashes, skips = zip(*items, strict=True)
+        ids, hashes = pa.array(doc_ids, pa.string()), pa.array(doc_hashes, pa.string())
+        listed = pa.table([ids, hashes], ["doc_id", "doc_hash"])
+        skipped = np.array([skip is not None for skip in skips])
+        at = (
+            None
+            if staged is None
+            else pc.index_in(document_keys(listed), value_set=document_keys(staged)).combine_chunks()
         )
+        held = (
+            np.zeros(len(items), dtype=bool) if at is None else ~skipped & at.is_valid().to_numpy(zero_copy_only=False)
+        )
+        stale = sorted({keys[i] for i in np.flatnonzero(~held & ~skipped)})
+        if stale:  # a key is read whole: its documents come from the read, not the staged copy
+            held &= ~pc.is_in(pa.array(keys, pa.string()), value_set=pa.array(stale, pa.string())).to_numpy(
+                zero_copy_only=False
+            )
         fresh = dict(self.source.read_many(stale))
-        for key, position, doc_id, doc_hash, skip in items:
+
+        def kept(start: int, stop: int) -> Kept:
+            assert at is not None  # held documents have a staged row
+            return Kept(ids[start:stop], hashes[start:stop], at[start:stop])
+
+        start = 0
+        for i in np.flatnonzero(~held).tolist():
+            if i > start:
+                yield kept(start, i)
+            start = i + 1
+            key, position, doc_id, skip = keys[i], positions[i], doc_ids[i], skips[i]
             if skip is not None:
                 yield Skip(doc_id, skip)
             elif key not in fresh:
-                held = _holds(kept, doc_id, doc_hash)
-                yield Kept(doc_id, kept[doc_id]) if held else Skip(doc_id, "vanished from the staged documents")
+                yield Skip(doc_id, "vanished from the staged documents")
             else:  # what the key holds at that position now (None: gone since the sync, which the next records)
                 now = fresh[key]
                 item = _at(now.items if now else [], position, doc_id)
                 if item is not None:
                     yield item
+        if start < len(items):
+            yield kept(start, len(items))
 
     def shard_work(self, shard: str, model: ActiveModel | None = None) -> ShardWork:
         """The unit of work for ``shard`` and ``model`` (the first listed by default: the raw documents
@@ -299,11 +331,6 @@ class Index:
             expire_before=self.expire_before(),
             index_id=self.index_id,
         )
-
-
-def _holds(kept: Mapping[str, str], doc_id: str, doc_hash: str | None) -> bool:
-    """Whether the caller's copy of ``doc_id`` has ``doc_hash``."""
-    return doc_id in kept and kept[doc_id] == doc_hash
 
 
 def _at(items: list[Item], position: int, doc_id: str) -> Item | None:

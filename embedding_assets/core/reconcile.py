@@ -5,6 +5,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -12,7 +13,7 @@ from embedding_assets.core.chunking import ChunkingConfig, chunk_document
 from embedding_assets.core.embedders import Embedder
 from embedding_assets.core.hashing import set_hash
 from embedding_assets.core.shard_work import Kept, document_keys
-from embedding_assets.core.sources import Document, Item, Skip
+from embedding_assets.core.sources import Document, Item
 from embedding_assets.core.store import ShardState, VectorStore, fingerprint
 
 MAX_LISTED = 20
@@ -20,6 +21,7 @@ CHUNK_COLUMNS = ("chunk_id", "doc_id", "chunk_hash", "doc_hash")  # what expecte
 EXPECTED_SCHEMA = pa.schema([(name, pa.string()) for name in CHUNK_COLUMNS])  # what the table must hold
 STORED_COLUMNS = (*CHUNK_COLUMNS, "model_version")  # what diff_shard compares
 STORED_SCHEMA = pa.schema([(name, pa.string()) for name in STORED_COLUMNS])
+PAIR_NAMES = ["doc_id", "doc_hash"]
 
 
 @dataclass(frozen=True)
@@ -90,30 +92,64 @@ def expected_chunks(
     shard's ``documents`` as the source holds them now (``Index.listing``). ``cached`` chunk rows (made
     by the same chunker) stand in for re-cutting the documents whose hash they carry, column-wise; a
     ``Kept`` document they do not cover is cut from its ``staged`` copy."""
-    listed = [doc for doc in documents if not isinstance(doc, Skip)]
-    pairs = {"doc_id": [doc.doc_id for doc in listed], "doc_hash": [doc.doc_hash for doc in listed]}
-    keys = document_keys(pa.table(pairs, pa.schema([("doc_id", pa.string()), ("doc_hash", pa.string())])))
+    listed = _listed_documents(documents)
+    keys = document_keys(listed.pairs)
     kept = EXPECTED_SCHEMA.empty_table()
     if cached is not None:
         kept = (
             cached.select(CHUNK_COLUMNS).cast(EXPECTED_SCHEMA).filter(pc.is_in(document_keys(cached), value_set=keys))
         )
-    covered = pc.is_in(keys, value_set=document_keys(kept)).to_pylist()
-    cut = [
-        {"chunk_id": c.chunk_id, "doc_id": doc.doc_id, "chunk_hash": c.chunk_hash, "doc_hash": doc.doc_hash}
-        for doc, is_covered in zip(listed, covered, strict=True)
-        if not is_covered
-        for c in chunk_document(doc.doc_id, _text(doc, staged), config, embedder.count_tokens)
-    ]
+    uncovered = pc.invert(pc.is_in(keys, value_set=document_keys(kept))).to_numpy(zero_copy_only=False)
+    cut = []
+    for i in np.flatnonzero(uncovered).tolist():
+        doc_id, doc_hash = listed.pairs["doc_id"][i].as_py(), listed.pairs["doc_hash"][i].as_py()
+        text = listed.read[i].text if i in listed.read else _staged_text(doc_id, staged)
+        cut += [
+            {"chunk_id": c.chunk_id, "doc_id": doc_id, "chunk_hash": c.chunk_hash, "doc_hash": doc_hash}
+            for c in chunk_document(doc_id, text, config, embedder.count_tokens)
+        ]
     return pa.concat_tables([kept, pa.Table.from_pylist(cut, EXPECTED_SCHEMA)])
 
 
-def _text(doc: Document | Kept, staged: Callable[[str], Document] | None) -> str:
-    if isinstance(doc, Document):
-        return doc.text
+@dataclass(frozen=True)
+class _Listed:
+    pairs: pa.Table  # doc_id, doc_hash of every listed document, in order
+    read: dict[int, Document]  # the documents read from the source, by their row in ``pairs``
+
+
+def _listed_documents(documents: Iterable[Item | Kept]) -> _Listed:
+    """The documents of a listing (skips left out) as columns, runs of ``Kept`` joined without Python rows."""
+    runs: list[pa.Table] = []
+    read: dict[int, Document] = {}
+    ids: list[str] = []
+    hashes: list[str] = []
+    rows = 0
+
+    def close() -> None:
+        if ids:
+            runs.append(pa.table([pa.array(ids, pa.string()), pa.array(hashes, pa.string())], PAIR_NAMES))
+            ids.clear()
+            hashes.clear()
+
+    for doc in documents:
+        if isinstance(doc, Kept):
+            close()
+            runs.append(pa.table([doc.doc_ids, doc.doc_hashes], PAIR_NAMES))
+            rows += len(doc)
+        elif isinstance(doc, Document):
+            read[rows] = doc
+            ids.append(doc.doc_id)
+            hashes.append(doc.doc_hash)
+            rows += 1
+    close()
+    pairs = pa.concat_tables(runs) if runs else pa.table([pa.array([], pa.string())] * 2, PAIR_NAMES)
+    return _Listed(pairs, read)
+
+
+def _staged_text(doc_id: str, staged: Callable[[str], Document] | None) -> str:
     if staged is None:
-        raise ValueError(f"{doc.doc_id} is kept from a staged copy, but no staged copy was given")
-    return staged(doc.doc_id).text
+        raise ValueError(f"{doc_id} is kept from a staged copy, but no staged copy was given")
+    return staged(doc_id).text
 
 
 def diff_shard(

@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from embedding_assets.core.chunking import Chunk, ChunkingConfig, chunk_document
 from embedding_assets.core.embedders import Embedder
 from embedding_assets.core.errors import ConfigError
-from embedding_assets.core.hashing import Hasher
+from embedding_assets.core.hashing import Hasher, columns_digest
 from embedding_assets.core.sources import Document, Item, Skip
 from embedding_assets.core.staging import BATCH_ROWS, Row, Staging
 from embedding_assets.core.store import ShardWrite, VectorStore, row_schema, table_name
@@ -63,6 +63,7 @@ MADE_BY = "embedding_assets.made_by"  # footer metadata: the code that made it (
 INDEX = "embedding_assets.index"  # footer metadata: the index the file was staged for
 GENERATION = "embedding_assets.generation"  # raw documents' footer: the change index generation they reflect
 DOCUMENT_KEY_SEPARATOR = "\x1f"  # between a document's id and its hash in ``document_keys``
+RAW_KEY_COLUMNS = ("doc_id", "doc_hash", "source_path")  # what a raw file's key hashes, row by row
 RAW_STATS = "embedding_assets.raw_stats"  # raw documents' footer: characters, skips and encodings, as JSON
 
 
@@ -76,15 +77,20 @@ class RawStats:
 
 @dataclass(frozen=True)
 class Kept:
-    """A document whose staged copy already has the hash the change index lists: a re-read copies it."""
+    """A run of consecutive documents whose staged copies already have the hashes the change index
+    lists (``Index.listing``): a re-read copies them from the staged file column-wise."""
 
-    doc_id: str
-    doc_hash: str
+    doc_ids: pa.Array
+    doc_hashes: pa.Array
+    rows: pa.Array  # their row numbers in the staged copy the listing was given
+
+    def __len__(self) -> int:
+        return len(self.doc_ids)
 
 
 class _StagedDocuments:
-    """The shard's staged raw file as a re-read sees it: read once, on first use, and copied row by
-    row number into the new file's batches (so kept documents never become Python objects)."""
+    """The shard's staged raw file as a re-read sees it: read once, on first use, and copied by row
+    number into the new file (so kept documents never become Python objects)."""
 
     def __init__(self, staging: Staging, path: Path) -> None:
         self.staging, self.path = staging, path
@@ -96,40 +102,9 @@ class _StagedDocuments:
             staged = staged.append_column("encoding", pa.nulls(staged.num_rows, pa.string()))
         return staged.select(RAW_SCHEMA.names).cast(RAW_SCHEMA)
 
-    @cached_property
-    def position(self) -> dict[str, int]:
-        return {doc_id: i for i, doc_id in enumerate(self.table.column("doc_id").to_pylist())}
-
-    @cached_property
-    def _columns(self) -> tuple[list[Any], ...]:
-        t = self.table
-        lengths = pc.utf8_length(t.column("text"))
-        return tuple(
-            c.to_pylist() for c in (t.column("doc_hash"), t.column("source_path"), lengths, t.column("encoding"))
-        )
-
-    def described(self, row: int) -> tuple[str, str, int, str | None]:
-        """(doc_hash, source_path, characters, encoding) of a staged row."""
-        doc_hash, source_path, length, encoding = (column[row] for column in self._columns)
-        return doc_hash, source_path, length, encoding
-
     def document(self, doc_id: str) -> Document:
-        row = self.table.slice(self.position[doc_id], 1).to_pylist()[0]
+        row = self.table.slice(pc.index(self.table.column("doc_id"), doc_id).as_py(), 1).to_pylist()[0]
         return Document(row["doc_id"], row["text"], row["doc_hash"], row["source_path"], row["encoding"])
-
-    def merged(self, fresh: list[Row], order: list[int]) -> pa.Table:
-        """One batch of the new file: ``order`` names, per row, a row of ``fresh`` (>= 0) or a staged
-        row (-1 - its number)."""
-        kept = [-1 - i for i in order if i < 0]
-        parts = [pa.Table.from_pylist(fresh, RAW_SCHEMA)]
-        if kept:
-            parts.append(self.table.take(pa.array(kept, pa.int64())))
-        combined = pa.concat_tables(parts)
-        taken, positions = 0, []
-        for i in order:  # fresh rows come first in `combined`, then the kept ones in their order
-            positions.append(i if i >= 0 else len(fresh) + taken)
-            taken += i < 0
-        return combined.take(pa.array(positions, pa.int64()))
 
 
 @dataclass(frozen=True)
@@ -185,22 +160,29 @@ class ShardWork:
         return chunker_identity(self.chunking, self.embedder)
 
     def read_raw_documents(self, items: Iterable[Item | Kept], generation: int = 0) -> RawStats:
-        """Stage the shard's documents (``Index.listing``); skips are counted, not staged, and a ``Kept``
-        document is copied from the staged file column-wise. The file's key is the hash of every
+        """Stage the shard's documents (``Index.listing``); skips are counted, not staged, and ``Kept``
+        documents are copied from the staged file column-wise. The file's key is the hash of every
         (doc_id, doc_hash, source_path) it holds, in order; it also records the change index's
         ``generation`` the documents are at least as new as. Fresh documents stream in batches."""
         skipped: list[Skip] = []
         encodings: dict[str, str] = {}
         characters = documents = 0
-        key, footer = Hasher().update(self.index_id), {GENERATION: str(generation), INDEX: self.index_id}
-        staged = self._staged
-        fresh: list[Row] = []
-        order: list[int] = []  # per row of the batch: a row of `fresh` (>= 0), or -1 - a staged row
+        footer = {GENERATION: str(generation), INDEX: self.index_id}
+        batch: list[pa.Table] = []  # the next rows to write, in order: runs of fresh and of kept rows
+        fresh: list[Row] = []  # the fresh run being read
+        written: list[pa.Table] = []  # what the file holds so far, for its key
+
+        def close_fresh() -> None:
+            if fresh:
+                batch.append(pa.Table.from_pylist(fresh, RAW_SCHEMA))
+                fresh.clear()
 
         def flush(writer: pq.ParquetWriter) -> None:
-            writer.write_table(staged.merged(fresh, order))
-            fresh.clear()
-            order.clear()
+            close_fresh()
+            rows = pa.concat_tables(batch)
+            writer.write_table(rows, row_group_size=BATCH_ROWS)
+            written.append(rows.select(RAW_KEY_COLUMNS))
+            batch.clear()
 
         with self.staging.writer(self.raw_path, RAW_SCHEMA, footer) as writer:
             for item in items:
@@ -208,27 +190,24 @@ class ShardWork:
                     skipped.append(item)
                     continue
                 if isinstance(item, Kept):
-                    row = staged.position[item.doc_id]
-                    doc_hash, source_path, length, encoding = staged.described(row)
-                    order.append(-1 - row)
+                    close_fresh()
+                    kept = self._staged.table.take(item.rows)
+                    batch.append(kept)
+                    characters += pc.sum(pc.utf8_length(kept.column("text"))).as_py() or 0
+                    documents += kept.num_rows
+                    detected = kept.filter(pc.is_valid(kept.column("encoding"))).select(["doc_id", "encoding"])
+                    encodings.update((row["doc_id"], row["encoding"]) for row in detected.to_pylist())
                 else:
-                    doc_hash, source_path, length, encoding = (
-                        item.doc_hash,
-                        item.source_path,
-                        len(item.text),
-                        item.encoding,
-                    )
-                    order.append(len(fresh))
                     fresh.append(_raw_row(item))
-                characters, documents = characters + length, documents + 1
-                if encoding:
-                    encodings[item.doc_id] = encoding
-                key.update(item.doc_id, doc_hash, source_path)
-                if len(order) >= BATCH_ROWS:
+                    characters, documents = characters + len(item.text), documents + 1
+                    if item.encoding:
+                        encodings[item.doc_id] = item.encoding
+                if len(fresh) + sum(t.num_rows for t in batch) >= BATCH_ROWS:  # batch: a few runs
                     flush(writer)
-            if order:
+            if fresh or batch:
                 flush(writer)
-            footer[KEY] = key.hexdigest()
+            held = pa.concat_tables(written) if written else RAW_SCHEMA.empty_table().select(RAW_KEY_COLUMNS)
+            footer[KEY] = columns_digest(self.index_id, [held.column(c) for c in RAW_KEY_COLUMNS])
             skips = [[s.doc_id, s.reason] for s in skipped]
             footer[RAW_STATS] = json.dumps({"characters": characters, "skipped": skips, "encodings": encodings})
         return RawStats(documents, characters, skipped, encodings)
@@ -248,13 +227,12 @@ class ShardWork:
         """The change index's generation the staged documents reflect (0 before the first run)."""
         return int(self.staging.metadata(self.raw_path).get(GENERATION, "0"))
 
-    def staged_hashes(self) -> dict[str, str]:
-        """doc_id → doc_hash of the shard's staged raw documents ({} before the first run): what a
-        re-read may keep (``Index.listing``)."""
+    def staged_keys(self) -> pa.Table | None:
+        """The doc_id and doc_hash of the shard's staged raw documents, in the file's order (None before
+        the first run): what a re-read may keep (``Index.listing``)."""
         if not self.raw_path.exists():
-            return {}
-        staged = self.staging.read(self.raw_path, ["doc_id", "doc_hash"])
-        return dict(zip(staged.column("doc_id").to_pylist(), staged.column("doc_hash").to_pylist(), strict=True))
+            return None
+        return self.staging.read(self.raw_path, ["doc_id", "doc_hash"])
 
     def staged_document(self, doc_id: str) -> Document:
         """The staged copy of ``doc_id`` (a ``Kept`` document; the file is read once per unit of work)."""

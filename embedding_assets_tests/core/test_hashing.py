@@ -1,9 +1,10 @@
 import subprocess
 import sys
 
+import pyarrow as pa
 import pytest
 
-from embedding_assets.core.hashing import content_hash, normalize_text, stable_bucket
+from embedding_assets.core.hashing import columns_digest, content_hash, normalize_text, stable_bucket
 
 
 @pytest.mark.parametrize(
@@ -38,3 +39,15 @@ def test_stable_bucket_is_the_same_in_another_process() -> None:
     ).stdout.strip()
     assert str(here) == there
     assert all(0 <= b < 1024 for b in here)
+
+
+def test_columns_digest_follows_the_values_not_how_arrow_holds_them() -> None:
+    values = ["a", "bc", None, "", "ünï"]
+    digest = columns_digest("seed", [pa.array(values)])
+    assert digest == columns_digest("seed", [pa.chunked_array([values[:2], values[2:]], pa.string())])
+    assert digest == columns_digest("seed", [pa.array(["x", *values])[1:]])  # a sliced array
+    assert digest == columns_digest("seed", [pa.array(values, pa.large_string())])
+    for other in (["ab", "c", None, "", "ünï"], ["a", "bc", "", "", "ünï"], values[::-1]):
+        assert columns_digest("seed", [pa.array(other)]) != digest  # boundaries, null vs empty, order
+    assert columns_digest("other", [pa.array(values)]) != digest
+    assert columns_digest("seed", [pa.array(values[:2]), pa.array(values[2:])]) != digest  # columns delimited
