@@ -363,17 +363,18 @@ def figures_name(size: int, shards: int) -> str:
 
 
 TARGET = 50_000_000
-# The previous run's key figures (2026-12-01, 8ba3b79, not pinned, load 3.5-4.9): before a stale shard's
-# raw, chunk and check work went column-wise and run_through_gap was re-estimated. Kept in the report.
+# The previous run's key figures (2026-12-01, a14d845, not pinned, load 0.6-1.6): before a stale shard's
+# listing, raw restage, embedding lookup and checks' listing went column-wise, and before the 10-document
+# edits changed the same documents at every size (7 stale shards at 10^5, 10 at 10^6). Kept in the report.
 BEFORE = {
-    "full ingest": (90.0, 612.9),
-    "no-op refresh": (2.0, 1.9),
-    "10-document edit refresh": (14.7, 42.0),
-    "1% edit refresh": (59.8, 185.5),
-    "one shard's write, 10% of it changed": (0.082, 0.584),
-    "one shard's write, 10 rows changed": (0.051, 0.161),
-    "peak RSS, full ingest": (567.0, 951.0),
-    "peak RSS, edit refresh": (405.0, 483.0),
+    "full ingest": (68.5, 432.1),
+    "no-op refresh": (1.8, 2.1),
+    "10-document edit refresh": (10.2, 25.2),
+    "1% edit refresh": (39.2, 104.0),
+    "one shard's write, 10% of it changed": (0.193, 0.453),
+    "one shard's write, 10 rows changed": (0.094, 0.207),
+    "peak RSS, full ingest": (537.0, 918.0),
+    "peak RSS, edit refresh": (428.0, 527.0),
 }
 REFRESH_PHASES = ("ingest", "noop", "edit", "edit_profile", "edit_percent")
 
@@ -500,9 +501,9 @@ def write_report(results: dict[int, dict[str, Any]], out: Path) -> str:
         + " (issue 13 item 6 asks for ≤ 1.5%; with the toy model the ingest has no embedding cost, so this "
         "is the pipeline's own cost against the pipeline's own cost).",
         "",
-        "The previous run (8ba3b79: before a stale shard's raw, chunk and check work went column-wise "
-        "and the run-through gap was re-estimated; not pinned, load 3.5-4.9, where this run's was 0.6-1.6, "
-        "so part of every difference is the load):",
+        "The previous run (a14d845: before a stale shard's listing, raw restage and embedding lookup went "
+        "column-wise, and before the 10-document edits changed the same ten documents at every size, where "
+        "they made 7 shards stale at 100,000 and 10 at 1,000,000; not pinned, load 0.6-1.6):",
         "",
         f"| figure | before, {small:,} | now | before, {large:,} | now |",
         "|---|---|---|---|---|",

@@ -301,15 +301,9 @@ class ShardWork:
         """Tokens ``embed`` would send to the model for this shard now (what the run budget counts)."""
         if self._embeddings_up_to_date:
             return 0
-        reusable = self._reusable_hashes
-        return sum(
-            n
-            for batch in self.staging.read_batches(self.chunks_path)
-            for h, n in zip(
-                batch.column("chunk_hash").to_pylist(), batch.column("token_count").to_pylist(), strict=True
-            )
-            if h not in reusable
-        )
+        chunks = self.staging.read(self.chunks_path, ["chunk_hash", "token_count"])
+        new = self._reusable_hashes.rows_of(chunks.column("chunk_hash")) < 0
+        return int(chunks.column("token_count").to_numpy()[new].sum())
 
     def embed(self, now: datetime | None = None) -> EmbedStats:
         """Vectors for the shard's chunks: reused from the table when this model already embedded the
@@ -329,21 +323,21 @@ class ShardWork:
         now_us = np.datetime64((now or datetime.now(UTC)).replace(tzinfo=None), "us")
         stored, dimensions = self._reusable_vectors, embedder.dimensions
         embedded = reused = tokens = 0
+        # Each chunk's stored row with the same text (-1: new text), found once for the file.
+        reusable = stored.rows_of(staging.read(self.chunks_path, ["chunk_hash"]).column("chunk_hash"))
+        offset = 0
         with staging.writer(out, schema, {KEY: self._embeddings_key or "", INDEX: self.index_id}) as writer:
             for batch in staging.read_batches(self.chunks_path, EMBED_BATCH_ROWS):
-                at = [stored.position.get(h, -1) for h in batch.column("chunk_hash").to_pylist()]  # -1: new text
-                missing = [i for i, p in enumerate(at) if p < 0]
-                kept = [i for i, p in enumerate(at) if p >= 0]
+                at, offset = reusable[offset : offset + batch.num_rows], offset + batch.num_rows
+                missing, kept = np.flatnonzero(at < 0), np.flatnonzero(at >= 0)
                 matrix = np.empty((len(at), dimensions), dtype=np.float32)
                 stamps = np.full(len(at), now_us)
-                if kept:  # vectors this model already made for the same text, copied column-wise
-                    taken = [at[i] for i in kept]
-                    matrix[kept], stamps[kept] = stored.vectors[taken], stored.embedded_at[taken]
-                if missing:
-                    texts = batch.column("text").to_pylist()
-                    matrix[missing] = _checked(embedder, embedder.embed([texts[i] for i in missing]), len(missing))
-                token_counts = batch.column("token_count").to_pylist()
-                tokens += sum(token_counts[i] for i in missing)
+                if len(kept):  # vectors this model already made for the same text, copied column-wise
+                    matrix[kept], stamps[kept] = stored.vectors[at[kept]], stored.embedded_at[at[kept]]
+                if len(missing):
+                    texts = batch.column("text").take(pa.array(missing)).to_pylist()
+                    matrix[missing] = _checked(embedder, embedder.embed(texts), len(missing))
+                tokens += int(batch.column("token_count").to_numpy()[missing].sum())
                 embedded += len(missing)
                 reused += len(kept)
                 vectors = pa.FixedSizeListArray.from_arrays(pa.array(matrix.ravel()), dimensions)
@@ -388,9 +382,9 @@ class ShardWork:
         return _stored_vectors(self.store, self.model_version, self.shard, self.expire_before, self.embedder.dimensions)
 
     @cached_property
-    def _reusable_hashes(self) -> set[str]:
-        """The chunk hashes of ``_reusable_vectors``, read without the vectors (for the budget pass)."""
-        return set(_stored_vectors(self.store, self.model_version, self.shard, self.expire_before).position)
+    def _reusable_hashes(self) -> "StoredVectors":
+        """``_reusable_vectors`` read without the vectors (for the budget pass)."""
+        return _stored_vectors(self.store, self.model_version, self.shard, self.expire_before)
 
 
 def chunk_profile(embedder: Embedder) -> str:
@@ -457,12 +451,17 @@ def _chunk_stats(chunks: pa.Table, rechunked: int) -> ChunkStats:
 
 @dataclass(frozen=True)
 class StoredVectors:
-    """A shard's unexpired stored rows, column-wise: ``position[chunk_hash]`` is a row of ``vectors``
-    (float32, one per row; none when read without them) and of ``embedded_at`` (microseconds, UTC)."""
+    """A shard's unexpired stored rows, column-wise: their ``chunk_hashes``, ``vectors`` (float32, one
+    per row; none when read without them) and ``embedded_at`` (microseconds, UTC)."""
 
-    position: dict[str, int]
+    chunk_hashes: pa.Array
     vectors: np.ndarray
     embedded_at: np.ndarray
+
+    def rows_of(self, chunk_hashes: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """For each of ``chunk_hashes``, a stored row with that text (-1: none), found column-wise."""
+        found = pc.fill_null(pc.index_in(chunk_hashes, value_set=self.chunk_hashes), -1)
+        return np.asarray(found.to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
 def _stored_vectors(
@@ -472,7 +471,9 @@ def _stored_vectors(
     numbers stay in numpy arrays (a Python float costs eight times a float32, and time to make)."""
     stored = store.shard_rows(model_version, shard, ["chunk_hash", "embedded_at"] + ["vector"] * bool(dimensions))
     if stored is None:
-        return StoredVectors({}, np.empty((0, dimensions), np.float32), np.empty(0, "datetime64[us]"))
+        return StoredVectors(
+            pa.array([], pa.string()), np.empty((0, dimensions), np.float32), np.empty(0, "datetime64[us]")
+        )
     if expire_before is not None:
         stored = stored.filter(pc.greater_equal(stored.column("embedded_at"), pa.scalar(expire_before)))
     vectors = np.empty((stored.num_rows, 0), np.float32)
@@ -480,8 +481,7 @@ def _stored_vectors(
         flat = stored.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
         vectors = flat.astype(np.float32, copy=False).reshape(stored.num_rows, dimensions)
     stamps = stored.column("embedded_at").cast(pa.timestamp("us")).to_numpy(zero_copy_only=False)
-    position = {h: i for i, h in enumerate(stored.column("chunk_hash").to_pylist())}
-    return StoredVectors(position, vectors, stamps)
+    return StoredVectors(stored.column("chunk_hash").combine_chunks(), vectors, stamps)
 
 
 def _checked(embedder: Embedder, vectors: Any, count: int) -> np.ndarray:
