@@ -102,6 +102,21 @@ class _StagedDocuments:
             staged = staged.append_column("encoding", pa.nulls(staged.num_rows, pa.string()))
         return staged.select(RAW_SCHEMA.names).cast(RAW_SCHEMA)
 
+    def in_order(self, parts: list[pa.Table | pa.Array]) -> list[pa.Table]:
+        """``parts`` as tables, each array of staged row numbers replaced by those rows (one take for all)."""
+        numbers = [part for part in parts if isinstance(part, pa.Array)]
+        if not numbers:  # all fresh (a first read needs no staged file)
+            return [part for part in parts if isinstance(part, pa.Table)]
+        taken = self.table.take(pa.concat_arrays(numbers))
+        tables, offset = [], 0
+        for part in parts:
+            if isinstance(part, pa.Array):
+                tables.append(taken.slice(offset, len(part)))
+                offset += len(part)
+            else:
+                tables.append(part)
+        return tables
+
     def document(self, doc_id: str) -> Document:
         row = self.table.slice(pc.index(self.table.column("doc_id"), doc_id).as_py(), 1).to_pylist()[0]
         return Document(row["doc_id"], row["text"], row["doc_hash"], row["source_path"], row["encoding"])
@@ -166,9 +181,9 @@ class ShardWork:
         ``generation`` the documents are at least as new as. Fresh documents stream in batches."""
         skipped: list[Skip] = []
         encodings: dict[str, str] = {}
-        characters = documents = 0
+        characters = documents = pending = 0
         footer = {GENERATION: str(generation), INDEX: self.index_id}
-        batch: list[pa.Table] = []  # the next rows to write, in order: runs of fresh and of kept rows
+        batch: list[pa.Table | pa.Array] = []  # the next rows, in order: fresh rows, or kept rows' numbers
         fresh: list[Row] = []  # the fresh run being read
         written: list[pa.Table] = []  # what the file holds so far, for its key
 
@@ -178,11 +193,17 @@ class ShardWork:
                 fresh.clear()
 
         def flush(writer: pq.ParquetWriter) -> None:
+            nonlocal characters, documents, pending
             close_fresh()
-            rows = pa.concat_tables(batch)
+            rows = pa.concat_tables(self._staged.in_order(batch))
             writer.write_table(rows, row_group_size=BATCH_ROWS)
             written.append(rows.select(RAW_KEY_COLUMNS))
+            characters += pc.sum(pc.utf8_length(rows.column("text"))).as_py() or 0
+            documents += rows.num_rows
+            detected = rows.filter(pc.is_valid(rows.column("encoding"))).select(["doc_id", "encoding"])
+            encodings.update((row["doc_id"], row["encoding"]) for row in detected.to_pylist())
             batch.clear()
+            pending = 0
 
         with self.staging.writer(self.raw_path, RAW_SCHEMA, footer) as writer:
             for item in items:
@@ -191,20 +212,13 @@ class ShardWork:
                     continue
                 if isinstance(item, Kept):
                     close_fresh()
-                    kept = self._staged.table.take(item.rows)
-                    batch.append(kept)
-                    characters += pc.sum(pc.utf8_length(kept.column("text"))).as_py() or 0
-                    documents += kept.num_rows
-                    detected = kept.filter(pc.is_valid(kept.column("encoding"))).select(["doc_id", "encoding"])
-                    encodings.update((row["doc_id"], row["encoding"]) for row in detected.to_pylist())
+                    batch.append(item.rows)
                 else:
                     fresh.append(_raw_row(item))
-                    characters, documents = characters + len(item.text), documents + 1
-                    if item.encoding:
-                        encodings[item.doc_id] = item.encoding
-                if len(fresh) + sum(t.num_rows for t in batch) >= BATCH_ROWS:  # batch: a few runs
+                pending += len(item) if isinstance(item, Kept) else 1
+                if pending >= BATCH_ROWS:
                     flush(writer)
-            if fresh or batch:
+            if pending:
                 flush(writer)
             held = pa.concat_tables(written) if written else RAW_SCHEMA.empty_table().select(RAW_KEY_COLUMNS)
             footer[KEY] = columns_digest(self.index_id, [held.column(c) for c in RAW_KEY_COLUMNS])
