@@ -26,11 +26,12 @@ def shard_of(doc_id: str, shard_count: int) -> str:
 # the events the instance stores), on shards of a few hundred documents.
 RUN_THROUGH_CLEAN_SHARDS = 4
 # What a refresh pays for one more run, and for one clean shard inside a run, on the local profile's
-# SQLite instance. benchmarks/pipeline_scale.py, 10^6 documents over 64 shards (15,600 a shard), a
-# 10-document edit: a run ~3.0 s of its own (~30 events, creating it, starting five steps); a clean
-# shard's 10 events ~0.5 s. Its own work, since its stages answer from the staged files' keys and the
-# checks compare it column-wise: 0.31 s at 15,600 documents and 0.065 s at 1,560 outside Dagster
-# (/tmp profile of ShardWork and the checks' core, quiet machine), taken as 0.5 s at 15,600 inside a run.
+# SQLite instance, from benchmarks/pipeline_scale.py's per-run figures (10^6 documents over 64 shards,
+# 15,600 a shard, a 10-document edit, measured at a14d845): a run ~3.0 s of its own (~30 events,
+# creating it, starting five steps); a clean shard's ~10 events and its reads ~0.5 s at 15,600
+# documents (its stages answer from the staged files' keys; the table write and the checks still read
+# it). Not refitted yet: runs since (heap frozen, stages column-wise) put a run nearer 1.5 s and a
+# clean shard nearer 0.35 s, which would run through 4 clean shards at 15,600 documents, not 3.
 RUN_SECONDS = 3.0
 CLEAN_SHARD_SECONDS = 0.5
 CLEAN_SHARD_SECONDS_PER_DOCUMENT = 0.5 / 15_600
