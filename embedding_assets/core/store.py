@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 
 from embedding_assets.core import ann, lance_upkeep
 from embedding_assets.core.errors import ConfigError
-from embedding_assets.core.hashing import set_hash
+from embedding_assets.core.hashing import pair_hash, set_hash, set_hash_hex
 from embedding_assets.core.object_store import storage_options
 from embedding_assets.core.shards import shard_keys
 
@@ -167,15 +167,39 @@ class ShardState:
 def fingerprint(rows: pa.Table | None) -> str:
     """The set hash of the (doc_id, doc_hash) pairs ``rows`` come from: for a shard's rows, what the
     change index's fingerprint of its documents must equal (None: no rows)."""
-    return set_hash(_pairs(rows))
+    return set_hash(_as_tuples(_distinct_pairs(rows)))
 
 
-def shard_state(shard: str, rows: pa.Table, table_version: int) -> ShardState:
-    """The state of a shard whose rows are exactly ``rows`` (they need ``STATE_COLUMNS``)."""
-    pairs = _pairs(rows)
+def shard_state(shard: str, rows: pa.Table, table_version: int, fingerprint: str | None = None) -> ShardState:
+    """The state of a shard whose rows are exactly ``rows`` (they need ``STATE_COLUMNS``); ``fingerprint``:
+    theirs, when the caller knows it (else every pair is hashed)."""
+    pairs = _distinct_pairs(rows)
     oldest = pc.min(rows.column("embedded_at")).as_py() if rows.num_rows else None
     tokens = pc.sum(rows.column("token_count")).as_py() or 0
-    return ShardState(shard, set_hash(pairs), rows.num_rows, len(pairs), oldest, table_version, tokens)
+    digest = fingerprint or set_hash(_as_tuples(pairs))
+    return ShardState(shard, digest, rows.num_rows, pairs.num_rows, oldest, table_version, tokens)
+
+
+def moved_fingerprint(recorded: "ShardState | None", stored: pa.Table | None, rows: pa.Table) -> str | None:
+    """The fingerprint of ``rows`` from the ``recorded`` one of the ``stored`` rows they replace, hashing
+    only the (doc_id, doc_hash) pairs that came or went (a shard write's cost follows the change). None
+    when the record cannot be trusted for that: pending, missing, or not of ``stored``'s row count."""
+    before = _distinct_pairs(stored)
+    if (
+        recorded is None
+        or recorded.pending
+        or (recorded.rows, recorded.documents)
+        != (
+            0 if stored is None else stored.num_rows,
+            before.num_rows,
+        )
+    ):
+        return None
+    after = _distinct_pairs(rows)
+    came = after.filter(pc.invert(pc.is_in(_pair_keys(after), value_set=_pair_keys(before))))
+    went = before.filter(pc.invert(pc.is_in(_pair_keys(before), value_set=_pair_keys(after))))
+    moved = sum(pair_hash(*pair) for pair in _as_tuples(came)) - sum(pair_hash(*pair) for pair in _as_tuples(went))
+    return set_hash_hex(int(recorded.fingerprint, 16) + moved)
 
 
 @dataclass(frozen=True)
@@ -316,13 +340,15 @@ class VectorStore:
         if set(rows.column("shard").unique().to_pylist()) - {shard}:
             raise ValueError(f"rows for shard {shard} contain rows of other shards")
         version = table.version
-        stored = self.shard_rows(model_version, shard, ["chunk_id", *CHANGE_COLUMNS])
+        stored = self.shard_rows(model_version, shard, ["chunk_id", "doc_id", *CHANGE_COLUMNS])
         new, changed, deleted = _diff(stored, rows)
-        after = shard_state(shard, rows, version)
+        recorded = self._read_states(model_version, shard).get(shard)
         if not (new or changed or deleted):
-            if not after.same_content(self._read_states(model_version, shard).get(shard)):
+            after = shard_state(shard, rows, version)  # every pair hashed: this is where a wrong record is repaired
+            if not after.same_content(recorded):
                 self._record_states(table, [after])  # a write that died before its state: repaired here
             return ShardWrite(0, 0, 0, rows.num_rows, version)
+        after = shard_state(shard, rows, version, moved_fingerprint(recorded, stored, rows))
         stamps = [t for t in (after.oldest_embedded_at, _oldest(stored)) if t is not None]
         self._mark_pending(
             table, dataclasses.replace(after, fingerprint=PENDING, oldest_embedded_at=min(stamps, default=None))
@@ -547,11 +573,18 @@ def _metadata(schema: pa.Schema) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
 
 
-def _pairs(rows: pa.Table | None) -> set[tuple[str, str]]:
-    """The distinct (doc_id, doc_hash) pairs of ``rows`` (deduplicated in Arrow: a shard has a row per chunk)."""
+def _distinct_pairs(rows: pa.Table | None) -> pa.Table:
+    """The distinct (doc_id, doc_hash) pairs of ``rows``, in Arrow (a shard has a row per chunk)."""
     if rows is None or rows.num_rows == 0:
-        return set()
-    pairs = rows.select(["doc_id", "doc_hash"]).group_by(["doc_id", "doc_hash"]).aggregate([])
+        return pa.table({"doc_id": pa.array([], pa.string()), "doc_hash": pa.array([], pa.string())})
+    return rows.select(["doc_id", "doc_hash"]).group_by(["doc_id", "doc_hash"]).aggregate([])
+
+
+def _pair_keys(pairs: pa.Table) -> pa.ChunkedArray:
+    return pc.binary_join_element_wise(pairs.column("doc_id"), pairs.column("doc_hash"), "\x1f")
+
+
+def _as_tuples(pairs: pa.Table) -> set[tuple[str, str]]:
     return set(zip(pairs.column("doc_id").to_pylist(), pairs.column("doc_hash").to_pylist(), strict=True))
 
 

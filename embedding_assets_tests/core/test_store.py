@@ -1,5 +1,6 @@
 """The LanceDB store on a real table in a temporary folder (toy vectors: the model is not under test)."""
 
+import dataclasses
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from embedding_assets.core import hashing
 from embedding_assets.core import store as store_module
 from embedding_assets.core.errors import ConfigError
 from embedding_assets.core.hashing import content_hash, set_hash
@@ -198,6 +200,27 @@ def test_recorded_states_equal_the_rows_after_random_rewrites(
             assert recorded[key].same_content(shard_state(key, actual, 0)), f"step {step}, {key}"
             assert recorded[key].fingerprint == fingerprint(actual) == documents_fingerprint(held)
             assert not recorded[key].pending
+
+
+def test_a_write_hashes_only_the_documents_that_came_or_went_and_a_write_of_nothing_rehashes_all(
+    store: VectorStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = {f"d{i}": [f"doc {i} part {p}" for p in range(3)] for i in range(50)}
+    store.replace_shard("s000", rows("s000", docs))
+    hashed: list[tuple[str, str]] = []
+    monkeypatch.setattr(store_module, "pair_hash", lambda *pair: hashed.append(pair) or hashing.pair_hash(*pair))
+    edited = docs | {"d3": ["doc 3 edited"], "new": ["a new document"]}
+    del edited["d7"]
+    store.replace_shard("s000", rows("s000", edited))
+    assert sorted(doc_id for doc_id, _ in hashed) == ["d3", "d3", "d7", "new"]  # d3's old and new hash
+    assert store.recorded_states(MODEL)["s000"].fingerprint == documents_fingerprint(edited)
+
+    # A record that is not the rows' own (set by hand here) is carried by the next change, which trusts
+    # it; index_matches_source reports it, and a write with nothing to change recomputes and repairs it.
+    state = store.recorded_states(MODEL)["s000"]
+    store._record_states(store.table(MODEL), [dataclasses.replace(state, fingerprint="0" * 32)])
+    store.replace_shard("s000", rows("s000", edited))
+    assert store.recorded_states(MODEL)["s000"].fingerprint == documents_fingerprint(edited)
 
 
 def test_a_write_that_dies_between_upsert_and_delete_never_hides_a_current_chunk(tmp_path: Path) -> None:
