@@ -32,10 +32,10 @@ from embedding_assets.core.profiles import instance_database
 from embedding_assets.core.reconcile import stale_shards
 from embedding_assets.core.registry import Registry
 from embedding_assets.core.settings import POSTGRES_SCHEMES, Settings
-from embedding_assets.core.shard_work import Kept, ShardWork, chunk_profile, document_keys
+from embedding_assets.core.shard_work import Kept, ShardWork, chunk_profile
 from embedding_assets.core.sources import Document, Item, Skip, Source, SourceFolder
 from embedding_assets.core.staging import Staging
-from embedding_assets.core.store import TableInfo, VectorStore, expire_before, table_name
+from embedding_assets.core.store import TableInfo, VectorStore, document_keys, expire_before, table_name
 
 SYNC_BATCH_KEYS = 10_000  # keys one sync reads before it records them (and acknowledges the source)
 

@@ -12,9 +12,9 @@ import pyarrow.compute as pc
 from embedding_assets.core.chunking import ChunkingConfig, chunk_document
 from embedding_assets.core.embedders import Embedder
 from embedding_assets.core.hashing import set_hash
-from embedding_assets.core.shard_work import Kept, document_keys
+from embedding_assets.core.shard_work import Kept
 from embedding_assets.core.sources import Document, Item
-from embedding_assets.core.store import ShardState, VectorStore, fingerprint
+from embedding_assets.core.store import ShardState, VectorStore, document_keys, fingerprint
 
 MAX_LISTED = 20
 CHUNK_COLUMNS = ("chunk_id", "doc_id", "chunk_hash", "doc_hash")  # what expected_chunks takes from staged chunks

@@ -33,7 +33,7 @@ from embedding_assets.core.errors import ConfigError
 from embedding_assets.core.hashing import Hasher, columns_digest
 from embedding_assets.core.sources import Document, Item, Skip
 from embedding_assets.core.staging import BATCH_ROWS, Row, Staging
-from embedding_assets.core.store import ShardWrite, VectorStore, row_schema, table_name
+from embedding_assets.core.store import ShardWrite, VectorStore, document_keys, row_schema, table_name
 
 RAW_SCHEMA = pa.schema(
     [
@@ -62,7 +62,6 @@ KEY = "embedding_assets.key"  # footer metadata: what a staged file was derived 
 MADE_BY = "embedding_assets.made_by"  # footer metadata: the code that made it (chunker or model identity)
 INDEX = "embedding_assets.index"  # footer metadata: the index the file was staged for
 GENERATION = "embedding_assets.generation"  # raw documents' footer: the change index generation they reflect
-DOCUMENT_KEY_SEPARATOR = "\x1f"  # between a document's id and its hash in ``document_keys``
 RAW_KEY_COLUMNS = ("doc_id", "doc_hash", "source_path")  # what a raw file's key hashes, row by row
 RAW_STATS = "embedding_assets.raw_stats"  # raw documents' footer: characters, skips and encodings, as JSON
 
@@ -447,11 +446,6 @@ def _derived_key(staging: Staging, source: Path, made_by: str) -> str | None:
     """The key of what ``made_by`` makes from the staged file ``source`` (None if that file has no key)."""
     upstream = staging.metadata(source).get(KEY)
     return Hasher().update(upstream, made_by).hexdigest() if upstream else None
-
-
-def document_keys(rows: pa.Table) -> pa.ChunkedArray:
-    """Each row's document and its hash as one string: what says a staged chunk still belongs to its document."""
-    return pc.binary_join_element_wise(rows.column("doc_id"), rows.column("doc_hash"), DOCUMENT_KEY_SEPARATOR)
 
 
 def _chunk_stats(chunks: pa.Table, rechunked: int) -> ChunkStats:

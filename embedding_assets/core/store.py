@@ -54,6 +54,7 @@ STATE_COMPACT_AFTER_FRAGMENTS = 16  # compacting the state table (a row per shar
 SCALAR_INDEXES = {"chunk_id": "BTREE", "shard": "BITMAP", "doc_id": "BTREE"}
 DELETE_BATCH_IDS = 2_000  # vanished chunk ids per delete commit (one SQL IN list)
 PENDING = ""  # the fingerprint of a shard whose write is under way: equal to no set hash
+DOCUMENT_KEY_SEPARATOR = "\x1f"  # between a document's id and its hash in ``document_keys``
 TABLE_ID = "table_id"  # schema metadata: which incarnation of a table a shard state belongs to
 
 
@@ -196,8 +197,8 @@ def moved_fingerprint(recorded: "ShardState | None", stored: pa.Table | None, ro
     ):
         return None
     after = _distinct_pairs(rows)
-    came = after.filter(pc.invert(pc.is_in(_pair_keys(after), value_set=_pair_keys(before))))
-    went = before.filter(pc.invert(pc.is_in(_pair_keys(before), value_set=_pair_keys(after))))
+    came = after.filter(pc.invert(pc.is_in(document_keys(after), value_set=document_keys(before))))
+    went = before.filter(pc.invert(pc.is_in(document_keys(before), value_set=document_keys(after))))
     moved = sum(pair_hash(*pair) for pair in _as_tuples(came)) - sum(pair_hash(*pair) for pair in _as_tuples(went))
     return set_hash_hex(int(recorded.fingerprint, 16) + moved)
 
@@ -580,8 +581,10 @@ def _distinct_pairs(rows: pa.Table | None) -> pa.Table:
     return rows.select(["doc_id", "doc_hash"]).group_by(["doc_id", "doc_hash"]).aggregate([])
 
 
-def _pair_keys(pairs: pa.Table) -> pa.ChunkedArray:
-    return pc.binary_join_element_wise(pairs.column("doc_id"), pairs.column("doc_hash"), "\x1f")
+def document_keys(rows: pa.Table) -> pa.ChunkedArray:
+    """Each row's document and its hash as one string: what says a staged chunk still belongs to its
+    document, and which (doc_id, doc_hash) pairs a write adds or removes."""
+    return pc.binary_join_element_wise(rows.column("doc_id"), rows.column("doc_hash"), DOCUMENT_KEY_SEPARATOR)
 
 
 def _as_tuples(pairs: pa.Table) -> set[tuple[str, str]]:
