@@ -31,9 +31,9 @@ RUN_THROUGH_CLEAN_SHARDS = 4
 # creating it, starting five steps); a clean shard's ~10 events and its reads ~0.5 s at 15,600
 # documents (its stages answer from the staged files' keys; the table write and the checks still read
 # it). Checked again at b8facc2 (stages column-wise, the run heap frozen as it then was): a run
-# ~1.45 s (its span less one stale shard's ~0.55 s, plus ~0.5 s outside it) and a clean shard ~0.42 s (~0.27 s of its own,
-# measured outside Dagster, and ~0.15 s of events) still give 3 at 15,600 documents; the constants
-# are the older, larger pair, whose ratio is about the same.
+# ~1.45 s (its span less one stale shard's ~0.55 s, plus ~0.5 s outside it) and a clean shard
+# ~0.42 s (~0.27 s of its own, measured outside Dagster, and ~0.15 s of events) still give 3 at
+# 15,600 documents; the constants are the older, larger pair, whose ratio is about the same.
 RUN_SECONDS = 3.0
 CLEAN_SHARD_SECONDS = 0.5
 CLEAN_SHARD_SECONDS_PER_DOCUMENT = 0.5 / 15_600
