@@ -51,12 +51,12 @@ search: install
 
 # Everything CI runs: the static checks, then the whole test suite.
 test: check
-	$(BIN)/pytest -n 2 --dist loadscope
+	$(BIN)/pytest -n 2
 
 # The contributor's loop: the static checks and the tests that neither run the real model end to end
 # nor start servers (under 2 minutes).
 test-fast: check
-	$(BIN)/pytest -n 2 --dist loadscope -m "not slow"
+	$(BIN)/pytest -n 2 -m "not slow"
 
 check: lint typecheck
 
