@@ -212,9 +212,10 @@ class ShardWork:
                 if isinstance(item, Kept):
                     close_fresh()
                     batch.append(item.rows)
+                    pending += len(item)
                 else:
                     fresh.append(_raw_row(item))
-                pending += len(item) if isinstance(item, Kept) else 1
+                    pending += 1
                 if pending >= BATCH_ROWS:
                     flush(writer)
             if pending:
