@@ -1,9 +1,10 @@
-"""How many ONNX Runtime threads the local model should use: chunks per second by configuration.
+"""How the local model should use the cores: chunks per second by configuration.
 
 The same 640 real chunks (Python's reference topics, cut by the pipeline's chunker) are embedded by
-one process, then by two processes at once (two runs sharing a worker), with ONNX Runtime's default
-(a thread per core, idle threads spin-waiting) and with spinning off at 1 and 2 threads. Every
-configuration must give the same vectors. Writes benchmarks/model_threads.md.
+one process, then by two processes at once (two runs sharing a worker): with ONNX Runtime's default
+session (a thread per core, idle threads spin-waiting), with spinning off at 2 and 1 threads, and as
+the embedder runs them, a one-thread session with a batch per core in flight. Every configuration must
+give the same vectors. Writes benchmarks/model_threads.md.
 """
 
 import multiprocessing
@@ -13,17 +14,21 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
+from workload import onnxruntime_session
 
 from embedding_assets.core.chunking import ChunkingConfig, chunk_document
 from embedding_assets.core.embedders import local_minilm, make_embedder
 
 CHUNKS = int(os.environ.get("MODEL_THREADS_CHUNKS", "640"))
-CONFIGS = {  # name → (intra-op threads, allow spinning)
-    "onnxruntime default (a thread per core, spinning)": (None, True),
-    "2 threads, no spinning": (2, False),
-    "1 thread, no spinning": (1, False),
+CORES = os.cpu_count() or 1
+CONFIGS = {  # name → (session's intra-op threads, allow spinning, batches in flight)
+    "onnxruntime default (a thread per core, spinning), a batch at a time": (None, True, 1),
+    "2 threads, no spinning, a batch at a time (our default before)": (2, False, 1),
+    "1 thread, a batch at a time (`MODEL_THREADS=1`)": (1, False, 1),
+    f"1 thread, {CORES} batches at a time (our default: one per core)": (1, False, CORES),
 }
 OUT = Path(__file__).with_name("model_threads.md")
 
@@ -38,32 +43,19 @@ def chunks() -> list[str]:
     return texts[:CHUNKS]
 
 
-def session(threads: int | None, spinning: bool) -> object:
-    """A session like ``local_minilm._session`` builds, with spinning as given."""
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    if threads is not None:
-        options.intra_op_num_threads = threads
-    model = local_minilm._package().model_path()
-    return onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
-
-
-def embed(config: tuple[int | None, bool], texts: list[str], results: "multiprocessing.Queue[tuple]") -> None:
+def embed(config: tuple[int | None, bool, int], texts: list[str], results: "multiprocessing.Queue[tuple]") -> None:
     """Embed ``texts`` with the pipeline's embedder on a session of ``config``; report time and vectors."""
-    local_minilm._session.cache_clear()
-    built = session(*config)
-    local_minilm._session = lambda _threads: built  # type: ignore[assignment]
-    embedder = make_embedder("local:all-MiniLM-L6-v2")
+    threads, spinning, in_flight = config
+    built = onnxruntime_session(threads, spinning)
+    local_minilm._session = lambda: built  # type: ignore[assignment]
+    embedder = make_embedder("local:all-MiniLM-L6-v2", threads=in_flight)
     embedder.embed(texts[:32])  # warm up
     started = time.perf_counter()
     vectors = embedder.embed(texts)
     results.put((time.perf_counter() - started, vectors))
 
 
-def run(config: tuple[int | None, bool], texts: list[str], processes: int) -> tuple[float, np.ndarray]:
+def run(config: tuple[int | None, bool, int], texts: list[str], processes: int) -> tuple[float, np.ndarray]:
     """Chunks per second summed over ``processes`` running at once, and the first one's vectors."""
     results: multiprocessing.Queue[tuple] = multiprocessing.Queue()
     workers = [multiprocessing.Process(target=embed, args=(config, texts, results)) for _ in range(processes)]

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from chart import write_chart
 from corpus import kernel_sections, pydoc_sections, write_corpus
 from peers import PEERS, run_peer
-from workload import CountingEmbedder, audit, edit_corpus, folder_chunks, keys, naive_embed
+from workload import CountingEmbedder, audit, bare_model_embed, edit_corpus, folder_chunks, keys
 
 from embedding_assets.core.index import Index
 from embedding_assets.core.settings import Settings
@@ -82,11 +82,12 @@ def main() -> None:
     embedder = index.models[0].embedder  # the one active model (EMBEDDING_ASSETS_MODEL)
     figures: dict = {"corpus": corpus_name, "documents": len(docs), "shards": settings.shards}
 
-    # 1. The bare model over exactly the pipeline's chunks: a plain loop in document order (what the model
-    # alone gives a user), and our embedder's length-sorted batches. Counting tokens loaded the model.
+    # 1. The bare model over exactly the pipeline's chunks: a plain loop in document order on ONNX Runtime's
+    # default session (what the model alone gives a user), and our embedder alone (length-sorted batches,
+    # one per core in flight). Counting tokens loaded the model.
     before = folder_chunks(root / "source", settings.chunking, embedder.count_tokens)
     texts = [c.text for c in before]
-    _, bare = timed(lambda: naive_embed(embedder, texts, embedder.batch_size))
+    _, bare = timed(lambda: bare_model_embed(texts, embedder.batch_size))
     _, bare_sorted = timed(lambda: embedder.embed(texts))
     figures |= {
         "chunks": len(texts),
@@ -191,20 +192,20 @@ def main() -> None:
 def render(f: dict) -> str:
     rows = [
         (
-            f"1. bare model (loop in document order, batches of {f['batch_size']})",
+            f"1. bare model (ONNX Runtime's default session, a loop in document order, batches of {f['batch_size']})",
             f"{f['bare_chunks_per_s']:.1f} chunks/s",
             "the limit a user gets from the model alone",
         ),
         (
-            "1. bare model, length-sorted batches",
+            "1. our embedder alone (length-sorted batches, one per core in flight)",
             f"{f['bare_sorted_chunks_per_s']:.1f} chunks/s",
             "what our embedder does",
         ),
         (
             "2. full ingest through Dagster",
             f"{f['full_chunks_per_s']:.1f} chunks/s in {f['full_s']:.1f} s, ratio {f['full_ratio']:.2f} "
-            f"({f['full_ratio_sorted']:.2f} against length-sorted)",
-            "≥ 1.0, never < 0.9",
+            f"({f['full_ratio_sorted']:.2f} against our embedder alone)",
+            "≥ 1.2 (issue 13)",
         ),
         (
             "3. refresh after editing 1% (+3 deleted, +3 added)",

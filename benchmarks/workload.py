@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from embedding_assets.core.chunking import Chunk, ChunkingConfig, TokenCounter, chunk_document
+from embedding_assets.core.embedders import local_minilm
 from embedding_assets.core.embedders.base import Embedder
 from embedding_assets.core.hashing import normalize_text
 from embedding_assets.core.sources import SourceFolder
@@ -72,10 +73,28 @@ class CountingEmbedder:
         return self.embedder.embed(list(texts))
 
 
-def naive_embed(embedder: Embedder, texts: Sequence[str], batch_size: int) -> np.ndarray:
-    """The model alone, as a user would loop over it: batches of ``batch_size`` in document order, no
-    length sorting across batches. Each call of ``embed`` with one batch is one forward pass, padded to
-    that batch's longest text whatever its order, so this is the plain loop over the same model."""
+def onnxruntime_session(threads: int | None, spinning: bool) -> object:
+    """A session of the local model file with ``threads`` intra-op threads (None: ONNX Runtime's default,
+    a thread per core) and spin-waiting as given."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    model = local_minilm._package().model_path()
+    return onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+
+
+def bare_model_embed(texts: Sequence[str], batch_size: int) -> np.ndarray:
+    """The model alone, as a user would loop over it: ONNX Runtime's default session, batches of
+    ``batch_size`` in document order, one at a time, no length sorting. Each batch is one forward pass,
+    padded to its longest text, with the pipeline's tokenizer and pooling."""
+    session = onnxruntime_session(None, True)
     return np.concatenate(
-        [embedder.embed(texts[start : start + batch_size]) for start in range(0, len(texts), batch_size)]
+        [
+            local_minilm.forward(session, list(texts[start : start + batch_size]))
+            for start in range(0, len(texts), batch_size)
+        ]
     )

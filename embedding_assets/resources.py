@@ -37,7 +37,9 @@ class PipelineResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     chunk_tokens: int = Field(description="Target chunk size, in the model's tokens.")
     chunk_overlap: int = Field(description="Sentence overlap between chunks, in tokens.")
     batch_size: int = Field(description="Texts per forward pass of the local model.")
-    model_threads: int | None = Field(description="The local model's threads per run (unset: one per core).")
+    model_threads: int | None = Field(
+        description="The local model's batches in flight per run, one thread each (unset: one per core)."
+    )
     id_field: str = Field(description="Id field of .json/.jsonl records.")
     text_field: str = Field(description="Text field of .json/.jsonl records.")
     max_file_bytes: int = Field(description="Larger files are skipped, with a reason.")

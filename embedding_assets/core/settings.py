@@ -43,7 +43,7 @@ class Settings:
     chunk_tokens: int = 200
     chunk_overlap: int = 32
     batch_size: int = 16
-    model_threads: int | None = None  # the local model's threads per run; None: one per core
+    model_threads: int | None = None  # the local model's batches in flight per run; None: one per core
     id_field: str = "id"
     text_field: str = "text"
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
