@@ -14,6 +14,7 @@ import json
 import os
 import pstats
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,6 +30,8 @@ SHARDS = int(os.environ.get("PIPELINE_SCALE_SHARDS", "64"))  # --fixed-shard set
 SIZES = (100_000, 1_000_000)
 EDITED = 10
 EDIT_SPAN = 100_000  # the 10-document edits pick from the first this many ids: the same documents at every size
+EDIT_ROUNDS = (1, 4, 5)  # the 10-document edit is timed once per round (other documents each), median reported
+WRITE_REPEATS = 3  # the 10-row shard write (and its restore) is timed this many times, median reported
 EDITED_PERCENT = 1  # the 1% edit (issue 13 item 6): this percent of the documents, spread over every shard
 PHASES = ("ingest", "noop", "edit", "edit_profile", "edit_percent", "shard_write")
 # ~65 words per document, made in SQL: one chunk each, so chunking costs little.
@@ -255,10 +258,15 @@ def phase_shard_write(dsn: str, work: Path) -> dict[str, Any]:
         ("ten_rows", changed([i % (n // EDITED) == 0 and i // (n // EDITED) < EDITED for i in range(n)])),
         ("ten_rows_restored", rows),
     )
-    for label, version in versions:
+    ten_rows: list[float] = []
+    for label, version in versions + versions[2:] * (WRITE_REPEATS - 1):
         started = time.perf_counter()
         write = store.replace_shard(shard, version)
-        timings[label] = {"seconds": time.perf_counter() - started, "updated": write.updated}
+        seconds = time.perf_counter() - started
+        timings.setdefault(label, {"seconds": seconds, "updated": write.updated})
+        if label == "ten_rows":
+            ten_rows.append(seconds)
+    timings["ten_rows"]["repeats"] = ten_rows
     return {
         "shard": shard,
         "shard_rows": n,
@@ -341,10 +349,15 @@ def measure(size: int, server: Any, root: Path) -> dict[str, Any]:
         figures["noop"] = run_phase("noop", dsn, work)
         figures["noop_profile"] = run_phase("noop_profile", dsn, work)
         # The same ten documents at every size, so the same shards go stale and the edits compare alike.
-        edit(connection, min(size, EDIT_SPAN), 1)
+        edit(connection, min(size, EDIT_SPAN), EDIT_ROUNDS[0])
         figures["edit"] = run_phase("edit", dsn, work)
         edit(connection, min(size, EDIT_SPAN), 2)
         figures["edit_profile"] = run_phase("edit_profile", dsn, work)
+        figures["edit_repeats"] = []
+        for round_ in EDIT_ROUNDS[1:]:
+            edit(connection, min(size, EDIT_SPAN), round_)
+            again = run_phase("edit", dsn, work)
+            figures["edit_repeats"].append({k: again[k] for k in ("seconds", "stale", "runs", "events")})
         edit(connection, size, 3, size * EDITED_PERCENT // 100)
         figures["edit_percent"] = run_phase("edit_percent", dsn, work)
         figures["shard_write"] = run_phase("shard_write", dsn, work)
@@ -404,18 +417,27 @@ def _figures(results: dict[int, dict[str, Any]]) -> dict[str, dict[int, float]]:
     return {
         "full ingest": get("ingest", "seconds"),
         "no-op refresh": get("noop", "seconds"),
-        "10-document edit refresh": get("edit", "seconds"),
+        "10-document edit refresh": {n: statistics.median(_edit_rounds(results[n])) for n in sizes},
         f"{EDITED_PERCENT}% edit refresh": get("edit_percent", "seconds"),
         "one shard's write, 10% of it changed": get("shard_write", "seconds"),
-        "one shard's write, 10 rows changed": {
-            n: float(results[n]["shard_write"]["writes"]["ten_rows"]["seconds"]) for n in sizes
-        },
+        "one shard's write, 10 rows changed": {n: statistics.median(_ten_row_writes(results[n])) for n in sizes},
         "peak RSS, full ingest": get("ingest", "peak_rss_mb"),
         "peak RSS, no-op refresh": get("noop", "peak_rss_mb"),
         "peak RSS, edit refresh": get("edit", "peak_rss_mb"),
         f"peak RSS, {EDITED_PERCENT}% edit refresh": get("edit_percent", "peak_rss_mb"),
         "peak RSS, shard write": get("shard_write", "peak_rss_mb"),
     }
+
+
+def _edit_rounds(figures: dict[str, Any]) -> list[float]:
+    """The 10-document edit's refresh seconds, one per round (one in files of runs before the rounds)."""
+    return [float(figures["edit"]["seconds"]), *(float(r["seconds"]) for r in figures.get("edit_repeats", []))]
+
+
+def _ten_row_writes(figures: dict[str, Any]) -> list[float]:
+    """The 10-row shard write's seconds, one per repeat (one in files of runs before the repeats)."""
+    ten_rows = figures["shard_write"]["writes"]["ten_rows"]
+    return [float(x) for x in ten_rows.get("repeats", [ten_rows["seconds"]])]
 
 
 def _fmt(name: str, x: float) -> str:
@@ -474,7 +496,9 @@ def write_report(results: dict[int, dict[str, Any]], out: Path) -> str:
         "inside `refresh`; 3-6 s on this machine) is included. The 10-document edits change the same ten "
         f"documents at every size (spread over the first {EDIT_SPAN:,} ids), so the same shards go stale. "
         "Written by `benchmarks/pipeline_scale.py`. "
-        "One run per figure, on a 2-core machine **shared with other engineers' test runs** (pinned to a "
+        f"One run per figure, except the 10-document edit (the median of {len(EDIT_ROUNDS)} rounds, other "
+        f"documents each) and the 10-row shard write (the median of {WRITE_REPEATS}), on a 2-core machine "
+        "**shared with other engineers' test runs** (pinned to a "
         "core or not, as the operator ran it: see Findings). Load averages (1/5/15 min, `uptime`): "
         f"{loads}; per phase in the JSON files "
         "(`pipeline_scale-<N>.json`).",
@@ -514,6 +538,7 @@ def write_report(results: dict[int, dict[str, Any]], out: Path) -> str:
             f"| {name} | {_fmt(name, before_small)} | {_fmt(name, now[small])} | {_fmt(name, before_large)} | "
             f"{_fmt(name, now[large])} |"
         )
+    lines += _rounds(results)
     lines += _refreshes(results)
     lines += ["", "One shard's write (`VectorStore.replace_shard`), the shard in the middle of the table:", ""]
     lines.append("| documents | table rows | shard rows | 10% changed | restore | 10 rows changed | restore |")
@@ -541,6 +566,20 @@ def write_report(results: dict[int, dict[str, Any]], out: Path) -> str:
     text = "\n".join(lines) + "\n"
     out.write_text(text)
     return text
+
+
+def _rounds(results: dict[int, dict[str, Any]]) -> list[str]:
+    """The repeated figures one by one: each edit round and each 10-row write, at each size."""
+    sizes = sorted(results)
+    small, large = sizes[0], sizes[-1]
+    lines = ["", "The repeated figures, each round's ratio beside the medians' above:", ""]
+    lines += ["| figure | " + " | ".join(f"{n:,}" for n in sizes) + " | ratio |", "|---|" + "---|" * (len(sizes) + 1)]
+    for name, measured in (("10-document edit, round", _edit_rounds), ("10-row shard write, repeat", _ten_row_writes)):
+        per_size = {n: measured(results[n]) for n in sizes}
+        for i in range(min(len(v) for v in per_size.values())):
+            cells = " | ".join(_s(per_size[n][i]) for n in sizes)
+            lines.append(f"| {name} {i + 1} | {cells} | {per_size[large][i] / per_size[small][i]:.2f}x |")
+    return lines
 
 
 def _refreshes(results: dict[int, dict[str, Any]]) -> list[str]:

@@ -39,6 +39,18 @@ def write_topics(folder: Path, names: tuple[str, ...] = TEST_TOPICS) -> Path:
     return folder
 
 
+@pytest.fixture(autouse=True)
+def _dagster_context_restored() -> Iterator[None]:
+    """Put Dagster's defs-state storage (a context variable an instance sets when entered) back as each
+    test found it. In a full run one test left it set to its own instance's storage (it does not alone,
+    cause not found), and a later test loading definitions then resolved an instance already collected."""
+    from dagster._core.storage.defs_state.base import _current_storage
+
+    token = _current_storage.set(_current_storage.get())
+    yield
+    _current_storage.reset(token)
+
+
 @pytest.fixture
 def corpus(tmp_path: Path) -> Path:
     return write_topics(tmp_path / "source")
