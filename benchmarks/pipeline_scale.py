@@ -563,9 +563,16 @@ def write_report(results: dict[int, dict[str, Any]], out: Path) -> str:
     for name, values in rows.items():
         projected = _fmt(name, max(0.0, _fit(values)))
         lines.append(f"| {name} | {_fmt(name, values[small])} | {_fmt(name, values[large])} | {projected} |")
-    text = "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n" + _findings(out)
     out.write_text(text)
     return text
+
+
+def _findings(out: Path) -> str:
+    """The hand-written findings sections of the report being replaced, kept below the new tables."""
+    previous = out.read_text() if out.exists() else ""
+    start = previous.find("\n## Findings")
+    return previous[start:] if start >= 0 else ""
 
 
 def _rounds(results: dict[int, dict[str, Any]]) -> list[str]:
