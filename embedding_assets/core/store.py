@@ -171,32 +171,33 @@ def fingerprint(rows: pa.Table | None) -> str:
     return set_hash(_as_tuples(_distinct_pairs(rows)))
 
 
-def shard_state(shard: str, rows: pa.Table, table_version: int, fingerprint: str | None = None) -> ShardState:
-    """The state of a shard whose rows are exactly ``rows`` (they need ``STATE_COLUMNS``); ``fingerprint``:
-    theirs, when the caller knows it (else every pair is hashed)."""
+def shard_state(
+    shard: str,
+    rows: pa.Table,
+    table_version: int,
+    recorded: "ShardState | None" = None,
+    stored: pa.Table | None = None,
+) -> ShardState:
+    """The state of a shard whose rows are exactly ``rows`` (they need ``STATE_COLUMNS``). Given the
+    ``recorded`` state of the ``stored`` rows they replace, its fingerprint moves by the pairs that came
+    or went (``moved_fingerprint``); otherwise every pair is hashed."""
     pairs = _distinct_pairs(rows)
     oldest = pc.min(rows.column("embedded_at")).as_py() if rows.num_rows else None
     tokens = pc.sum(rows.column("token_count")).as_py() or 0
-    digest = fingerprint or set_hash(_as_tuples(pairs))
+    digest = moved_fingerprint(recorded, stored, pairs) or set_hash(_as_tuples(pairs))
     return ShardState(shard, digest, rows.num_rows, pairs.num_rows, oldest, table_version, tokens)
 
 
-def moved_fingerprint(recorded: "ShardState | None", stored: pa.Table | None, rows: pa.Table) -> str | None:
-    """The fingerprint of ``rows`` from the ``recorded`` one of the ``stored`` rows they replace, hashing
-    only the (doc_id, doc_hash) pairs that came or went (a shard write's cost follows the change). None
-    when the record cannot be trusted for that: pending, missing, or not of ``stored``'s row count."""
-    before = _distinct_pairs(stored)
-    if (
-        recorded is None
-        or recorded.pending
-        or (recorded.rows, recorded.documents)
-        != (
-            0 if stored is None else stored.num_rows,
-            before.num_rows,
-        )
-    ):
+def moved_fingerprint(recorded: "ShardState | None", stored: pa.Table | None, after: pa.Table) -> str | None:
+    """The fingerprint of rows whose distinct (doc_id, doc_hash) pairs are ``after``, from the ``recorded``
+    one of the ``stored`` rows they replace, hashing only the pairs that came or went (a shard write's
+    cost follows the change). None when the record cannot be trusted for that: pending, missing, or not
+    of ``stored``'s row count."""
+    if recorded is None or recorded.pending:
         return None
-    after = _distinct_pairs(rows)
+    before = _distinct_pairs(stored)
+    if (recorded.rows, recorded.documents) != (0 if stored is None else stored.num_rows, before.num_rows):
+        return None
     came = after.filter(pc.invert(pc.is_in(document_keys(after), value_set=document_keys(before))))
     went = before.filter(pc.invert(pc.is_in(document_keys(before), value_set=document_keys(after))))
     moved = sum(pair_hash(*pair) for pair in _as_tuples(came)) - sum(pair_hash(*pair) for pair in _as_tuples(went))
@@ -349,7 +350,7 @@ class VectorStore:
             if not after.same_content(recorded):
                 self._record_states(table, [after])  # a write that died before its state: repaired here
             return ShardWrite(0, 0, 0, rows.num_rows, version)
-        after = shard_state(shard, rows, version, moved_fingerprint(recorded, stored, rows))
+        after = shard_state(shard, rows, version, recorded, stored)
         stamps = [t for t in (after.oldest_embedded_at, _oldest(stored)) if t is not None]
         self._mark_pending(
             table, dataclasses.replace(after, fingerprint=PENDING, oldest_embedded_at=min(stamps, default=None))
