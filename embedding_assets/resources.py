@@ -75,7 +75,7 @@ class PipelineResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         return cls(**dataclasses.asdict(settings), openai_api_key=openai_api_key, openai_base_url=openai_base_url)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        run = context.dagster_run
+        run = context.run
         if run is not None and BACKFILL_TAG in run.tags:
             # A background backfill yields the CPU to refreshes sharing its worker (it only ever lowers
             # the priority of the run's own process).

@@ -3,6 +3,7 @@
 import json
 import os
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,15 +41,30 @@ def write_topics(folder: Path, names: tuple[str, ...] = TEST_TOPICS) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _dagster_context_restored() -> Iterator[None]:
-    """Put Dagster's defs-state storage (a context variable an instance sets when entered) back as each
-    test found it. In a full run one test left it set to its own instance's storage (it does not alone,
-    cause not found), and a later test loading definitions then resolved an instance already collected."""
-    from dagster._core.storage.defs_state.base import _current_storage
+def _dagster_instances_exited(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fail a test that leaves a Dagster instance entered. A schedule context never closed keeps one
+    entered; collected later, it resets Dagster's defs-state context variable to the storage of an
+    instance already gone, and the next definitions loaded in that worker fail on it ("Attempted to
+    resolve undefined DagsterInstance weakref"), in whichever test runs then."""
+    from dagster._core.storage.defs_state import base
 
-    token = _current_storage.set(_current_storage.get())
+    entered: set[object] = set()
+    set_storage = base.set_defs_state_storage  # what DagsterInstance.__enter__ calls, looked up each time
+
+    @contextmanager
+    def tracked(storage: Any) -> Iterator[None]:
+        token = object()
+        entered.add(token)
+        try:
+            with set_storage(storage):
+                yield
+        finally:
+            entered.discard(token)
+
+    monkeypatch.setattr(base, "set_defs_state_storage", tracked)
     yield
-    _current_storage.reset(token)
+    if entered:
+        pytest.fail(f"{len(entered)} Dagster instance(s) left entered: close every evaluation context built (with ...)")
 
 
 @pytest.fixture

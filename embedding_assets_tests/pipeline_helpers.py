@@ -10,7 +10,7 @@ from typing import Any
 
 import dagster as dg
 
-from embedding_assets.assembly import REFRESH_JOB, build_definitions
+from embedding_assets.assembly import REFRESH_JOB, build_definitions, build_resources
 from embedding_assets.assets import RAW_DOCUMENTS, SOURCE_DOCUMENTS
 from embedding_assets.core.chunking import chunk_document
 from embedding_assets.core.embedders import Embedder
@@ -22,6 +22,17 @@ from embedding_assets.core.sources import Document, SourceFolder
 from embedding_assets.core.store import VectorStore
 
 SPARE_TOPICS = ("for", "try", "with", "class", "function", "lambda", "nonlocal", "yield", "assignment", "booleans")
+
+
+def tick_sensor(
+    defs: dg.Definitions, name: str, settings: Settings, instance: dg.DagsterInstance, cursor: str | None = None
+) -> dg.SensorResult:
+    """Evaluate sensor ``name`` once, as the daemon would. Its context is closed on return: an open one keeps
+    an instance entered, and Dagster's defs-state context variable then outlives the test that set it."""
+    with dg.build_sensor_context(
+        instance=instance, cursor=cursor, definitions=defs, resources=build_resources(settings)
+    ) as context:
+        return defs.resolve_sensor_def(name)(context)
 
 
 def random_edit(source: Path, rng: random.Random, spare: list[str]) -> set[str]:

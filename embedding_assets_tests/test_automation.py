@@ -8,13 +8,13 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from embedding_assets.assembly import REFRESH_JOB, build_definitions, build_resources
+from embedding_assets.assembly import REFRESH_JOB, build_definitions
 from embedding_assets.core.embedders import Embedder
 from embedding_assets.core.index import Index
 from embedding_assets.core.settings import Settings
 from embedding_assets.core.shards import shard_keys
 from embedding_assets.core.store import VectorStore
-from embedding_assets_tests.pipeline_helpers import asset_key, expected_index, materialize, table_rows
+from embedding_assets_tests.pipeline_helpers import asset_key, expected_index, materialize, table_rows, tick_sensor
 
 pytestmark = pytest.mark.slow
 DOWNSTREAM = ("chunks", "embeddings", "vector_table")
@@ -69,9 +69,7 @@ def test_only_the_refreshed_shard_moves_a_chunker_change_moves_all_and_a_new_mod
         assert switched.total_requested == 0
 
         def backfill_tick() -> dg.SensorResult:
-            resources = build_resources(other)
-            context = dg.build_sensor_context(instance=instance, definitions=new_defs, resources=resources)
-            return new_defs.resolve_sensor_def("openai_test_embed_64_backfill_sensor")(context)
+            return tick_sensor(new_defs, "openai_test_embed_64_backfill_sensor", other, instance)
 
         (request,) = backfill_tick().run_requests
         assert (request.tags[RANGE[0]], request.tags[RANGE[1]]) == ("s000", "s003")

@@ -13,7 +13,7 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
-from embedding_assets.assembly import REFRESH_JOB, build_definitions, build_resources
+from embedding_assets.assembly import REFRESH_JOB, build_definitions
 from embedding_assets.assets import chain_keys
 from embedding_assets.core.index import Index
 from embedding_assets.core.settings import Settings
@@ -23,7 +23,7 @@ from embedding_assets.shard_runs import range_tags
 from embedding_assets_tests.conftest import write_topics
 from embedding_assets_tests.dagster_dev import PROJECT_ROOT, project_env
 from embedding_assets_tests.openai_server import call
-from embedding_assets_tests.pipeline_helpers import expected_index, indexed
+from embedding_assets_tests.pipeline_helpers import expected_index, indexed, tick_sensor
 from embedding_assets_tests.test_fault_injection import shrink_longest
 
 pytestmark = pytest.mark.slow
@@ -115,8 +115,7 @@ def test_a_candidate_over_its_budget_pauses_its_backfill_and_never_the_live_mode
         job.execute_in_process(instance=instance, tags=range_tags(keys[0], keys[-1]), asset_selection=chain_keys(live))
 
         def tick(name: str) -> dg.SensorResult:
-            context = dg.build_sensor_context(instance=instance, definitions=defs, resources=build_resources(settings))
-            return defs.resolve_sensor_def(name)(context)
+            return tick_sensor(defs, name, settings, instance)
 
         launched = tick(f"{cand.slug}_backfill_sensor")
         (request,) = launched.run_requests

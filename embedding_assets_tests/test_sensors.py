@@ -11,17 +11,13 @@ from embedding_assets.core.embedders import Embedder
 from embedding_assets.core.errors import ConfigError
 from embedding_assets.core.settings import Settings
 from embedding_assets.core.shards import shard_keys, shard_of
-from embedding_assets_tests.pipeline_helpers import asset_key, materialize, metadata
+from embedding_assets_tests.pipeline_helpers import asset_key, materialize, metadata, tick_sensor
 
 RANGE = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
 
 
 def tick(settings: Settings, instance: dg.DagsterInstance, name: str, cursor: str | None = None):
-    defs = build_definitions(settings)
-    context = dg.build_sensor_context(
-        instance=instance, cursor=cursor, definitions=defs, resources=build_resources(settings)
-    )
-    return defs.resolve_sensor_def(name)(context)
+    return tick_sensor(build_definitions(settings), name, settings, instance, cursor)
 
 
 def ranges(result: dg.SensorResult) -> list[tuple[str, str]]:
@@ -103,12 +99,12 @@ def test_refresh_schedule_reconciles_with_the_table(settings: Settings, minilm: 
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING  # setting the cron turns it on
 
     def run_schedule(instance: dg.DagsterInstance):
-        context = dg.build_schedule_context(
+        with dg.build_schedule_context(
             instance=instance,
             resources=build_resources(settings),
             scheduled_execution_time=datetime(2026, 11, 25, 13, tzinfo=UTC),
-        )
-        return schedule.evaluate_tick(context)
+        ) as context:  # closed on return, like tick_sensor's
+            return schedule.evaluate_tick(context)
 
     with dg.instance_for_test() as instance:
         assert len(run_schedule(instance).run_requests) == 1  # nothing indexed: every shard, one range
