@@ -17,7 +17,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
-from workload import onnxruntime_session
 
 from embedding_assets.core.chunking import ChunkingConfig, chunk_document
 from embedding_assets.core.embedders import local_minilm, make_embedder
@@ -46,7 +45,7 @@ def chunks() -> list[str]:
 def embed(config: tuple[int | None, bool, int], texts: list[str], results: "multiprocessing.Queue[tuple]") -> None:
     """Embed ``texts`` with the pipeline's embedder on a session of ``config``; report time and vectors."""
     threads, spinning, in_flight = config
-    built = onnxruntime_session(threads, spinning)
+    built = local_minilm.new_session(threads, spinning)
     local_minilm._session = lambda: built  # type: ignore[assignment]
     embedder = make_embedder("local:all-MiniLM-L6-v2", threads=in_flight)
     embedder.embed(texts[:32])  # warm up

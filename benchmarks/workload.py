@@ -73,25 +73,11 @@ class CountingEmbedder:
         return self.embedder.embed(list(texts))
 
 
-def onnxruntime_session(threads: int | None, spinning: bool) -> object:
-    """A session of the local model file with ``threads`` intra-op threads (None: ONNX Runtime's default,
-    a thread per core) and spin-waiting as given."""
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    if threads is not None:
-        options.intra_op_num_threads = threads
-    model = local_minilm._package().model_path()
-    return onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
-
-
 def bare_model_embed(texts: Sequence[str], batch_size: int) -> np.ndarray:
     """The model alone, as a user would loop over it: ONNX Runtime's default session, batches of
     ``batch_size`` in document order, one at a time, no length sorting. Each batch is one forward pass,
     padded to its longest text, with the pipeline's tokenizer and pooling."""
-    session = onnxruntime_session(None, True)
+    session = local_minilm.new_session(threads=None, spinning=True)
     return np.concatenate(
         [
             local_minilm.forward(session, list(texts[start : start + batch_size]))

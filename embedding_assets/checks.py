@@ -63,6 +63,7 @@ def build_table_checks(
     def report(
         context: dg.AssetCheckExecutionContext,
         shard: str,
+        target: AssetCheckEvaluationTargetMaterializationData | None,
         outcome: CheckOutcome,
         severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
     ) -> None:
@@ -77,7 +78,7 @@ def build_table_checks(
                 description=outcome.description,
                 metadata=outcome.metadata,
                 partition=shard,
-                target_materialization_data=latest_materialization(context.instance, vector_table.key, shard),
+                target_materialization_data=target,
             )
         )
 
@@ -94,6 +95,7 @@ def build_table_checks(
         rng = random.Random(f"{keys[0]}:{keys[-1]}:{date.today()}")
         quota = sample_quota(list(keys), index.settings.drift_sample, rng) if EMBEDDING_DRIFT in selected else {}
         samples: dict[str, pa.Table] = {}
+        targets = {shard: latest_materialization(context.instance, vector_table.key, shard) for shard in keys}
         recorded = store.recorded_states(model.model_version) if INDEX_MATCHES_SOURCE in selected else {}
         for shard in keys:
             work = index.shard_work(shard, active)
@@ -111,7 +113,7 @@ def build_table_checks(
                     dimensions=model.dimensions,
                     expected_chunk_ids=staged,
                 )
-                report(context, shard, outcome)
+                report(context, shard, targets[shard], outcome)
             if INDEX_MATCHES_SOURCE in selected:
                 # Documents whose hash the change index holds come from the staged copy with that hash, the
                 # rest from the source: O(change) source reads (`verify` re-reads everything).
@@ -119,9 +121,8 @@ def build_table_checks(
                 documents = index.listing(shard, work.staged_keys())
                 expected = expected_chunks(documents, index.chunking, model, cached, work.staged_document)
                 diff = diff_shard(shard, expected, rows, model.model_version, recorded.get(shard))
-                report(
-                    context, shard, CheckOutcome(INDEX_MATCHES_SOURCE, diff.matches, diff.describe(), diff.figures())
-                )
+                outcome = CheckOutcome(INDEX_MATCHES_SOURCE, diff.matches, diff.describe(), diff.figures())
+                report(context, shard, targets[shard], outcome)
             if quota.get(shard) and rows is not None:
                 picked = rng.sample(range(rows.num_rows), min(quota[shard], rows.num_rows))
                 samples[shard] = rows.take(pa.array(picked, type=pa.int64()))  # typed: it may be empty
@@ -133,7 +134,7 @@ def build_table_checks(
             stored = np.array(sample.column("vector").to_pylist() if sample is not None else [], dtype=np.float32)
             again = np.array([next(fresh) for _ in range(len(stored))], dtype=np.float32)
             outcome = drift_outcome(stored, again, index.settings.drift_threshold)
-            report(context, shard, outcome, dg.AssetCheckSeverity.WARN)
+            report(context, shard, targets[shard], outcome, dg.AssetCheckSeverity.WARN)
         # The results went out as events above; the check outputs themselves carry nothing (yielding
         # them keeps Dagster from logging that the step "did not yield expected outputs").
         for name in context.op_execution_context.selected_output_names:

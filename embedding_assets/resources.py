@@ -53,7 +53,10 @@ class PipelineResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     shards: int = Field(description="Number of shards (partitions), fixed for the life of the index.")
     chunk_tokens: int = Field(description="Target chunk size, in the model's tokens.")
     chunk_overlap: int = Field(description="Sentence overlap between chunks, in tokens.")
-    batch_size: int = Field(description="Texts per forward pass of the local model.")
+    batch_size: int = Field(description="Texts per forward pass of the local model, at most.")
+    batch_tokens: int = Field(
+        description="Tokens per forward pass of the local model, at most (a longer text runs alone)."
+    )
     model_threads: int | None = Field(
         description="The local model's batches in flight per run, one thread each (unset: one per core)."
     )

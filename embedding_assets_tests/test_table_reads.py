@@ -50,7 +50,7 @@ def test_a_one_shard_refresh_reads_the_shard_once_per_step(settings: Settings, r
         assert report.stale == [shard_of("while.txt", toy.shards)]
         assert reads == {
             "shard_states <- stale_shards": 1,  # which shards are stale: the small state table, not the rows
-            "shard_rows <- _reusable_vectors": 1,  # embeddings: the stored vectors it may reuse
+            "shard_rows <- _stored_with_vectors": 1,  # embeddings: the stored vectors it may reuse
             "shard_rows <- replace_shard": 1,  # vector_table: what the commit must change
             "shard_rows <- vector_table_checks": 1,  # all three checks, from one read
             "recorded_states <- vector_table_checks": 1,  # the fingerprints index_matches_source holds against it
@@ -61,5 +61,5 @@ def test_a_one_shard_refresh_reads_the_shard_once_per_step(settings: Settings, r
         (source / "while.txt").write_text("The while statement, rewritten again.")
         reads.clear()
         refresh(Index(dataclasses.replace(toy, run_budget_usd=1.0)), instance)
-        assert reads["shard_rows <- _reusable_hashes"] == 1
+        assert reads["shard_rows <- _stored_hashes"] == 1
         assert sum(reads.values()) == 7

@@ -188,6 +188,7 @@ class Index:
             config.spec,
             dimensions=config.dimensions,
             batch_size=s.batch_size,
+            batch_tokens=s.batch_tokens,
             tokens_per_minute=config.tokens_per_minute,
             threads=s.model_threads,
             api_key=self.credentials.api_key,

@@ -43,6 +43,7 @@ class Settings:
     chunk_tokens: int = 200
     chunk_overlap: int = 32
     batch_size: int = 16
+    batch_tokens: int = 256  # the local model's tokens per forward pass (a longer text: a pass of its own)
     model_threads: int | None = None  # the local model's batches in flight per run; None: one per core
     id_field: str = "id"
     text_field: str = "text"
@@ -78,6 +79,7 @@ class Settings:
             "tokens_per_minute",
             "max_file_bytes",
             "model_threads",
+            "batch_tokens",
             "ann_min_rows",
         ):
             value = getattr(self, name)

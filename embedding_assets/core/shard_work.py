@@ -316,7 +316,7 @@ class ShardWork:
         if self._embeddings_up_to_date:
             return 0
         chunks = self.staging.read(self.chunks_path, ["chunk_hash", "token_count"])
-        new = self._reusable_hashes.rows_of(chunks.column("chunk_hash")) < 0
+        new = self._stored_hashes.rows_of(chunks.column("chunk_hash")) < 0
         return int(chunks.column("token_count").to_numpy()[new].sum())
 
     def embed(self, now: datetime | None = None) -> EmbedStats:
@@ -335,7 +335,7 @@ class ShardWork:
             requested_dimensions=embedder.requested_dimensions,
         )
         now_us = np.datetime64((now or datetime.now(UTC)).replace(tzinfo=None), "us")
-        stored, dimensions = self._reusable_vectors, embedder.dimensions
+        stored, dimensions = self._stored_with_vectors, embedder.dimensions
         embedded = reused = tokens = 0
         # Each chunk's stored row with the same text (-1: new text), found once for the file.
         reusable = stored.rows_of(staging.read(self.chunks_path, ["chunk_hash"]).column("chunk_hash"))
@@ -391,13 +391,13 @@ class ShardWork:
         return self.expire_before is None or oldest is None or oldest >= self.expire_before
 
     @cached_property
-    def _reusable_vectors(self) -> "StoredVectors":
+    def _stored_with_vectors(self) -> "StoredVectors":
         """The shard's unexpired stored rows by chunk_hash: one read, vectors included."""
         return _stored_vectors(self.store, self.model_version, self.shard, self.expire_before, self.embedder.dimensions)
 
     @cached_property
-    def _reusable_hashes(self) -> "StoredVectors":
-        """``_reusable_vectors`` read without the vectors (for the budget pass)."""
+    def _stored_hashes(self) -> "StoredVectors":
+        """The shard's unexpired stored rows by chunk_hash, without their vectors (what the budget pass needs)."""
         return _stored_vectors(self.store, self.model_version, self.shard, self.expire_before)
 
 

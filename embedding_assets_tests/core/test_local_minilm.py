@@ -40,3 +40,15 @@ def test_the_thread_count_changes_speed_not_vectors(minilm: Embedder) -> None:
     one = make_embedder("local:all-MiniLM-L6-v2", threads=1)
     assert one.model_version == minilm.model_version
     np.testing.assert_allclose(one.embed(texts), minilm.embed(texts), atol=1e-6)
+
+
+def test_a_forward_pass_holds_at_most_batch_tokens_unless_one_text_is_longer(minilm: Embedder) -> None:
+    long = ["word " * 150 + str(i) for i in range(6)]  # 152 tokens with [CLS] and [SEP]: two would be 304
+    short = [f"tiny text {i}" for i in range(6)]
+    tight = make_embedder("local:all-MiniLM-L6-v2", batch_tokens=256)
+    loose = make_embedder("local:all-MiniLM-L6-v2", batch_tokens=4096)
+    vectors = tight.embed(long + short)
+    assert tight.retry_stats.requests == 6 + 1  # each long text alone, the six short ones together
+    assert np.min(np.sum(loose.embed(long + short) * vectors, axis=1)) > 0.995  # int8 activations scale per batch
+    assert loose.retry_stats.requests == 2  # six texts a pass, so that both cores have one
+    assert make_embedder("local:all-MiniLM-L6-v2", batch_tokens=10).embed(["word " * 50]).shape == (1, 384)

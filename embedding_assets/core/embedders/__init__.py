@@ -19,12 +19,14 @@ def make_embedder(
     api_key: str | None = None,
     base_url: str | None = None,
     batch_size: int = 16,
+    batch_tokens: int = 256,
     tokens_per_minute: float | None = None,
     threads: int | None = None,
 ) -> Embedder:
-    """Build the embedder a model spec names; unknown specs fail with the list of valid ones. ``threads``
-    is the local model's intra-op thread count (None: one per core)."""
-    embedder = _build(spec, dimensions, api_key, base_url, batch_size, tokens_per_minute, threads)
+    """Build the embedder a model spec names; unknown specs fail with the list of valid ones. The batch
+    sizes and ``threads`` (batches in flight, None: one per core) are the local model's."""
+    local = {"batch_size": batch_size, "batch_tokens": batch_tokens, "threads": threads}
+    embedder = _build(spec, dimensions, api_key, base_url, tokens_per_minute, local)
     embedder.spec, embedder.requested_dimensions = spec, dimensions
     return embedder
 
@@ -34,9 +36,8 @@ def _build(
     dimensions: int | None,
     api_key: str | None,
     base_url: str | None,
-    batch_size: int,
     tokens_per_minute: float | None,
-    threads: int | None,
+    local: dict[str, Any],
 ) -> Embedder:
     parsed = parse_spec(spec)
     provider, name = parsed.provider, parsed.name
@@ -45,7 +46,7 @@ def _build(
             raise ConfigError(f"{spec} has 384 dimensions; it cannot produce {dimensions}")
         from embedding_assets.core.embedders.local_minilm import LocalMiniLM
 
-        return LocalMiniLM(batch_size=batch_size, threads=threads)
+        return LocalMiniLM(**local)
     if provider == "openai" and name:
         from embedding_assets.core.embedders.openai_api import OpenAIEmbedder
 
