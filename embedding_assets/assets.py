@@ -33,6 +33,9 @@ from embedding_assets.resources import PipelineResource
 DOCUMENTS_GROUP = "documents"  # the source, the raw documents and every profile's chunks
 SOURCE_DOCUMENTS = "source_documents"  # observed, see source_documents.py
 RAW_DOCUMENTS = "raw_documents"
+# On a run whose launcher recorded the source's changes just before it (``refresh``): its raw_documents
+# stage the change index as recorded instead of scanning the source again, once per run.
+SOURCE_SYNCED_TAG = "embedding_assets/source_synced"
 # 2: HTML without glued words, texts in other encodings, PDF and DOCX (the keys of those suffixes are
 # read again: their versions carry the reader, see core.sources.records.READERS).
 SOURCE_READER_VERSION = "2"
@@ -102,12 +105,14 @@ def build_raw_documents(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinit
     )
     def raw_documents(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult[None]:
         """The shard's documents, staged as Parquet. The step first records the source's changes in the
-        change index; each shard's keys come from there, and only documents whose hash changed are read
-        from the source, the rest are kept from the previous file. Unreadable documents are skipped with
+        change index (unless the run's launcher just did: ``SOURCE_SYNCED_TAG``); each shard's keys come
+        from there, and only documents whose hash changed are read from the source, the rest are kept
+        from the previous file. Unreadable documents are skipped with
         their reason recorded; a text not in UTF-8 is decoded in the encoding detected for it, recorded
         in ``detected_encodings``. A re-run rewrites the file atomically."""
         index = pipeline.get()
-        index.sync()  # what the source holds now (a no-op after the change sensor's tick): O(changes)
+        if SOURCE_SYNCED_TAG not in context.run.tags:
+            index.sync()  # what the source holds now: O(changes), but a listing for a folder or queueless bucket
 
         def one(work: ShardWork) -> dict[str, Any]:
             generation = index.changes.generation_of(work.shard)  # read first: what follows is at least as new

@@ -12,7 +12,7 @@ from typing import Any
 import dagster as dg
 
 from embedding_assets.assembly import REFRESH_JOB, build_definitions
-from embedding_assets.assets import chain_keys
+from embedding_assets.assets import SOURCE_SYNCED_TAG, chain_keys
 from embedding_assets.core import progress as work_progress
 from embedding_assets.core.change_index import SyncReport
 from embedding_assets.core.index import Index
@@ -60,7 +60,8 @@ def refresh(
     log_level: str | None = None,
 ) -> RefreshReport:
     """Scan, then materialize each active model's stale shards (or exactly ``shards``, to repair them),
-    live model first, one run per model and range; raises if a run fails. ``log_level`` (``WARNING``)
+    live model first, one run per model and range; raises if a run fails. The runs stage what this scan
+    recorded: the source is listed once per refresh, not once per run. ``log_level`` (``WARNING``)
     quiets the runs' console log, whose events the instance keeps anyway. The plan is reported to
     ``core.progress`` as step ``refresh_plan`` (figure ``stale_shards``: shards times models to run)."""
     sync = index.sync()
@@ -84,7 +85,7 @@ def refresh(
             progress(f"refreshing {first}...{last} ({model.slug})")
             result = job.execute_in_process(
                 instance=instance,
-                tags=range_tags(first, last),
+                tags=range_tags(first, last) | {SOURCE_SYNCED_TAG: str(sync.generation)},
                 raise_on_error=True,
                 run_config=run_config,
                 asset_selection=chain_keys(model),

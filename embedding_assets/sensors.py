@@ -53,7 +53,7 @@ def build_triggers(
         minimum_interval_seconds=settings.scan_interval_seconds,
         default_status=running,
         # Its runs name their assets (the chain); source_documents is listed so its page shows who observes it.
-        asset_selection=dg.AssetSelection.assets(*every_asset) | dg.AssetSelection.keys(SOURCE_DOCUMENTS),
+        asset_selection=dg.AssetSelection.assets(*every_asset, SOURCE_DOCUMENTS),
         description="On by default, every EMBEDDING_ASSETS_SCAN_INTERVAL_SECONDS: records the source's changes in "
         "the change index, observes source_documents for the shards that changed, and runs the live model's chain "
         "for those shards only (consecutive shards in one run; the other active models follow through their "
