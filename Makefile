@@ -54,7 +54,7 @@ test: check
 	$(BIN)/pytest -n 2
 
 # The contributor's loop: the static checks and the tests that neither run the real model end to end
-# nor start servers (under 2 minutes).
+# nor start servers (a few minutes).
 test-fast: check
 	$(BIN)/pytest -n 2 -m "not slow"
 
