@@ -34,7 +34,7 @@ DOCUMENTS_GROUP = "documents"  # the source, the raw documents and every profile
 SOURCE_DOCUMENTS = "source_documents"  # observed, see source_documents.py
 RAW_DOCUMENTS = "raw_documents"
 # On a run whose launcher recorded the source's changes just before it (``refresh``): its raw_documents
-# stage the change index as recorded instead of scanning the source again, once per run.
+# stage the change index as recorded instead of scanning the source again in every run.
 SOURCE_SYNCED_TAG = "embedding_assets/source_synced"
 # 2: HTML without glued words, texts in other encodings, PDF and DOCX (the keys of those suffixes are
 # read again: their versions carry the reader, see core.sources.records.READERS).
@@ -107,9 +107,9 @@ def build_raw_documents(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinit
         """The shard's documents, staged as Parquet. The step first records the source's changes in the
         change index (unless the run's launcher just did: ``SOURCE_SYNCED_TAG``); each shard's keys come
         from there, and only documents whose hash changed are read from the source, the rest are kept
-        from the previous file. Unreadable documents are skipped with
-        their reason recorded; a text not in UTF-8 is decoded in the encoding detected for it, recorded
-        in ``detected_encodings``. A re-run rewrites the file atomically."""
+        from the previous file. Unreadable documents are skipped with their reason recorded; a text not
+        in UTF-8 is decoded in the encoding detected for it, recorded in ``detected_encodings``. A re-run
+        rewrites the file atomically."""
         index = pipeline.get()
         if SOURCE_SYNCED_TAG not in context.run.tags:
             index.sync()  # what the source holds now: O(changes), but a listing for a folder or queueless bucket
