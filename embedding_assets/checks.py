@@ -1,11 +1,12 @@
-"""Asset checks of the vector table, one result per shard, and the retrieval quality gate.
+"""Asset checks of the vector table, and the retrieval quality gate.
 
 One multi-asset check evaluates the table's three, so one read of each shard's stored rows (only the
-columns the selected checks compare) serves them all. Each result is reported on its shard's own
-partition through an ``AssetCheckEvaluation`` event, which also works for ranged single-run
-backfills, where a returned ``AssetCheckResult`` would carry no partition. Each names the shard's
-latest materialization as its target, as Dagster's own results do, so the UI counts the shard as
-checked against its current rows.
+columns the selected checks compare) serves them all. Integrity and reconciliation give one result
+per shard, reported on its own partition through an ``AssetCheckEvaluation`` event, which also works
+for ranged single-run backfills, where a returned ``AssetCheckResult`` would carry no partition. Each
+names the shard's latest materialization as its target, as Dagster's own results do, so the UI counts
+the shard as checked against its current rows. The drift sentinel is a property of the model, not of
+a shard: one result per run, for the whole table.
 """
 
 import random
@@ -43,10 +44,10 @@ DESCRIPTIONS = {
     "recorded beside the table (what stale detection reads instead of the rows) is the rows' own. Documents "
     "are read from the source only where the staged copy's hash differs from the change index's, and are "
     "not re-cut where the staged chunks carry their hash (`embedding-assets verify` re-reads and re-cuts all).",
-    EMBEDDING_DRIFT: "Drift sentinel: re-embeds a few random stored chunks of the run's shards with the table's "
-    "own model and warns when a stored vector no longer matches (a silent provider-side change, broken "
-    "preprocessing). The sample is per run, so its cost does not grow with the number of shards; the "
-    "run's other shards pass, saying they were not sampled.",
+    EMBEDDING_DRIFT: "Drift sentinel, one result per run for the whole table: re-embeds a few random stored "
+    "chunks of the run's shards with the table's own model and warns when a stored vector no longer matches "
+    "(a silent provider-side change, broken preprocessing). The sample is per run, so neither its cost nor "
+    "its events grow with the number of shards; `shards_sampled` names where it came from.",
 }
 COLUMNS = {VECTOR_TABLE_INTEGRITY: INTEGRITY_COLUMNS, INDEX_MATCHES_SOURCE: STORED_COLUMNS}
 
@@ -56,13 +57,18 @@ def build_table_checks(
 ) -> list[dg.AssetChecksDefinition]:
     """The checks of the active model ``slug``'s ``vector_table``."""
     specs = [
-        dg.AssetCheckSpec(name, asset=vector_table.key, partitions_def=partitions, description=description)
+        dg.AssetCheckSpec(
+            name,
+            asset=vector_table.key,
+            partitions_def=None if name == EMBEDDING_DRIFT else partitions,
+            description=description,
+        )
         for name, description in DESCRIPTIONS.items()
     ]
 
     def report(
         context: dg.AssetCheckExecutionContext,
-        shard: str,
+        shard: str | None,
         target: AssetCheckEvaluationTargetMaterializationData | None,
         outcome: CheckOutcome,
         severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
@@ -89,12 +95,16 @@ def build_table_checks(
         """The selected checks of every shard of the run, from one read of each shard's stored rows."""
         index = pipeline.get()
         active = index.model(slug)
-        model, store, keys = active.embedder, index.store, context.partition_keys
+        model, store, keys = active.embedder, index.store, run_shards(context)
         selected = {key.name for key in context.selected_asset_check_keys}
         info = store.info(model.model_version)
-        rng = random.Random(f"{keys[0]}:{keys[-1]}:{date.today()}")
-        quota = sample_quota(list(keys), index.settings.drift_sample, rng) if EMBEDDING_DRIFT in selected else {}
-        samples: dict[str, pa.Table] = {}
+        seed = ":".join([*keys[:1], *keys[-1:], str(date.today())])  # the run's first and last shard, today
+        rng = random.Random(seed)
+        quota = sample_quota(keys, index.settings.drift_sample, rng) if EMBEDDING_DRIFT in selected and keys else {}
+        samples: list[pa.Table] = []
+        if EMBEDDING_DRIFT in selected and not keys:  # the drift check run alone: a sample of the whole table
+            whole = store.sample_rows(model.model_version, index.settings.drift_sample, DRIFT_COLUMNS, seed)
+            samples += [whole] if whole is not None else []
         targets = {shard: latest_materialization(context.instance, vector_table.key, shard) for shard in keys}
         recorded = store.recorded_states(model.model_version) if INDEX_MATCHES_SOURCE in selected else {}
         for shard in keys:
@@ -125,22 +135,32 @@ def build_table_checks(
                 report(context, shard, targets[shard], outcome)
             if quota.get(shard) and rows is not None:
                 picked = rng.sample(range(rows.num_rows), min(quota[shard], rows.num_rows))
-                samples[shard] = rows.take(pa.array(picked, type=pa.int64()))  # typed: it may be empty
-        texts = [text for picked in samples.values() for text in picked.column("text").to_pylist()]
-        fresh = iter(model.embed(texts) if texts else [])
-        for shard in keys if EMBEDDING_DRIFT in selected else ():
-            # A shard not sampled in this run passes, saying so: without a result the UI shows it "Skipped".
-            sample = samples.get(shard)
-            stored = np.array(sample.column("vector").to_pylist() if sample is not None else [], dtype=np.float32)
-            again = np.array([next(fresh) for _ in range(len(stored))], dtype=np.float32)
+                samples.append(rows.take(pa.array(picked, type=pa.int64())))  # typed: it may be empty
+        if EMBEDDING_DRIFT in selected:
+            texts = [text for picked in samples for text in picked.column("text").to_pylist()]
+            vectors = [v for picked in samples for v in picked.column("vector").to_pylist()]
+            stored = np.array(vectors, dtype=np.float32)
+            again = np.asarray(model.embed(texts), dtype=np.float32) if texts else stored  # none: the outcome says so
             outcome = drift_outcome(stored, again, index.settings.drift_threshold)
-            report(context, shard, targets[shard], outcome, dg.AssetCheckSeverity.WARN)
+            outcome.metadata["shards_sampled"] = ", ".join(
+                sorted({s for p in samples for s in p.column("shard").to_pylist()})
+            )
+            newest = max((t for t in targets.values() if t), key=lambda t: t.storage_id, default=None)
+            report(context, None, newest, outcome, dg.AssetCheckSeverity.WARN)  # the table's newest rows
         # The results went out as events above; the check outputs themselves carry nothing (yielding
         # them keeps Dagster from logging that the step "did not yield expected outputs").
         for name in context.op_execution_context.selected_output_names:
             yield dg.Output(None, output_name=name)
 
     return [vector_table_checks]
+
+
+def run_shards(context: dg.AssetCheckExecutionContext) -> list[str]:
+    """The shards of the run; none when it runs only the table-level drift check (an unpartitioned run)."""
+    try:
+        return list(context.partition_keys)
+    except dg.DagsterInvariantViolationError:
+        return []
 
 
 def latest_materialization(

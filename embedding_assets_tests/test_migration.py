@@ -152,9 +152,7 @@ def test_rate_limits_are_retried_and_counted(env: Settings, server_url: str) -> 
 def test_drift_check_warns_when_stored_vectors_change(env: Settings, minilm: Embedder) -> None:
     with dg.instance_for_test() as instance:
         materialize(env, instance, partition="s002")
-        assert (EMBEDDING_DRIFT, "s002", True) in check_evaluations(
-            run_checks(env, instance, "s002", [EMBEDDING_DRIFT])
-        )
+        assert (EMBEDDING_DRIFT, None, True) in check_evaluations(run_checks(env, instance, "s002", [EMBEDDING_DRIFT]))
         table = VectorStore(env.lancedb_uri).table(minilm.model_version)
         rows = table.search().where("shard = 's002'").to_arrow()
         noise = np.random.default_rng(0).normal(size=(rows.num_rows, 384)).astype(np.float32)
@@ -162,9 +160,10 @@ def test_drift_check_warns_when_stored_vectors_change(env: Settings, minilm: Emb
         perturbed = rows.set_column(rows.schema.get_field_index("vector"), "vector", vectors)
         table.merge_insert("chunk_id").when_matched_update_all().execute(perturbed.cast(table.schema))
         result = run_checks(env, instance, "s002", [EMBEDDING_DRIFT])
-        assert (EMBEDDING_DRIFT, "s002", False) in check_evaluations(result)
+        assert (EMBEDDING_DRIFT, None, False) in check_evaluations(result)
         evaluation = next(
             e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
         )
         assert evaluation.severity == dg.AssetCheckSeverity.WARN
         assert evaluation.metadata["min_cosine"].value < 0.5
+        assert evaluation.metadata["shards_sampled"].value == "s002"

@@ -24,6 +24,7 @@ them yet and a filtered read scans those rows, so ``compact`` (which optimizes) 
 
 import dataclasses
 import functools
+import random
 import re
 import time
 import uuid
@@ -331,6 +332,15 @@ class VectorStore:
             return None
         query = table.search().where(f"shard = {sql_string(shard)}")
         return (query.select(list(columns)) if columns else query).to_arrow()
+
+    def sample_rows(self, model_version: str, count: int, columns: Sequence[str], seed: str) -> pa.Table | None:
+        """Up to ``count`` rows at random offsets of the whole table (None: no table): O(count) reads."""
+        table = self.table(model_version)
+        if table is None:
+            return None
+        total = table.count_rows()
+        offsets = random.Random(seed).sample(range(total), min(count, total))
+        return table.take_offsets(sorted(offsets)).select(list(columns)).to_arrow()
 
     def replace_shard(self, shard: str, rows: pa.Table) -> ShardWrite:
         """Make the table's rows for ``shard`` exactly ``rows`` (whose schema metadata names the model):

@@ -143,7 +143,7 @@ def _row_count(rows: pa.Table, expected_chunk_ids: list[str]) -> CheckOutcome:
 
 
 EMBEDDING_DRIFT = "embedding_drift"
-DRIFT_COLUMNS = ("text", "vector")  # what the drift check re-embeds and compares
+DRIFT_COLUMNS = ("shard", "text", "vector")  # where each sampled chunk is, what is re-embedded and compared
 
 
 def sample_quota(shards: list[str], total: int, rng: random.Random) -> dict[str, int]:
@@ -162,8 +162,7 @@ def drift_outcome(stored: np.ndarray, fresh: np.ndarray, threshold: float) -> Ch
         return CheckOutcome(
             EMBEDDING_DRIFT,
             True,
-            "not sampled in this run: each run re-embeds EMBEDDING_ASSETS_DRIFT_SAMPLE stored chunks, spread over "
-            "its shards",
+            "nothing sampled in this run: EMBEDDING_ASSETS_DRIFT_SAMPLE is 0, or the run's shards hold no rows",
             {"sampled": 0},
         )
     cosines = np.sum(stored * fresh, axis=1) / (np.linalg.norm(stored, axis=1) * np.linalg.norm(fresh, axis=1))

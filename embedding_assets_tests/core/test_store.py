@@ -297,3 +297,15 @@ def test_compaction_merges_small_fragments_and_keeps_every_row(store: VectorStor
     assert store.compact(MODEL, min_small_fragments=2) >= 2
     assert table.stats()["fragment_stats"]["num_fragments"] == 1
     assert sorted_rows(store, "s000") == before
+
+
+def test_a_sample_of_the_table_is_distinct_rows_of_every_shard_and_repeats_with_its_seed(store: VectorStore) -> None:
+    assert store.sample_rows(MODEL, 3, ["chunk_id"], "seed") is None  # no table yet
+    for shard in ("s000", "s001"):
+        store.replace_shard(shard, rows(shard, {f"{shard}-{d}": ["x", "y"] for d in range(10)}))
+    sample = store.sample_rows(MODEL, 30, ["chunk_id", "shard"], "seed")
+    assert sample is not None and sample.num_rows == 30 and len(set(sample.column("chunk_id").to_pylist())) == 30
+    assert set(sample.column("shard").to_pylist()) == {"s000", "s001"}
+    assert store.sample_rows(MODEL, 100, ["chunk_id"], "seed").num_rows == 40  # at most the table
+    again, other = (store.sample_rows(MODEL, 5, ["chunk_id"], seed) for seed in ("seed", "other"))
+    assert again == store.sample_rows(MODEL, 5, ["chunk_id"], "seed") != other
