@@ -104,7 +104,7 @@ def build_table_checks(
         samples: list[pa.Table] = []
         if EMBEDDING_DRIFT in selected and not keys:  # the drift check run alone: a sample of the whole table
             whole = store.sample_rows(model.model_version, index.settings.drift_sample, DRIFT_COLUMNS, seed)
-            samples += [whole] if whole is not None else []
+            samples = [whole] if whole is not None else []
         targets = {shard: latest_materialization(context.instance, vector_table.key, shard) for shard in keys}
         recorded = store.recorded_states(model.model_version) if INDEX_MATCHES_SOURCE in selected else {}
         for shard in keys:
