@@ -95,7 +95,7 @@ def build_table_checks(
         """The selected checks of every shard of the run, from one read of each shard's stored rows."""
         index = pipeline.get()
         active = index.model(slug)
-        model, store, keys = active.embedder, index.store, run_shards(context)
+        model, store, keys = active.embedder, index.store, checked_shards(context)
         selected = {key.name for key in context.selected_asset_check_keys}
         info = store.info(model.model_version)
         seed = ":".join([*keys[:1], *keys[-1:], str(date.today())])  # the run's first and last shard, today
@@ -155,7 +155,7 @@ def build_table_checks(
     return [vector_table_checks]
 
 
-def run_shards(context: dg.AssetCheckExecutionContext) -> list[str]:
+def checked_shards(context: dg.AssetCheckExecutionContext) -> list[str]:
     """The shards of the run; none when it runs only the table-level drift check (an unpartitioned run)."""
     try:
         return list(context.partition_keys)
