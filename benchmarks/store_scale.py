@@ -91,6 +91,7 @@ def make_rows(shard: str, docs: Docs, rng: np.random.Generator) -> pa.Table:
         "token_count": pa.array([8] * n, pa.int32()),
         "model_version": [MODEL] * n,
         "embedded_at": pa.array(stamps, pa.timestamp("us", tz="UTC")),
+        "page": pa.nulls(n, pa.int32()),  # not a paged document
     }
     return pa.table(columns, schema=schema)
 
