@@ -1,7 +1,7 @@
 """Embedders, chosen by a model spec such as ``local:all-MiniLM-L6-v2`` or ``openai:text-embedding-3-small``
 (options after ``?`` describe a model another OpenAI-compatible server serves: ``core.embedders.spec``)."""
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from embedding_assets.core.embedders.base import Embedder, model_version
 from embedding_assets.core.embedders.spec import ModelSpec, parse_spec
@@ -25,10 +25,18 @@ def make_embedder(
 ) -> Embedder:
     """Build the embedder a model spec names; unknown specs fail with the list of valid ones. The batch
     sizes and ``threads`` (batches in flight, None: one per core) are the local model's."""
-    local = {"batch_size": batch_size, "batch_tokens": batch_tokens, "threads": threads}
+    local = LocalOptions(batch_size, batch_tokens, threads)
     embedder = _build(spec, dimensions, api_key, base_url, tokens_per_minute, local)
     embedder.spec, embedder.requested_dimensions = spec, dimensions
     return embedder
+
+
+class LocalOptions(NamedTuple):
+    """The local model's arguments, passed through ``_build`` as one typed value."""
+
+    batch_size: int
+    batch_tokens: int
+    threads: int | None
 
 
 def _build(
@@ -37,7 +45,7 @@ def _build(
     api_key: str | None,
     base_url: str | None,
     tokens_per_minute: float | None,
-    local: dict[str, Any],
+    local: LocalOptions,
 ) -> Embedder:
     parsed = parse_spec(spec)
     provider, name = parsed.provider, parsed.name
@@ -46,7 +54,7 @@ def _build(
             raise ConfigError(f"{spec} has 384 dimensions; it cannot produce {dimensions}")
         from embedding_assets.core.embedders.local_minilm import LocalMiniLM
 
-        return LocalMiniLM(**local)
+        return LocalMiniLM(local.batch_size, local.batch_tokens, local.threads)
     if provider == "openai" and name:
         from embedding_assets.core.embedders.openai_api import OpenAIEmbedder
 
