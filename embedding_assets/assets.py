@@ -12,7 +12,7 @@ in one process with one model load. Each shard's figures are recorded on its own
 
 import dataclasses
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -26,7 +26,9 @@ from embedding_assets.core.evaluation import comparison_table
 from embedding_assets.core.index import ActiveModel, Index
 from embedding_assets.core.migration import evaluate_table, gate
 from embedding_assets.core.shard_work import ShardWork
+from embedding_assets.core.store import ShardWrite
 from embedding_assets.core.table_policy import settle_table
+from embedding_assets.core.table_writes import write_shards
 from embedding_assets.metadata import provider_figures, run_summary, table_summary
 from embedding_assets.resources import PipelineResource
 
@@ -248,17 +250,17 @@ def build_model_assets(
         **common,
     )
     def vector_table(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult[None]:
-        """The shard's rows in the model's LanceDB table at the shard's cost: new and changed rows
+        """The shards' rows in the model's LanceDB table at the shards' cost: new and changed rows
         upserted on chunk_id, then exactly the vanished chunk ids deleted (a reader never misses a
-        current chunk). Unchanged shards commit nothing.
+        current chunk), consecutive shards sharing those commits (``table_writes``). Unchanged shards
+        commit nothing.
         The first listed model's table becomes live when first written; the others wait for ``promote``."""
         index = pipeline.get()
         active = index.model(slug)
         model, tables = active.model_version, [m.table for m in index.models]
         live = index.live_model_version()  # before the first promotion: the first model listed
 
-        def one(work: ShardWork) -> dict[str, Any]:
-            write = work.write()
+        def written(work: ShardWork, write: ShardWrite) -> dict[str, Any]:
             rows = write.inserted + write.updated + write.unchanged
             since = index.changes.settle(work.shard, work.source_generation(), active.table, tables)
             # From the source's commit (or, for a feed that does not say when, the sync that saw it).
@@ -278,7 +280,9 @@ def build_model_assets(
                 "commit_attempts": write.commit_attempts,
             } | latency
 
-        result = _for_each_shard(context, index, active.table, one, active)
+        works = (index.shard_work(shard, active) for shard in context.partition_keys)
+        writes = write_shards(index.store, works, lambda shard: index.staging.lock(shard, active.table))
+        result = _record_shards(context, ((w.shard, written(w, write), s) for w, write, s in writes))
         settled = settle_table(index.store, index.registry, model, may_go_live=active == index.models[0])
         for note in settled.notes:
             context.log.info(note)
@@ -346,21 +350,32 @@ def _for_each_shard(
     model: ActiveModel | None = None,
 ) -> dg.MaterializeResult[None]:
     """Run ``work`` on a fresh unit of work of ``model`` for every shard of the run, under the lock of
-    the shard's ``scope`` (what the step writes), recording metadata per shard.
+    the shard's ``scope`` (what the step writes), recording metadata per shard."""
+
+    def done() -> Iterator[tuple[str, dict[str, Any], float]]:
+        for shard in context.partition_keys:
+            started = time.perf_counter()
+            with index.staging.lock(shard, scope):
+                metadata = work(index.shard_work(shard, model))
+            yield shard, metadata, time.perf_counter() - started
+
+    return _record_shards(context, done())
+
+
+def _record_shards(
+    context: dg.AssetExecutionContext, done: Iterable[tuple[str, dict[str, Any], float]]
+) -> dg.MaterializeResult[None]:
+    """Record each (shard, metadata, seconds) as it is ``done`` on the shard's materialization.
     Shards that take a while are logged as they finish (every log line is an event the instance stores,
     so quick shards show only in their metadata)."""
-    keys = context.partition_keys
-    asset = context.asset_key.to_user_string()
+    total, asset = len(context.partition_keys), context.asset_key.to_user_string()
     recorded = []
-    for position, shard in enumerate(keys, start=1):
-        started = time.perf_counter()
-        with index.staging.lock(shard, scope):
-            metadata = work(index.shard_work(shard, model))
-        metadata["duration_s"] = round(time.perf_counter() - started, 3)
+    for position, (shard, metadata, seconds) in enumerate(done, start=1):
+        metadata["duration_s"] = round(seconds, 3)
         context.add_asset_metadata(metadata, partition_key=shard)
         recorded.append(metadata)
         progress.advance(asset, shard, **{k: v for k, v in metadata.items() if isinstance(v, int | float)})
         if metadata["duration_s"] >= SLOW_SHARD_SECONDS:
             figures = ", ".join(f"{k}={v}" for k, v in metadata.items() if isinstance(v, int | float))
-            context.log.info(f"[{position}/{len(keys)}] {asset} {shard}: {figures}")
+            context.log.info(f"[{position}/{total}] {asset} {shard}: {figures}")
     return dg.MaterializeResult(metadata=run_summary(recorded))  # on every shard: the run's own sums

@@ -69,7 +69,7 @@ def build_table_checks(
     def report(
         context: dg.AssetCheckExecutionContext,
         shard: str | None,
-        target: AssetCheckEvaluationTargetMaterializationData | None,
+        target: Target | None,
         outcome: CheckOutcome,
         severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
     ) -> None:
@@ -105,7 +105,7 @@ def build_table_checks(
         if EMBEDDING_DRIFT in selected and not keys:  # the drift check run alone: a sample of the whole table
             whole = store.sample_rows(model.model_version, index.settings.drift_sample, DRIFT_COLUMNS, seed)
             samples = [whole] if whole is not None else []
-        targets = {shard: latest_materialization(context.instance, vector_table.key, shard) for shard in keys}
+        targets = latest_materializations(context.instance, vector_table.key, keys)
         recorded = store.recorded_states(model.model_version) if INDEX_MATCHES_SOURCE in selected else {}
         for shard in keys:
             work = index.shard_work(shard, active)
@@ -163,19 +163,34 @@ def checked_shards(context: dg.AssetCheckExecutionContext) -> list[str]:
         return []
 
 
-def latest_materialization(
-    instance: dg.DagsterInstance, asset: dg.AssetKey, partition: str
-) -> AssetCheckEvaluationTargetMaterializationData | None:
-    """The partition's latest materialization, as the target a check result names (one indexed read)."""
+Target = AssetCheckEvaluationTargetMaterializationData  # the materialization a check result is of
+
+
+def latest_materializations(
+    instance: dg.DagsterInstance, asset: dg.AssetKey, partitions: list[str]
+) -> dict[str, Target | None]:
+    """Each partition's latest materialization, as the target a check result names: one indexed read
+    when the run has just materialized them all, one more per partition that read did not find."""
+    found = _newest(instance, asset, partitions, limit=len(partitions)) if partitions else {}
+    for partition in partitions:
+        if partition not in found:
+            found |= _newest(instance, asset, [partition], limit=1)
+    return {p: found.get(p) for p in partitions}
+
+
+def _newest(instance: dg.DagsterInstance, asset: dg.AssetKey, partitions: list[str], limit: int) -> dict[str, Target]:
+    """The newest of the latest ``limit`` materializations of ``partitions``, per partition."""
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=asset, asset_partitions=[partition]), limit=1
+        dg.AssetRecordsFilter(asset_key=asset, asset_partitions=partitions), limit=limit
     ).records
-    if not records:
-        return None
-    latest = records[0]
-    return AssetCheckEvaluationTargetMaterializationData(
-        storage_id=latest.storage_id, run_id=latest.run_id, timestamp=latest.timestamp
-    )
+    newest: dict[str, Target] = {}
+    for record in records:  # newest first
+        if record.partition_key is not None:
+            newest.setdefault(
+                record.partition_key,
+                Target(storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp),
+            )
+    return newest
 
 
 def build_quality_check(retrieval_eval: dg.AssetKey, slug: str) -> dg.AssetChecksDefinition:

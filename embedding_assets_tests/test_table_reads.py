@@ -51,7 +51,7 @@ def test_a_one_shard_refresh_reads_the_shard_once_per_step(settings: Settings, r
         assert reads == {
             "shard_states <- stale_shards": 1,  # which shards are stale: the small state table, not the rows
             "shard_rows <- _stored_with_vectors": 1,  # embeddings: the stored vectors it may reuse
-            "shard_rows <- replace_shard": 1,  # vector_table: what the commit must change
+            "shard_rows <- add": 1,  # vector_table: what the commit must change (ShardWriteBatch.add)
             "shard_rows <- vector_table_checks": 1,  # all three checks, from one read
             "recorded_states <- vector_table_checks": 1,  # the fingerprints index_matches_source holds against it
             "shard_states <- table_summary": 1,  # vector_table's totals of the whole index: the state table

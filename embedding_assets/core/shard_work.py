@@ -33,7 +33,7 @@ from embedding_assets.core.errors import ConfigError
 from embedding_assets.core.hashing import Hasher, columns_digest
 from embedding_assets.core.sources import Document, Item, Skip
 from embedding_assets.core.staging import BATCH_ROWS, Row, Staging
-from embedding_assets.core.store import ShardWrite, VectorStore, document_keys, row_schema, table_name
+from embedding_assets.core.store import VectorStore, document_keys, row_schema, table_name
 
 RAW_SCHEMA = pa.schema(
     [
@@ -366,16 +366,17 @@ class ShardWork:
                 )
         return EmbedStats(embedded + reused, embedded, reused, tokens, embedder.dimensions)
 
-    def write(self) -> ShardWrite:
-        """Replace the shard's rows in the model's LanceDB table with the staged embeddings. Refuses a
-        file staged for another index (a staging folder copied or mounted by hand)."""
+    def rows_to_write(self) -> pa.Table:
+        """The staged embeddings, the shard's rows in the model's LanceDB table once written
+        (``table_writes``). Refuses a file staged for another index (a staging folder copied or mounted
+        by hand)."""
         staged_for = self.staging.metadata(self.embeddings_path).get(INDEX, "")
         if staged_for != self.index_id:
             raise ConfigError(
                 f"{self.embeddings_path} was staged for index {staged_for or '(unknown)'}, not this one "
                 f"({self.index_id}); staging folders belong to one index: re-materialize {self.shard}"
             )
-        return self.store.replace_shard(self.shard, _with_page(self.staging.read(self.embeddings_path)))
+        return _with_page(self.staging.read(self.embeddings_path))
 
     @cached_property
     def _embeddings_key(self) -> str | None:

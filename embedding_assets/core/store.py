@@ -344,65 +344,38 @@ class VectorStore:
 
     def replace_shard(self, shard: str, rows: pa.Table) -> ShardWrite:
         """Make the table's rows for ``shard`` exactly ``rows`` (whose schema metadata names the model):
-        an upsert of the new and changed rows, then a delete of the vanished ids, then the shard's
-        state; nothing if they are equal (beyond repairing a state that disagrees with them)."""
-        table = self.open_for_write(rows.schema)
-        model_version = _metadata(rows.schema)["model_version"]
-        rows = rows.select(table.schema.names).cast(table.schema)
-        if set(rows.column("shard").unique().to_pylist()) - {shard}:
-            raise ValueError(f"rows for shard {shard} contain rows of other shards")
-        version = table.version
-        stored = self.shard_rows(model_version, shard, ["chunk_id", "doc_id", *CHANGE_COLUMNS])
-        new, changed, deleted = _diff(stored, rows)
-        recorded = self._read_states(model_version, shard).get(shard)
-        if not (new or changed or deleted):
-            after = shard_state(shard, rows, version)  # every pair hashed: this is where a wrong record is repaired
-            if not after.same_content(recorded):
-                self._record_states(table, [after])  # a write that died before its state: repaired here
-            return ShardWrite(0, 0, 0, rows.num_rows, version)
-        after = shard_state(shard, rows, version, recorded, stored)
-        stamps = [t for t in (after.oldest_embedded_at, _oldest(stored)) if t is not None]
-        self._mark_pending(
-            table, dataclasses.replace(after, fingerprint=PENDING, oldest_embedded_at=min(stamps, default=None))
-        )
-        inserted = updated = attempts = 0
-        if new or changed:
-            upsert = rows.filter(pc.is_in(rows.column("chunk_id"), pa.array(sorted(new | changed), pa.string())))
-            result = self._upsert(table, upsert)
-            inserted, updated, attempts, version = (
-                result.num_inserted_rows,
-                result.num_updated_rows,
-                result.num_attempts,
-                result.version,
-            )
-        if deleted:
-            version = self._delete_chunks(table, shard, sorted(deleted), whole_shard=rows.num_rows == 0)
-        self._record_written(table, dataclasses.replace(after, table_version=version))
-        return ShardWrite(inserted, updated, len(deleted), rows.num_rows - inserted - updated, version, attempts)
+        a batch of one (``ShardWriteBatch``)."""
+        batch = self.write_batch(rows.schema)
+        batch.add(shard, rows)
+        return batch.commit()[shard]
+
+    def write_batch(self, schema: pa.Schema) -> "ShardWriteBatch":
+        """A batch of shard writes to the table of ``schema``'s model, committed together."""
+        return ShardWriteBatch(self, self.open_for_write(schema))
 
     def _upsert(self, table: Any, rows: pa.Table) -> Any:
-        """The first commit of a shard write: its new and changed rows, matched on ``chunk_id``."""
+        """The first commit of a batch's rows: its shards' new and changed rows, matched on ``chunk_id``."""
         return table.merge_insert("chunk_id").when_matched_update_all().when_not_matched_insert_all().execute(rows)
 
-    def _delete_chunks(self, table: Any, shard: str, chunk_ids: list[str], *, whole_shard: bool) -> int:
-        """The second commit (one per ``DELETE_BATCH_IDS`` ids): the shard's vanished chunk ids, found by
-        the ``chunk_id`` index (all of the shard's rows, by the ``shard`` index, when none remain).
-        Returns the table version after the last."""
-        if whole_shard:
-            return int(table.delete(f"shard = {sql_string(shard)}").version)
+    def _delete_chunks(self, table: Any, chunk_ids: list[str], emptied: list[str]) -> int:
+        """The second commit (one per ``DELETE_BATCH_IDS`` ids): the vanished chunk ids, found by the
+        ``chunk_id`` index, and every row of the ``emptied`` shards (none of theirs remains), found by the
+        ``shard`` index. Returns the table version after the last."""
         version = table.version
+        if emptied:
+            version = table.delete(f"shard IN ({', '.join(map(sql_string, emptied))})").version
         for start in range(0, len(chunk_ids), DELETE_BATCH_IDS):
             batch = chunk_ids[start : start + DELETE_BATCH_IDS]
             version = table.delete(f"chunk_id IN ({', '.join(map(sql_string, batch))})").version
         return int(version)
 
-    def _mark_pending(self, table: Any, state: ShardState) -> None:
-        """Before a shard's first commit: its state matches no source until the write records it."""
-        self._record_states(table, [state])
+    def _mark_pending(self, table: Any, states: Sequence[ShardState]) -> None:
+        """Before a batch's first commit: its shards' states match no source until the write records them."""
+        self._record_states(table, states)
 
-    def _record_written(self, table: Any, state: ShardState) -> None:
-        """After a shard's last commit: the state of the rows it wrote."""
-        self._record_states(table, [state])
+    def _record_written(self, table: Any, states: Sequence[ShardState]) -> None:
+        """After a batch's last commit: the states of the rows it wrote."""
+        self._record_states(table, states)
 
     def _record_states(self, table: Any, states: Sequence[ShardState], *, fill: bool = False) -> None:
         """Write shard states of ``table`` in one commit. With ``fill``, only where none of this table
@@ -579,6 +552,82 @@ class VectorStore:
             return {}
         counts = {s: table.count_rows(f"shard = {sql_string(s)}") for s in shard_keys(info.shard_count)}
         return {s: n for s, n in counts.items() if n}
+
+
+class ShardWriteBatch:
+    """Writes of several shards of one table in the commits of one (issue 13: four commits a shard were
+    most of a small refresh's table time): a pending mark for every changed shard, one upsert of their
+    new and changed rows, the deletes of their vanished ids, then their states. The intermediate states
+    are those of a single shard's write, for every shard of the batch at once. The caller holds each
+    shard's lock from ``add`` to ``commit``; between the two only changed rows are kept."""
+
+    def __init__(self, store: VectorStore, table: Any) -> None:
+        self.store, self.table = store, table
+        self.model_version = _metadata(table.schema)["model_version"]
+        self.upserts: list[pa.Table] = []
+        self.vanished: list[str] = []
+        self.emptied: list[str] = []
+        self.pending: list[ShardState] = []
+        self.written: list[ShardState] = []
+        self.repaired: list[ShardState] = []
+        self.counts: dict[str, tuple[int, int, int, int]] = {}  # shard → inserted, updated, deleted, unchanged
+
+    @property
+    def nbytes(self) -> int:
+        """The changed rows held until ``commit``."""
+        return sum(t.nbytes for t in self.upserts)
+
+    def add(self, shard: str, rows: pa.Table) -> None:
+        """Plan making the table's rows for ``shard`` exactly ``rows``: its diff against the stored rows
+        (nothing, beyond repairing a state that disagrees with them, if they are equal)."""
+        table = self.table
+        rows = rows.select(table.schema.names).cast(table.schema)
+        if set(rows.column("shard").unique().to_pylist()) - {shard} or shard in self.counts:
+            raise ValueError(f"rows for shard {shard} contain rows of other shards, or came twice")
+        version = table.version
+        stored = self.store.shard_rows(self.model_version, shard, ["chunk_id", "doc_id", *CHANGE_COLUMNS])
+        new, changed, deleted = _diff(stored, rows)
+        recorded = self.store._read_states(self.model_version, shard).get(shard)
+        self.counts[shard] = (len(new), len(changed), len(deleted), rows.num_rows - len(new) - len(changed))
+        if not (new or changed or deleted):
+            after = shard_state(shard, rows, version)  # every pair hashed: this is where a wrong record is repaired
+            if not after.same_content(recorded):
+                self.repaired.append(after)  # a write that died before its state: repaired here
+            return
+        after = shard_state(shard, rows, version, recorded, stored)
+        stamps = [t for t in (after.oldest_embedded_at, _oldest(stored)) if t is not None]
+        self.pending.append(
+            dataclasses.replace(after, fingerprint=PENDING, oldest_embedded_at=min(stamps, default=None))
+        )
+        self.written.append(after)
+        if new or changed:
+            self.upserts.append(
+                rows.filter(pc.is_in(rows.column("chunk_id"), pa.array(sorted(new | changed), pa.string())))
+            )
+        if rows.num_rows == 0:
+            self.emptied.append(shard)
+        else:
+            self.vanished.extend(sorted(deleted))
+
+    def commit(self) -> dict[str, ShardWrite]:
+        """Commit what ``add`` planned: shard → its write (none commits for a batch without changes)."""
+        table, store = self.table, self.store
+        version, attempts = table.version, 0
+        if self.written:
+            store._mark_pending(table, self.pending)
+            if self.upserts:
+                result = store._upsert(table, pa.concat_tables(self.upserts))
+                version, attempts = result.version, result.num_attempts
+            if self.vanished or self.emptied:
+                version = store._delete_chunks(table, self.vanished, self.emptied)
+            written = [dataclasses.replace(s, table_version=version) for s in self.written]
+            store._record_written(table, written + self.repaired)
+        elif self.repaired:
+            store._record_states(table, self.repaired)
+        return {
+            shard: ShardWrite(*counts, version, attempts if counts[0] or counts[1] else 0)
+            for shard, counts in self.counts.items()
+        }
 
 
 def _metadata(schema: pa.Schema) -> dict[str, str]:

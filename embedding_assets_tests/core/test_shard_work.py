@@ -17,7 +17,7 @@ from embedding_assets.core.hashing import content_hash
 from embedding_assets.core.shard_work import EMBED_BATCH_ROWS, INDEX, ChunkStats, EmbedStats, ShardWork
 from embedding_assets.core.sources import Document, SourceFolder
 from embedding_assets.core.staging import Staging
-from embedding_assets.core.store import VectorStore
+from embedding_assets.core.store import ShardWrite, VectorStore
 
 SHARD, SHARD_COUNT = "s000", 1
 WORDS = ["index", "vector", "shard", "chunk", "model", "table", "source", "refresh", "batch", "token", "query"]
@@ -58,6 +58,11 @@ def work(root: Path, embedder: CountingToy, config: ChunkingConfig = SMALL_CHUNK
     )
 
 
+def commit(shard: ShardWork) -> ShardWrite:
+    """The vector_table step for the one shard: its staged rows written to the table."""
+    return shard.store.replace_shard(shard.shard, shard.rows_to_write())
+
+
 def run_stages(
     source: Path, root: Path, embedder: CountingToy, config: ChunkingConfig = SMALL_CHUNKS
 ) -> tuple[ChunkStats, EmbedStats, pa.Table]:
@@ -66,7 +71,7 @@ def run_stages(
     work(root, embedder, config).read_raw_documents(SourceFolder(source).read_shard(SHARD, SHARD_COUNT))
     chunked = work(root, embedder, config).chunk()
     embedded = work(root, embedder, config).embed()
-    work(root, embedder, config).write()
+    commit(work(root, embedder, config))
     return chunked, embedded, Staging(root / "staging").read(work(root, embedder, config).chunks_path)
 
 
@@ -146,14 +151,14 @@ def test_a_file_staged_for_another_index_is_never_committed(tmp_path: Path) -> N
     run_stages(source, root, embedder)
     other = dataclasses.replace(work(root, embedder), index_id="another")  # its folder, copied by hand
     with pytest.raises(ConfigError, match=r"staged for index \(unknown\), not this one \(another\)"):
-        other.write()
+        commit(other)
     other.read_raw_documents(SourceFolder(source).read_shard(SHARD, SHARD_COUNT))
     other.chunk()
     other.embed()  # its keys differ from the files there, so every stage is rewritten for it
     assert {other.staging.metadata(p)[INDEX] for p in (other.raw_path, other.chunks_path, other.embeddings_path)} == {
         "another"
     }
-    assert other.write().unchanged > 0  # then it commits (the same rows here: nothing changes)
+    assert commit(other).unchanged > 0  # then it commits (the same rows here: nothing changes)
 
 
 def test_staged_documents_at_the_current_generation_are_not_restaged(tmp_path: Path) -> None:

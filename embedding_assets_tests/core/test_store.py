@@ -127,6 +127,40 @@ def test_vanished_ids_are_deleted_in_batches(store: VectorStore, monkeypatch: py
     assert [r["chunk_id"] for r in sorted_rows(store, "s000")] == ["a#0"]
 
 
+def test_a_batch_of_shards_shares_its_commits_and_equals_their_writes_one_at_a_time(tmp_path: Path) -> None:
+    shards = [f"s{i:03d}" for i in range(4)]
+    before = {s: {f"{s}-a": ["x", "y", "w"], f"{s}-b": ["z"], f"{s}-c": ["kept"]} for s in shards}
+    after = {  # per shard: a change and a vanished chunk, a new document, a shrink, an emptied shard
+        "s000": {"s000-a": ["x", "changed"], "s000-c": ["kept"]},
+        "s001": before["s001"] | {"s001-d": ["new"]},
+        "s002": {"s002-a": ["x"], "s002-c": ["kept"]},
+        "s003": {},
+    }
+    one, batched = VectorStore(str(tmp_path / "one")), VectorStore(str(tmp_path / "batched"))
+    for target in (one, batched):
+        for shard in shards:
+            target.replace_shard(shard, rows(shard, before[shard], shard_count=4))
+    singles = {s: one.replace_shard(s, rows(s, after[s], shard_count=4)) for s in shards}
+    table_version, states = batched.table(MODEL).version, batched.db.open_table(state_table_name(MODEL)).version
+    batch = batched.write_batch(rows("s000", {}, shard_count=4).schema)
+    for shard in shards:
+        batch.add(shard, rows(shard, after[shard], shard_count=4))
+    writes = batch.commit()
+    # One upsert, then the deletes (emptied shards, then vanished ids), and two state commits, for all four.
+    assert batched.table(MODEL).version == table_version + 3
+    assert batched.db.open_table(state_table_name(MODEL)).version == states + 2
+    assert {s: w.table_version for s, w in writes.items()} == dict.fromkeys(shards, table_version + 3)
+    counts = {s: (w.inserted, w.updated, w.deleted, w.unchanged) for s, w in writes.items()}
+    assert counts == {s: (w.inserted, w.updated, w.deleted, w.unchanged) for s, w in singles.items()}
+    for shard in shards:
+        assert sorted_rows(batched, shard) == sorted_rows(one, shard)
+        assert batched.recorded_states(MODEL)[shard].fingerprint == documents_fingerprint(after[shard])
+    twice = batched.write_batch(rows("s000", {}, shard_count=4).schema)
+    twice.add("s000", rows("s000", after["s000"], shard_count=4))
+    with pytest.raises(ValueError, match="came twice"):
+        twice.add("s000", rows("s000", after["s000"], shard_count=4))
+
+
 def test_the_first_write_makes_the_scalar_indexes_and_a_state_per_shard(store: VectorStore) -> None:
     store.replace_shard("s000", rows("s000", {"a": ["x"]}))
     assert indexed_columns(store) == {"chunk_id": "BTree", "shard": "Bitmap", "doc_id": "BTree"}
