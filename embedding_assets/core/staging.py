@@ -17,6 +17,11 @@ import pyarrow.parquet as pq
 from embedding_assets.core.errors import ConfigError
 
 BATCH_ROWS = 1024
+# No dictionary pages: a staged column is mostly distinct values (ids, texts, hashes, vectors), and trying
+# one on real embedding vectors made an embeddings file 4x slower to write and 40% larger
+# (40 ms against 9 ms, 3.6 MB against 2.5 MB, for a shard of 1,383 chunks; a toy model's few distinct
+# floats had hidden it).
+USE_DICTIONARY = False
 Row = dict[str, Any]  # one row as pyarrow's to_pylist gives it
 
 
@@ -113,7 +118,7 @@ class Staging:
             leftover.unlink(missing_ok=True)
         partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
         try:
-            with pq.ParquetWriter(partial, schema) as out:
+            with pq.ParquetWriter(partial, schema, use_dictionary=USE_DICTIONARY) as out:
                 yield out
                 if metadata:
                     out.add_key_value_metadata(dict(metadata))

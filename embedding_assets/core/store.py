@@ -1,4 +1,5 @@
-"""The LanceDB vector table: one table per model version, written one shard at a time.
+"""The LanceDB vector table: one table per model version, written by shard (consecutive shards may
+share their commits: ``ShardWriteBatch``).
 
 A shard write costs what the shard holds, never what the table holds: an upsert (``merge_insert`` on
 ``chunk_id``) of only the shard's new and changed rows, then a delete of exactly its chunk ids that
@@ -555,11 +556,11 @@ class VectorStore:
 
 
 class ShardWriteBatch:
-    """Writes of several shards of one table in the commits of one (issue 13: four commits a shard were
-    most of a small refresh's table time): a pending mark for every changed shard, one upsert of their
-    new and changed rows, the deletes of their vanished ids, then their states. The intermediate states
-    are those of a single shard's write, for every shard of the batch at once. The caller holds each
-    shard's lock from ``add`` to ``commit``; between the two only changed rows are kept."""
+    """Writes of several shards of one table in the commits of one: a pending mark for every changed
+    shard, one upsert of their new and changed rows, the deletes of their vanished ids, then their
+    states (four commits a shard were most of a small refresh's table time). What a reader or a crash
+    can see in between is what it sees of a single shard's write, for every shard of the batch at
+    once. The caller holds each shard's lock from ``add`` to ``commit``; only changed rows are kept."""
 
     def __init__(self, store: VectorStore, table: Any) -> None:
         self.store, self.table = store, table

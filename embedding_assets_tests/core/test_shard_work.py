@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from embedding_assets.core.chunking import ChunkingConfig
@@ -188,3 +189,16 @@ def test_an_embedder_returning_the_wrong_shape_is_refused(tmp_path: Path) -> Non
     work(root, Short()).chunk()
     with pytest.raises(ValueError, match=r"toy:hashing.*32d returned vectors of shape \(\d+, 31\) for \d+ texts"):
         work(root, Short()).embed()
+
+
+def test_staged_files_have_no_dictionary_pages(tmp_path: Path) -> None:
+    """Every staged column is written plain: a dictionary on mostly distinct values (real vectors above
+    all) only costs write time and size."""
+    source, root, embedder = tmp_path / "source", tmp_path / "index", CountingToy()
+    write_docs(source, 5)
+    run_stages(source, root, embedder)
+    shard = work(root, embedder)
+    for path in (shard.raw_path, shard.chunks_path, shard.embeddings_path):
+        row_group = pq.ParquetFile(path).metadata.row_group(0)
+        encodings = {e for c in range(row_group.num_columns) for e in row_group.column(c).encodings}
+        assert not encodings & {"PLAIN_DICTIONARY", "RLE_DICTIONARY"}, (path.name, encodings)
