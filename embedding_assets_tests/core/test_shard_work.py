@@ -15,7 +15,14 @@ from embedding_assets.core.chunking import ChunkingConfig
 from embedding_assets.core.embedders.toy import ToyEmbedder
 from embedding_assets.core.errors import ConfigError
 from embedding_assets.core.hashing import content_hash
-from embedding_assets.core.shard_work import EMBED_BATCH_ROWS, INDEX, ChunkStats, EmbedStats, ShardWork
+from embedding_assets.core.shard_work import (
+    EMBED_BATCH_ROWS,
+    EMBED_GROUP_ROWS,
+    INDEX,
+    ChunkStats,
+    EmbedStats,
+    ShardWork,
+)
 from embedding_assets.core.sources import Document, SourceFolder
 from embedding_assets.core.staging import Staging
 from embedding_assets.core.store import ShardWrite, VectorStore
@@ -26,15 +33,17 @@ SMALL_CHUNKS = ChunkingConfig(40, 8)
 
 
 class CountingToy(ToyEmbedder):
-    """The toy embedder, remembering every text it embedded and the largest request."""
+    """The toy embedder, remembering every text it embedded, its requests and the largest."""
 
     def __init__(self, remember: bool = True) -> None:
         super().__init__()
         self.embedded: list[str] = []
         self.remember = remember
         self.largest_request = 0
+        self.requests = 0
 
     def embed(self, texts):  # type: ignore[no-untyped-def]
+        self.requests += 1
         if self.remember:
             self.embedded.extend(texts)
         self.largest_request = max(self.largest_request, len(texts))
@@ -202,3 +211,18 @@ def test_staged_files_have_no_dictionary_pages(tmp_path: Path) -> None:
         row_group = pq.ParquetFile(path).metadata.row_group(0)
         encodings = {e for c in range(row_group.num_columns) for e in row_group.column(c).encodings}
         assert not encodings & {"PLAIN_DICTIONARY", "RLE_DICTIONARY"}, (path.name, encodings)
+
+
+def test_a_shards_few_new_chunks_go_to_the_model_in_one_request(tmp_path: Path) -> None:
+    """New chunks spread over the chunks file's batches are embedded together (a request of one text
+    leaves a core idle), while a request never exceeds EMBED_BATCH_ROWS texts."""
+    source, root, embedder = tmp_path / "source", tmp_path / "index", CountingToy()
+    write_docs(source, 300)
+    run_stages(source, root, embedder)
+    chunks = Staging(root / "staging").read(work(root, embedder).chunks_path)
+    assert 3 * EMBED_BATCH_ROWS < chunks.num_rows <= EMBED_GROUP_ROWS  # several batches, one group
+    for name in sorted(p.name for p in source.iterdir())[::50]:  # documents spread over the file
+        (source / name).write_text((source / name).read_text() + " Edited.")
+    embedder.requests = 0
+    _, embedded, _ = run_stages(source, root, embedder)
+    assert embedded.embedded >= 5 and embedder.requests == 1
