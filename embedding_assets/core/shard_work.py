@@ -342,10 +342,8 @@ class ShardWork:
         embedded = reused = tokens = 0
         # Each chunk's stored row with the same text (-1: new text), found once for the file.
         reusable = stored.rows_of(staging.read(self.chunks_path, ["chunk_hash"]).column("chunk_hash"))
-        offset = 0
         with staging.writer(out, schema, {KEY: self._embeddings_key or "", INDEX: self.index_id}) as writer:
-            for group in _embedding_groups(staging.read_batches(self.chunks_path, EMBED_BATCH_ROWS), reusable):
-                at, offset = reusable[offset : offset + group.num_rows], offset + group.num_rows
+            for group, at in _embedding_groups(staging.read_batches(self.chunks_path, EMBED_BATCH_ROWS), reusable):
                 missing, kept = np.flatnonzero(at < 0), np.flatnonzero(at >= 0)
                 matrix = np.empty((len(at), dimensions), dtype=np.float32)
                 stamps = np.full(len(at), now_us)
@@ -406,20 +404,20 @@ class ShardWork:
         return _stored_vectors(self.store, self.model_version, self.shard, self.expire_before)
 
 
-def _embedding_groups(batches: Iterable[pa.RecordBatch], reusable: np.ndarray) -> Iterator[pa.Table]:
+def _embedding_groups(batches: Iterable[pa.RecordBatch], reusable: np.ndarray) -> Iterator[tuple[pa.Table, np.ndarray]]:
     """The chunks file's batches, taken together in order until a group holds ``EMBED_GROUP_ROWS`` rows
-    or ``EMBED_BATCH_ROWS`` chunks to embed (``reusable`` < 0: one full request)."""
+    or ``EMBED_BATCH_ROWS`` chunks to embed, each with its rows' slice of ``reusable`` (< 0: to embed)."""
     pending: list[pa.RecordBatch] = []
-    start = rows = to_embed = 0
+    start = rows = 0
     for batch in batches:
         pending.append(batch)
-        to_embed += int((reusable[start + rows : start + rows + batch.num_rows] < 0).sum())
         rows += batch.num_rows
-        if rows >= EMBED_GROUP_ROWS or to_embed >= EMBED_BATCH_ROWS:
-            yield pa.Table.from_batches(pending)
-            pending, start, rows, to_embed = [], start + rows, 0, 0
+        at = reusable[start : start + rows]
+        if rows >= EMBED_GROUP_ROWS or int((at < 0).sum()) >= EMBED_BATCH_ROWS:
+            yield pa.Table.from_batches(pending), at
+            pending, start, rows = [], start + rows, 0
     if pending:
-        yield pa.Table.from_batches(pending)
+        yield pa.Table.from_batches(pending), reusable[start : start + rows]
 
 
 def chunk_profile(embedder: Embedder) -> str:
