@@ -25,6 +25,8 @@ from embedding_assets.core.errors import ConfigError
 from embedding_assets.core.evaluation import comparison_table
 from embedding_assets.core.index import ActiveModel, Index
 from embedding_assets.core.migration import evaluate_table, gate
+from embedding_assets.core.pooled_embedding import embed_together
+from embedding_assets.core.retry import RetryStats
 from embedding_assets.core.shard_work import ShardWork
 from embedding_assets.core.store import ShardWrite
 from embedding_assets.core.table_policy import settle_table
@@ -206,17 +208,22 @@ def build_model_assets(
     )
     def embeddings(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult[None]:
         """A vector for every chunk of the shard. Chunks this model already embedded (same chunk_hash)
-        reuse the stored vector; only new or changed text is sent to the model. A run whose new text
-        would cost more than the run budget fails before its first request."""
+        reuse the stored vector; only new or changed text is sent to the model, the run's few new texts
+        in one request for all its shards (a shard's ``model_calls`` are its own requests; the run's sums
+        count the pooled one). A run whose new text would cost more than the run budget fails before its
+        first request."""
         index = pipeline.get()
         active = index.model(slug)
         model, price = active.embedder, active.price_per_mtok
         _refuse_over_budget(index, active, context.partition_keys)
+        before = dataclasses.replace(model.retry_stats)
+        shards = context.partition_keys
+        pooled = embed_together((index.shard_work(s, active) for s in shards), model) if len(shards) > 1 else {}
+        shared = provider_figures(model.model_version, _call_figures(model.retry_stats.since(before)))
 
         def one(work: ShardWork) -> dict[str, Any]:
             before = dataclasses.replace(model.retry_stats)
-            stats = work.embed()
-            calls = model.retry_stats.since(before)
+            stats = work.embed(pooled=pooled)
             return {
                 "model_version": model.model_version,
                 "dimensions": stats.dimensions,
@@ -228,17 +235,14 @@ def build_model_assets(
                     model.model_version,
                     {
                         "cost_usd": cost_usd(stats.tokens_embedded, price),
-                        "model_calls": calls.requests,
-                        "retries": calls.retries,
-                        "rate_limited": calls.rate_limited,
-                        "paced_seconds": round(calls.paced_seconds, 3),
+                        **_call_figures(model.retry_stats.since(before)),
                     },
                 ),
                 "dagster/row_count": stats.chunks,
                 "path": dg.MetadataValue.path(str(work.embeddings_path)),
             }
 
-        return _for_each_shard(context, index, active.table, one, active)
+        return _for_each_shard(context, index, active.table, one, active, shared)
 
     @dg.asset(
         key_prefix=[slug],
@@ -342,15 +346,27 @@ def _refuse_over_budget(index: Index, model: ActiveModel, shards: Sequence[str])
         raise dg.Failure(str(err), metadata={"planned_tokens": planned}, allow_retries=False) from None
 
 
+def _call_figures(calls: RetryStats) -> dict[str, Any]:
+    """A model's requests, retries, 429s and pacing, as metadata."""
+    return {
+        "model_calls": calls.requests,
+        "retries": calls.retries,
+        "rate_limited": calls.rate_limited,
+        "paced_seconds": round(calls.paced_seconds, 3),
+    }
+
+
 def _for_each_shard(
     context: dg.AssetExecutionContext,
     index: Index,
     scope: str,
     work: Callable[[ShardWork], dict[str, Any]],
     model: ActiveModel | None = None,
+    shared: Mapping[str, float] | None = None,
 ) -> dg.MaterializeResult[None]:
     """Run ``work`` on a fresh unit of work of ``model`` for every shard of the run, under the lock of
-    the shard's ``scope`` (what the step writes), recording metadata per shard."""
+    the shard's ``scope`` (what the step writes), recording metadata per shard; ``shared``: figures of
+    work done for several shards at once, counted in the run's sums only."""
 
     def done() -> Iterator[tuple[str, dict[str, Any], float]]:
         for shard in context.partition_keys:
@@ -359,11 +375,13 @@ def _for_each_shard(
                 metadata = work(index.shard_work(shard, model))
             yield shard, metadata, time.perf_counter() - started
 
-    return _record_shards(context, done())
+    return _record_shards(context, done(), shared)
 
 
 def _record_shards(
-    context: dg.AssetExecutionContext, done: Iterable[tuple[str, dict[str, Any], float]]
+    context: dg.AssetExecutionContext,
+    done: Iterable[tuple[str, dict[str, Any], float]],
+    shared: Mapping[str, float] | None = None,
 ) -> dg.MaterializeResult[None]:
     """Record each (shard, metadata, seconds) as it is ``done`` on the shard's materialization.
     Shards that take a while are logged as they finish (every log line is an event the instance stores,
@@ -378,4 +396,4 @@ def _record_shards(
         if metadata["duration_s"] >= SLOW_SHARD_SECONDS:
             figures = ", ".join(f"{k}={v}" for k, v in metadata.items() if isinstance(v, int | float))
             context.log.info(f"[{position}/{total}] {asset} {shard}: {figures}")
-    return dg.MaterializeResult(metadata=run_summary(recorded))  # on every shard: the run's own sums
+    return dg.MaterializeResult(metadata=run_summary(recorded, shared))  # on every shard: the run's own sums

@@ -57,9 +57,13 @@ def table_definition(lancedb_uri: str, model_version: str, shard_count: int) -> 
     }
 
 
-def run_summary(per_shard: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The run's sums of its shards' figures (``run_chunks_embedded``, ...)."""
-    return run_totals(per_shard)
+def run_summary(per_shard: Sequence[Mapping[str, Any]], shared: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """The run's sums of its shards' figures (``run_chunks_embedded``, ...), plus the ``shared`` figures
+    of work done for several shards at once (a request of texts pooled from many shards)."""
+    totals: dict[str, Any] = run_totals(per_shard)
+    for name, value in (shared or {}).items():
+        totals[f"run_{name}"] = totals.get(f"run_{name}", 0) + value
+    return totals
 
 
 def table_summary(store: VectorStore, model_version: str) -> dict[str, Any]:

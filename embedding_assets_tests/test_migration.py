@@ -149,6 +149,19 @@ def test_rate_limits_are_retried_and_counted(env: Settings, server_url: str) -> 
         assert figures["chunks_embedded"] == call(server_url, "/stats")["batch_sizes"][1]
 
 
+def test_a_runs_new_texts_go_out_together_and_its_sums_count_every_request(env: Settings, server_url: str) -> None:
+    """A run over every shard whose new texts fit one request sends one (after the dimension probe);
+    the run's sums count it, retries and 429s included, though no shard made it alone."""
+    call(server_url, "/control", {"rate_limit_first": 2, "retry_after": 0.05})
+    with dg.instance_for_test() as instance:
+        materialize(candidate(env), instance)
+        stats = call(server_url, "/stats")
+        run = metadata(instance, asset_key(candidate(env), "embeddings"), "s000")
+        # one request of every shard's chunks, then the dimension probe (then the eval's and drift check's)
+        assert stats["batch_sizes"][:2] == [run["run_chunks_embedded"], 1] and run["run_shards"] == 4
+        assert (run["run_model_calls"], run["run_rate_limited"], run["run_retries"]) == (4, 2, 2)
+
+
 def test_drift_check_warns_when_stored_vectors_change(env: Settings, minilm: Embedder) -> None:
     with dg.instance_for_test() as instance:
         materialize(env, instance, partition="s002")

@@ -15,7 +15,7 @@ only chunks whose text it has not embedded before.
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -322,10 +322,19 @@ class ShardWork:
         new = self._stored_hashes.rows_of(chunks.column("chunk_hash")) < 0
         return int(chunks.column("token_count").to_numpy()[new].sum())
 
-    def embed(self, now: datetime | None = None) -> EmbedStats:
+    def new_texts(self) -> dict[str, str]:
+        """The text of each chunk ``embed`` would send to the model now, by chunk_hash."""
+        if self._embeddings_up_to_date:
+            return {}
+        chunks = self.staging.read(self.chunks_path, ["chunk_hash", "text"])
+        new = chunks.filter(pa.array(self._stored_hashes.rows_of(chunks.column("chunk_hash")) < 0))
+        return dict(zip(new.column("chunk_hash").to_pylist(), new.column("text").to_pylist(), strict=True))
+
+    def embed(self, now: datetime | None = None, pooled: Mapping[str, np.ndarray] | None = None) -> EmbedStats:
         """Vectors for the shard's chunks: reused from the table when this model already embedded the
-        same ``chunk_hash`` (keeping its ``embedded_at``) after ``expire_before``, computed otherwise.
-        Rows get the table's exact schema."""
+        same ``chunk_hash`` (keeping its ``embedded_at``) after ``expire_before``, taken from ``pooled``
+        (vectors the run made for several shards at once, by chunk_hash), computed otherwise. Rows get
+        the table's exact schema."""
         embedder, staging, out, model = self.embedder, self.staging, self.embeddings_path, self.model_version
         if self._embeddings_up_to_date:
             count = staging.row_count(out) or 0
@@ -349,10 +358,17 @@ class ShardWork:
                 stamps = np.full(len(at), now_us)
                 if len(kept):  # vectors this model already made for the same text, copied column-wise
                     matrix[kept], stamps[kept] = stored.vectors[at[kept]], stored.embedded_at[at[kept]]
-                for start in range(0, len(missing), EMBED_BATCH_ROWS):
-                    request = missing[start : start + EMBED_BATCH_ROWS]
+                to_model = missing
+                if pooled and len(missing):
+                    hashes = group.column("chunk_hash").take(pa.array(missing)).to_pylist()
+                    found = np.array([h in pooled for h in hashes])
+                    if found.any():
+                        matrix[missing[found]] = [pooled[h] for h in hashes if h in pooled]
+                    to_model = missing[~found]
+                for start in range(0, len(to_model), EMBED_BATCH_ROWS):
+                    request = to_model[start : start + EMBED_BATCH_ROWS]
                     texts = group.column("text").take(pa.array(request)).to_pylist()
-                    matrix[request] = _checked(embedder, embedder.embed(texts), len(request))
+                    matrix[request] = checked_vectors(embedder, embedder.embed(texts), len(request))
                 tokens += int(group.column("token_count").to_numpy()[missing].sum())
                 embedded += len(missing)
                 reused += len(kept)
@@ -512,7 +528,7 @@ def _stored_vectors(
     return StoredVectors(stored.column("chunk_hash").combine_chunks(), vectors, stamps)
 
 
-def _checked(embedder: Embedder, vectors: Any, count: int) -> np.ndarray:
+def checked_vectors(embedder: Embedder, vectors: Any, count: int) -> np.ndarray:
     """The embedder's ``vectors`` as a float32 matrix, refused unless it is ``count`` x its dimensions."""
     matrix = np.asarray(vectors, dtype=np.float32)
     if matrix.shape != (count, embedder.dimensions):
