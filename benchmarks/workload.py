@@ -31,12 +31,18 @@ def edit_corpus(folder: Path, added: list[tuple[str, str]]) -> None:
     from corpus import write_corpus
 
     files = sorted(folder.iterdir())
-    edits = max(1, len(files) // 100)
-    for path in files[:: max(1, len(files) // edits)][:edits]:
-        path.write_text(path.read_text() + EDIT_SUFFIX)
+    edit_percent(folder)
     for path in files[-3:]:
         path.unlink()
     write_corpus(added, folder)
+
+
+def edit_percent(folder: Path, offset: int = 0) -> None:
+    """Append a paragraph to 1% of the documents, spread evenly, from the ``offset``-th file on."""
+    files = sorted(folder.iterdir())
+    edits = max(1, len(files) // 100)
+    for path in files[offset :: max(1, len(files) // edits)][:edits]:
+        path.write_text(path.read_text() + EDIT_SUFFIX)
 
 
 def keys(chunks: Sequence[Chunk]) -> set[tuple[str, str]]:
