@@ -5,6 +5,7 @@ one request and ~1.5 s in eight; an API counts every request against its rate li
 from collections.abc import Iterable
 
 import numpy as np
+import pyarrow as pa
 
 from embedding_assets.core.embedders import Embedder
 from embedding_assets.core.shard_work import EMBED_BATCH_ROWS, ShardWork, checked_vectors
@@ -17,15 +18,16 @@ def embed_together(
     ``limit`` of them from two shards or more; otherwise none, and each shard embeds its own (a full
     ingest's shards fill their requests alone). Vectors are content-addressed, so this may run outside
     the shards' locks: a shard that changed since only misses, and sends its new text itself."""
-    texts: dict[str, str] = {}
-    contributing = 0
+    found: list[pa.Table] = []
     for work in works:  # one at a time: a unit of work holds its shard's stored hashes
-        new = work.new_texts()
-        texts |= new
-        contributing += bool(new)
-        if len(texts) > limit:
+        new = work.new_chunks()
+        if new.num_rows:
+            found.append(new)
+        if sum(t.num_rows for t in found) > limit:
             return {}
-    if contributing < 2:
+    if len(found) < 2:
         return {}
+    chunks = pa.concat_tables(found)
+    texts = dict(zip(chunks.column("chunk_hash").to_pylist(), chunks.column("text").to_pylist(), strict=True))
     vectors = checked_vectors(embedder, embedder.embed(list(texts.values())), len(texts))
     return dict(zip(texts, vectors, strict=True))

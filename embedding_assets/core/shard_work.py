@@ -322,13 +322,12 @@ class ShardWork:
         new = self._stored_hashes.rows_of(chunks.column("chunk_hash")) < 0
         return int(chunks.column("token_count").to_numpy()[new].sum())
 
-    def new_texts(self) -> dict[str, str]:
-        """The text of each chunk ``embed`` would send to the model now, by chunk_hash."""
+    def new_chunks(self) -> pa.Table:
+        """The ``chunk_hash`` and ``text`` of the chunks ``embed`` would send to the model now."""
         if self._embeddings_up_to_date:
-            return {}
+            return pa.table({"chunk_hash": pa.array([], pa.string()), "text": pa.array([], pa.string())})
         chunks = self.staging.read(self.chunks_path, ["chunk_hash", "text"])
-        new = chunks.filter(pa.array(self._stored_hashes.rows_of(chunks.column("chunk_hash")) < 0))
-        return dict(zip(new.column("chunk_hash").to_pylist(), new.column("text").to_pylist(), strict=True))
+        return chunks.filter(pa.array(self._stored_hashes.rows_of(chunks.column("chunk_hash")) < 0))
 
     def embed(self, now: datetime | None = None, pooled: Mapping[str, np.ndarray] | None = None) -> EmbedStats:
         """Vectors for the shard's chunks: reused from the table when this model already embedded the
