@@ -31,8 +31,14 @@ def compact(table: Any, scalar_indexes: Sequence[str]) -> None:
     delete the files of versions older than ``KEEP_VERSIONS``; the vector index is left as it is."""
     _retrying(lambda: dataset(table).optimize.compact_files())
     if scalar_indexes:
-        _retrying(lambda: dataset(table).optimize.optimize_indices(index_names=list(scalar_indexes)))
+        fold_into_scalar_indexes(table, scalar_indexes)
     dataset(table).cleanup_old_versions(older_than=KEEP_VERSIONS)
+    table.checkout_latest()
+
+
+def fold_into_scalar_indexes(table: Any, names: Sequence[str]) -> None:
+    """Index the rows written since in the scalar indexes ``names``."""
+    _retrying(lambda: dataset(table).optimize.optimize_indices(index_names=list(names)))
     table.checkout_latest()
 
 

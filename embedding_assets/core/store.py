@@ -50,6 +50,11 @@ STATE_PREFIX = "shard_state"
 CHANGE_COLUMNS = ("chunk_hash", "doc_hash", "embedded_at")
 STATE_COLUMNS = ("doc_id", "doc_hash", "embedded_at", "token_count")  # what a shard's state is computed from
 COMPACT_AFTER_SMALL_FRAGMENTS = 64
+# Rows outside the scalar indexes that filtered reads and merges may scan before the indexes take them:
+# this many, or this share of the indexed rows if more (a fold rewrites the index, so folding after a
+# share of the table keeps its cost, spread over the rows written, proportional to them).
+UNINDEXED_ROWS_MIN = 50_000
+UNINDEXED_SHARE = 0.05
 STATE_COMPACT_AFTER_FRAGMENTS = 16  # compacting the state table (a row per shard) takes milliseconds
 # Index type per column. doc_id has about one value per row: a BITMAP on it was 4x the size of the
 # BTREE at 200k rows and no faster to query, while a shard has few values, each over many rows.
@@ -487,6 +492,24 @@ class VectorStore:
         scalar = [i.name for i in table.list_indices() if set(i.columns) & SCALAR_INDEXES.keys()]
         lance_upkeep.compact(table, scalar)
         return int(fragments["num_fragments"])
+
+    def index_new_rows(self, model_version: str, min_rows: int = UNINDEXED_ROWS_MIN) -> int | None:
+        """Fold the rows written since into the scalar indexes once more than ``min_rows`` (or
+        ``UNINDEXED_SHARE`` of the indexed rows) are outside them. Compaction does it too, but a batch
+        of shards is one commit of many rows in few fragments: a first ingest would otherwise leave
+        every row unindexed, and every shard read and merge would scan the table. Returns the rows
+        folded in, or None when nothing was done."""
+        table = self.table(model_version)
+        if table is None:
+            return None
+        scalar = [i.name for i in table.list_indices() if set(i.columns) & SCALAR_INDEXES.keys()]
+        stats = [table.index_stats(name) for name in scalar]
+        outside = max((s.num_unindexed_rows for s in stats if s is not None), default=0)
+        inside = min((s.num_indexed_rows for s in stats if s is not None), default=0)
+        if outside <= max(min_rows, UNINDEXED_SHARE * inside):
+            return None
+        lance_upkeep.fold_into_scalar_indexes(table, scalar)
+        return outside
 
     def search(self, model_version: str, vector: np.ndarray, k: int = 10) -> pa.Table:
         """Top-``k`` chunks by cosine similarity, with a ``score`` column (1 = identical direction),

@@ -22,17 +22,21 @@ def settle_table(
     *,
     may_go_live: bool = True,
 ) -> Settled:
-    """Compact the table once small fragments have piled up (every shard commit adds some), and make
-    it live if no table is live yet and it ``may_go_live`` (the first model listed): the first table
-    answers queries without a promote, while other models' tables wait for one."""
+    """Compact the table once small fragments have piled up (every shard commit adds some), index the
+    rows written since once many are outside the scalar indexes, and make it live if no table is live
+    yet and it ``may_go_live`` (the first model listed): the first table answers queries without a
+    promote, while other models' tables wait for one."""
     notes, warnings = [], []
     try:
         fragments = store.compact(model_version, min_small_fragments=compact_after)
+        folded = store.index_new_rows(model_version)
     except Exception as err:  # a concurrent writer won the commit; the next run compacts
         warnings.append(f"compaction of {model_version} skipped: {err}")
     else:
         if fragments is not None:
             notes.append(f"compacted {model_version}: {fragments} fragments merged")
+        if folded is not None:
+            notes.append(f"{folded} rows written since were folded into the scalar indexes of {model_version}")
     if may_go_live and registry.state().live is None:
         registry.promote(model_version, "the first table is live")
         notes.append(f"{model_version} is the first table and is now live")

@@ -333,6 +333,24 @@ def test_compaction_merges_small_fragments_and_keeps_every_row(store: VectorStor
     assert sorted_rows(store, "s000") == before
 
 
+def test_rows_written_in_few_fragments_are_folded_into_the_scalar_indexes(store: VectorStore) -> None:
+    """A batch of shards is one commit, so fragment counts never trigger compaction; the unindexed
+    row count does, and the indexes then cover every row."""
+    store.replace_shard("s000", rows("s000", {f"d{j}": ["a", "b"] for j in range(30)}))
+    table = store.table(MODEL)
+
+    def outside() -> set[int]:
+        return {table.index_stats(i.name).num_unindexed_rows for i in table.list_indices()}
+
+    before = sorted_rows(store, "s000")
+    assert outside() == {60}
+    assert store.index_new_rows(MODEL, min_rows=100) is None and outside() == {60}
+    assert store.index_new_rows(MODEL, min_rows=50) == 60 and outside() == {0}
+    assert sorted_rows(store, "s000") == before
+    store.replace_shard("s001", rows("s001", {"e": ["c"]}))  # 1 row: under 5% of the 60 indexed
+    assert store.index_new_rows(MODEL, min_rows=0) is None
+
+
 def test_a_sample_of_the_table_is_distinct_rows_of_every_shard_and_repeats_with_its_seed(store: VectorStore) -> None:
     assert store.sample_rows(MODEL, 3, ["chunk_id"], "seed") is None  # no table yet
     for shard in ("s000", "s001"):
