@@ -52,9 +52,11 @@ STATE_COLUMNS = ("doc_id", "doc_hash", "embedded_at", "token_count")  # what a s
 COMPACT_AFTER_SMALL_FRAGMENTS = 64
 # Rows outside the scalar indexes that filtered reads and merges may scan before the indexes take them:
 # this many, or this share of the indexed rows if more (a fold rewrites the index, so folding after a
-# share of the table keeps its cost, spread over the rows written, proportional to them).
+# share of the table keeps its cost, spread over the rows written, proportional to them), but never
+# more than the cap (what 64 shard commits of ~35,000 rows left before compaction folded them in).
 UNINDEXED_ROWS_MIN = 50_000
 UNINDEXED_SHARE = 0.05
+UNINDEXED_ROWS_MAX = 2_000_000
 STATE_COMPACT_AFTER_FRAGMENTS = 16  # compacting the state table (a row per shard) takes milliseconds
 # Index type per column. doc_id has about one value per row: a BITMAP on it was 4x the size of the
 # BTREE at 200k rows and no faster to query, while a shard has few values, each over many rows.
@@ -129,6 +131,11 @@ def row_schema(
 def expire_before(ttl_days: float | None) -> datetime | None:
     """Vectors embedded before this moment have outlived ``ttl_days`` (None: they never expire)."""
     return None if ttl_days is None else datetime.now(UTC) - timedelta(days=ttl_days)
+
+
+def unindexed_rows_allowed(indexed_rows: int, min_rows: int = UNINDEXED_ROWS_MIN) -> int:
+    """How many rows may stay outside the scalar indexes before ``index_new_rows`` folds them in."""
+    return min(max(min_rows, int(UNINDEXED_SHARE * indexed_rows)), UNINDEXED_ROWS_MAX)
 
 
 def sql_string(value: str) -> str:
@@ -494,11 +501,10 @@ class VectorStore:
         return int(fragments["num_fragments"])
 
     def index_new_rows(self, model_version: str, min_rows: int = UNINDEXED_ROWS_MIN) -> int | None:
-        """Fold the rows written since into the scalar indexes once more than ``min_rows`` (or
-        ``UNINDEXED_SHARE`` of the indexed rows) are outside them. Compaction does it too, but a batch
-        of shards is one commit of many rows in few fragments: a first ingest would otherwise leave
-        every row unindexed, and every shard read and merge would scan the table. Returns the rows
-        folded in, or None when nothing was done."""
+        """Fold the rows written since into the scalar indexes once more than ``unindexed_rows_allowed``
+        are outside them. Compaction does it too, but a batch of shards is one commit of many rows in
+        few fragments: a first ingest would otherwise leave every row unindexed, and every shard read
+        and merge would scan the table. Returns the rows folded in, or None when nothing was done."""
         table = self.table(model_version)
         if table is None:
             return None
@@ -506,7 +512,7 @@ class VectorStore:
         stats = [table.index_stats(name) for name in scalar]
         outside = max((s.num_unindexed_rows for s in stats if s is not None), default=0)
         inside = min((s.num_indexed_rows for s in stats if s is not None), default=0)
-        if outside <= max(min_rows, UNINDEXED_SHARE * inside):
+        if outside <= unindexed_rows_allowed(inside, min_rows):
             return None
         lance_upkeep.fold_into_scalar_indexes(table, scalar)
         return outside

@@ -17,6 +17,8 @@ from embedding_assets.core.errors import ConfigError
 from embedding_assets.core.hashing import content_hash, set_hash
 from embedding_assets.core.store import (
     STATE_COLUMNS,
+    UNINDEXED_ROWS_MAX,
+    UNINDEXED_ROWS_MIN,
     VectorStore,
     fingerprint,
     row_schema,
@@ -24,6 +26,7 @@ from embedding_assets.core.store import (
     sql_string,
     state_table_name,
     table_name,
+    unindexed_rows_allowed,
 )
 
 MODEL = "toy:hashing@1/4d"
@@ -349,6 +352,12 @@ def test_rows_written_in_few_fragments_are_folded_into_the_scalar_indexes(store:
     assert sorted_rows(store, "s000") == before
     store.replace_shard("s001", rows("s001", {"e": ["c"]}))  # 1 row: under 5% of the 60 indexed
     assert store.index_new_rows(MODEL, min_rows=0) is None
+
+
+def test_the_rows_left_outside_the_scalar_indexes_grow_with_the_table_up_to_a_cap() -> None:
+    assert unindexed_rows_allowed(0) == unindexed_rows_allowed(1_000_000) == UNINDEXED_ROWS_MIN
+    assert unindexed_rows_allowed(10_000_000) == 500_000  # 5% of the indexed rows
+    assert unindexed_rows_allowed(145_000_000) == UNINDEXED_ROWS_MAX  # not 7.25M
 
 
 def test_a_sample_of_the_table_is_distinct_rows_of_every_shard_and_repeats_with_its_seed(store: VectorStore) -> None:
