@@ -496,7 +496,7 @@ class VectorStore:
         fragments = table.stats()["fragment_stats"]  # a dict, despite the annotation
         if fragments["num_small_fragments"] < min_small_fragments:
             return None
-        scalar = [i.name for i in table.list_indices() if set(i.columns) & SCALAR_INDEXES.keys()]
+        scalar = _scalar_index_names(table)
         lance_upkeep.compact(table, scalar)
         return int(fragments["num_fragments"])
 
@@ -508,7 +508,7 @@ class VectorStore:
         table = self.table(model_version)
         if table is None:
             return None
-        scalar = [i.name for i in table.list_indices() if set(i.columns) & SCALAR_INDEXES.keys()]
+        scalar = _scalar_index_names(table)
         stats = [table.index_stats(name) for name in scalar]
         outside = max((s.num_unindexed_rows for s in stats if s is not None), default=0)
         inside = min((s.num_indexed_rows for s in stats if s is not None), default=0)
@@ -662,6 +662,12 @@ class ShardWriteBatch:
 
 def _metadata(schema: pa.Schema) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
+
+
+def _scalar_index_names(table: Any) -> list[str]:
+    """The names of ``table``'s scalar indexes (those on ``SCALAR_INDEXES``' columns), which compaction
+    and ``index_new_rows`` fold new rows into."""
+    return [i.name for i in table.list_indices() if set(i.columns) & SCALAR_INDEXES.keys()]
 
 
 def _distinct_pairs(rows: pa.Table | None) -> pa.Table:
